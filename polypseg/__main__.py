@@ -1,0 +1,3 @@
+from polypseg.cli import main
+import sys
+sys.exit(main())
