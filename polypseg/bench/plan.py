@@ -1,0 +1,405 @@
+"""Benchmark plans: the YAML file that fixes every choice of a quality benchmark.
+
+A plan names the datasets, the entries (variant + training/evaluation options), the schedule
+shared by every run (size, epochs, batch size, learning rate, seeds) and the sweep angles, so a
+benchmark is reproduced by one file and one command. Example (``plans/smoke.yaml``)::
+
+    name: smoke
+    reduced: true                  # labels every table "REDUCED"
+    size: 32                       # square input side, pixels
+    epochs: 1
+    batch_size: 4
+    lr: 0.001
+    seeds: [0]
+    angles: "0:360:90"             # start:stop:step (stop excluded) or a list of degrees
+    limit_train: 8                 # optional: first N training images of the split (seeded)
+    limit_eval: 8                  # optional: first N images of the test split
+    out: results                   # where quality-NAME.{json,md} and plots go
+    runs: runs/bench/smoke         # run folders (git-ignored)
+    depth: 2
+    datasets:
+      kvasir: {data_dir: ../shared/data/Kvasir-SEG}
+    entries:
+      - {name: unet, variant: unet, width: 4}
+      - {name: unet+tta, from: unet, tta: rot90}
+      - {name: p4, variant: p4, match: unet}   # width from zoo.match_params
+
+Relative paths are relative to the project root (the folder holding ``pyproject.toml`` above
+the plan file; the plan's own folder when there is none). :func:`load_plan` validates the whole
+file and raises :class:`PlanError` with the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polypseg.errors import PolypsegError
+
+#: Test-time augmentations an entry may name (passed to ``evaluate_run(tta=...)``).
+KNOWN_TTA = ("rot90",)
+#: Table labels of the usual dataset keys.
+DATASET_LABELS = {"kvasir": "Kvasir-SEG", "cvc": "CVC-ClinicDB"}
+
+_TOP_KEYS = {
+    "name", "description", "reduced", "size", "epochs", "batch_size", "lr", "seeds", "angles",
+    "limit_train", "limit_eval", "out", "runs", "depth", "datasets", "entries", "workers",
+    "split_seed", "train_options",
+}
+_ENTRY_KEYS = {"name", "variant", "width", "match", "rot_aug", "tta", "from", "depth", "note"}
+_DATASET_KEYS = {"data_dir", "label", "split"}
+
+
+class PlanError(PolypsegError):
+    """A benchmark plan that cannot be run as written."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of a plan: its key (``kvasir``), label and folder."""
+
+    key: str
+    label: str
+    data_dir: Path
+    split: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EntrySpec:
+    """One row of the results: a variant trained (or a trained entry re-evaluated) one way.
+
+    ``source`` names the entry whose runs an evaluation-only entry (``tta``) reuses; such an
+    entry trains nothing. ``match`` names the entry whose parameter count this one's width is
+    matched to (via ``zoo.match_params``); ``width`` fixes it instead.
+    """
+
+    name: str
+    variant: str
+    width: int | None = None
+    match: str | None = None
+    rot_aug: bool = False
+    tta: str | None = None
+    source: str | None = None
+    depth: int | None = None
+    note: str = ""
+
+    @property
+    def trains(self) -> bool:
+        """Whether this entry has runs of its own (an evaluation-only entry has none)."""
+        return self.source is None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated benchmark plan (see the module docstring for the YAML)."""
+
+    name: str
+    size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    seeds: tuple[int, ...]
+    angles: tuple[float, ...]
+    angles_text: str
+    datasets: tuple[DatasetSpec, ...]
+    entries: tuple[EntrySpec, ...]
+    out: Path
+    runs: Path
+    root: Path
+    reduced: bool = False
+    description: str = ""
+    limit_train: int | None = None
+    limit_eval: int | None = None
+    depth: int | None = None
+    workers: int = 0
+    split_seed: int = 0
+    train_options: dict[str, Any] = field(default_factory=dict)
+    source_file: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """``NAME`` or ``NAME (REDUCED)``: the label of every table made from this plan."""
+        return f"{self.name} (REDUCED)" if self.reduced else self.name
+
+    def entry(self, name: str) -> EntrySpec:
+        """The entry called ``name``."""
+        for entry in self.entries:
+            if entry.name == name:
+                return entry
+        raise PlanError(f"plan {self.name!r} has no entry {name!r}")
+
+    def training_entries(self) -> list[EntrySpec]:
+        """The entries that train runs of their own, in plan order."""
+        return [e for e in self.entries if e.trains]
+
+
+# -- parsing helpers ------------------------------------------------------------------------
+def _where(path: Path | None) -> str:
+    return f" in {path}" if path else ""
+
+
+def _int(value: Any, key: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PlanError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise PlanError(f"{key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _optional_int(raw: dict[str, Any], key: str, minimum: int = 1) -> int | None:
+    value = raw.get(key)
+    return None if value is None else _int(value, key, minimum)
+
+
+def parse_angles(value: Any) -> tuple[tuple[float, ...], str]:
+    """Angles in degrees from ``"start:stop:step"`` (stop excluded) or a list of numbers.
+
+    Returns the angles and a text form for the tables (``0:360:5``).
+    """
+    if isinstance(value, str):
+        parts = value.split(":")
+        try:
+            start, stop, step = (float(p) for p in parts)
+        except ValueError:
+            raise PlanError(
+                f"angles must be 'start:stop:step' (e.g. '0:360:5') or a list, got {value!r}"
+            ) from None
+        if step <= 0 or stop <= start:
+            raise PlanError(f"angles {value!r}: need step > 0 and stop > start")
+        count = math.ceil((stop - start) / step - 1e-9)
+        angles = tuple(start + i * step for i in range(count))
+        return angles, value
+    if isinstance(value, list) and value and all(
+        isinstance(a, (int, float)) and not isinstance(a, bool) for a in value
+    ):
+        angles = tuple(float(a) for a in value)
+        return angles, ",".join(f"{a:g}" for a in angles)
+    raise PlanError(
+        f"angles must be 'start:stop:step' or a non-empty list of numbers, got {value!r}"
+    )
+
+
+def find_root(plan_file: Path) -> Path:
+    """The project root above ``plan_file`` (holding ``pyproject.toml``), else its folder."""
+    folder = plan_file.resolve().parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / "pyproject.toml").is_file():
+            return candidate
+    return folder
+
+
+def _check_mapping(raw: Any, where: str, allowed: set[str]) -> None:
+    if not isinstance(raw, dict):
+        raise PlanError(f"{where} must be a mapping, got {raw!r}")
+    unknown = set(raw) - allowed
+    if unknown:
+        raise PlanError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def _resolve(root: Path, value: Any, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise PlanError(f"{key} must be a path (a non-empty string), got {value!r}")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _parse_datasets(raw: Any, root: Path, check_paths: bool) -> tuple[DatasetSpec, ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise PlanError("datasets must be a mapping of key -> {data_dir: PATH}, e.g. kvasir: ...")
+    specs = []
+    for key, body in raw.items():
+        if isinstance(body, str):
+            body = {"data_dir": body}
+        _check_mapping(body, f"datasets.{key}", _DATASET_KEYS)
+        if "data_dir" not in body:
+            raise PlanError(f"datasets.{key} needs data_dir")
+        data_dir = _resolve(root, body["data_dir"], f"datasets.{key}.data_dir")
+        if check_paths and not data_dir.is_dir():
+            raise PlanError(
+                f"datasets.{key}.data_dir: no such folder {data_dir} "
+                f"(relative paths are relative to {root})"
+            )
+        split = body.get("split") or {}
+        if not isinstance(split, dict):
+            raise PlanError(f"datasets.{key}.split must be a mapping of make_split options")
+        label = str(body.get("label") or DATASET_LABELS.get(str(key), str(key)))
+        specs.append(DatasetSpec(key=str(key), label=label, data_dir=data_dir, split=split))
+    return tuple(specs)
+
+
+def _parse_entry(raw: Any, index: int, variants: set[str] | None) -> EntrySpec:
+    _check_mapping(raw, f"entries[{index}]", _ENTRY_KEYS)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise PlanError(f"entries[{index}].name must be a non-empty string without '/'")
+    source = raw.get("from")
+    tta = raw.get("tta")
+    if tta is not None and tta not in KNOWN_TTA:
+        raise PlanError(f"entry {name!r}: tta must be one of {list(KNOWN_TTA)}, got {tta!r}")
+    if source is not None:
+        if tta is None:
+            raise PlanError(f"entry {name!r}: 'from' (reuse runs) needs tta (what changes?)")
+        extra = {"variant", "width", "match", "rot_aug", "depth"} & set(raw)
+        if extra:
+            raise PlanError(f"entry {name!r} reuses the runs of {source!r}: "
+                            f"it cannot set {sorted(extra)}")
+        return EntrySpec(name=name, variant="", source=str(source), tta=tta,
+                         note=str(raw.get("note", "")))
+    variant = raw.get("variant")
+    if not isinstance(variant, str):
+        raise PlanError(f"entry {name!r} needs variant (or from + tta)")
+    if variants is not None and variant not in variants:
+        raise PlanError(f"entry {name!r}: unknown variant {variant!r}; "
+                        f"known: {', '.join(sorted(variants))}")
+    width = raw.get("width")
+    match = raw.get("match")
+    if width is not None and match is not None:
+        raise PlanError(f"entry {name!r}: give width or match, not both")
+    if width is None and match is None:
+        raise PlanError(f"entry {name!r}: give width (int) or match (an entry name)")
+    rot_aug = raw.get("rot_aug", False)
+    if not isinstance(rot_aug, bool):
+        raise PlanError(f"entry {name!r}: rot_aug must be true or false, got {rot_aug!r}")
+    return EntrySpec(
+        name=name,
+        variant=variant,
+        width=None if width is None else _int(width, f"entry {name!r}: width", 1),
+        match=None if match is None else str(match),
+        rot_aug=rot_aug,
+        tta=tta,
+        depth=None if raw.get("depth") is None else _int(raw["depth"], "depth", 1),
+        note=str(raw.get("note", "")),
+    )
+
+
+def _check_references(entries: tuple[EntrySpec, ...]) -> None:
+    by_name: dict[str, EntrySpec] = {}
+    for entry in entries:
+        if entry.name in by_name:
+            raise PlanError(f"entry name {entry.name!r} is used twice")
+        by_name[entry.name] = entry
+    for entry in entries:
+        for ref, what in ((entry.source, "from"), (entry.match, "match")):
+            if ref is None:
+                continue
+            target = by_name.get(ref)
+            if target is None:
+                raise PlanError(f"entry {entry.name!r}: {what} {ref!r} is not an entry of the plan")
+            if not target.trains:
+                raise PlanError(f"entry {entry.name!r}: {what} {ref!r} must be an entry that "
+                                "trains (not an evaluation-only one)")
+            if what == "match" and target.width is None:
+                raise PlanError(f"entry {entry.name!r}: match {ref!r} needs {ref!r} to give a "
+                                "fixed width")
+
+
+def known_variants() -> set[str]:
+    """The variant names of the zoo registry."""
+    import zoo
+
+    return set(zoo.available())
+
+
+def parse_plan(
+    raw: Any,
+    root: Path,
+    *,
+    source_file: Path | None = None,
+    check_paths: bool = True,
+    variants: set[str] | None = None,
+) -> Plan:
+    """Validate a plan's parsed YAML (a mapping) into a :class:`Plan`.
+
+    ``variants`` is the set of known variant names (default: ``zoo.available()``);
+    ``check_paths`` requires every dataset folder to exist.
+    """
+    where = _where(source_file)
+    if not isinstance(raw, dict):
+        raise PlanError(f"a plan must be a YAML mapping{where}, got {type(raw).__name__}")
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise PlanError(f"unknown plan keys {sorted(unknown)}{where}; allowed: {sorted(_TOP_KEYS)}")
+    missing = {"name", "size", "epochs", "batch_size", "lr", "seeds", "datasets", "entries"} - set(
+        raw
+    )
+    if missing:
+        raise PlanError(f"plan{where} lacks required keys {sorted(missing)}")
+    name = raw["name"]
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise PlanError(f"name must be letters, digits, '-' or '_' (used in file names), "
+                        f"got {name!r}")
+    seeds = raw["seeds"]
+    if not isinstance(seeds, list) or not seeds:
+        raise PlanError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    if variants is None:
+        variants = known_variants()
+    entries_raw = raw["entries"]
+    if not isinstance(entries_raw, list) or not entries_raw:
+        raise PlanError("entries must be a non-empty list of mappings")
+    entries = tuple(_parse_entry(e, i, variants) for i, e in enumerate(entries_raw))
+    _check_references(entries)
+    angles, angles_text = parse_angles(raw.get("angles", "0:360:5"))
+    train_options = raw.get("train_options") or {}
+    if not isinstance(train_options, dict):
+        raise PlanError("train_options must be a mapping of extra TrainConfig fields")
+    reduced = raw.get("reduced", False)
+    if not isinstance(reduced, bool):
+        raise PlanError(f"reduced must be true or false, got {reduced!r}")
+    return Plan(
+        name=name,
+        description=str(raw.get("description", "")).strip(),
+        reduced=reduced,
+        size=_int(raw["size"], "size", 8),
+        epochs=_int(raw["epochs"], "epochs", 1),
+        batch_size=_int(raw["batch_size"], "batch_size", 1),
+        lr=_number(raw["lr"], "lr"),
+        seeds=tuple(_int(s, "seeds[]", 0) for s in seeds),
+        angles=angles,
+        angles_text=angles_text,
+        datasets=_parse_datasets(raw["datasets"], root, check_paths),
+        entries=entries,
+        out=_resolve(root, raw.get("out", "results"), "out"),
+        runs=_resolve(root, raw.get("runs", f"runs/bench/{name}"), "runs"),
+        root=root,
+        limit_train=_optional_int(raw, "limit_train"),
+        limit_eval=_optional_int(raw, "limit_eval"),
+        depth=_optional_int(raw, "depth"),
+        workers=_int(raw.get("workers", 0), "workers", 0),
+        split_seed=_int(raw.get("split_seed", 0), "split_seed", 0),
+        train_options=dict(train_options),
+        source_file=source_file,
+    )
+
+
+def load_plan(
+    path: str | Path,
+    *,
+    check_paths: bool = True,
+    variants: set[str] | None = None,
+    root: Path | None = None,
+) -> Plan:
+    """Read and validate the plan in ``path`` (see :func:`parse_plan`)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise PlanError(f"no such plan file: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise PlanError(f"plan {path} is not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise PlanError(f"plan {path} is not UTF-8 text: {err}") from None
+    return parse_plan(
+        raw,
+        root if root is not None else find_root(path),
+        source_file=path,
+        check_paths=check_paths,
+        variants=variants,
+    )

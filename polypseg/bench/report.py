@@ -1,0 +1,269 @@
+"""Benchmark reports: mean +- std over seeds, and the markdown tables of quality and speed.
+
+Pure functions over the JSON documents that :mod:`polypseg.bench.quality` and
+:mod:`polypseg.bench.speed` write, so the tables can be rebuilt from ``results/*.json`` alone
+(``polypseg bench report``) and tested from known numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+#: Per-image metrics of the quality table, in order: key, column title, higher is better.
+METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("dice", "Dice", True),
+    ("iou", "IoU", True),
+    ("precision", "Precision", True),
+    ("recall", "Recall", True),
+    ("hd95", "HD95 (px)", False),
+)
+#: Summaries of the rotation sweep, in order: key, column title, higher is better.
+SWEEP_METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("accuracy_mean", "Sweep Dice mean", True),
+    ("accuracy_min", "Sweep Dice min", True),
+    ("consistency_off90", "Consistency off-90", True),
+)
+PM = "±"
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float | None, int]:
+    """``(mean, sample std, n)`` of the finite values; std is ``None`` below two values.
+
+    NaN/inf values (e.g. HD95 of an empty prediction) are left out; no finite value gives a
+    NaN mean.
+    """
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return math.nan, None, 0
+    if len(finite) == 1:
+        return finite[0], None, 1
+    return statistics.fmean(finite), statistics.stdev(finite), len(finite)
+
+
+def format_mean_std(values: Iterable[float], digits: int = 3) -> str:
+    """``"0.812 ± 0.013"`` (sample std over seeds); ``"0.812"`` for one value; ``"n/a"``."""
+    mean, std, n = mean_std(values)
+    if n == 0:
+        return "n/a"
+    if std is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} {PM} {std:.{digits}f}"
+
+
+def format_count(value: float | None) -> str:
+    """``1.96M``, ``412k``, ``3.2G``: parameter and MAC counts for a table."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:g}"
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``"42 s"``, ``"3.5 min"``, ``"1.2 h"``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group per-run results by (entry, dataset) into mean/std/n of every metric.
+
+    Each result holds ``entry``, ``dataset``, ``seed``, ``metrics`` (metric -> value),
+    optionally ``sweep`` (summary -> value) and ``train_seconds``. The order of first
+    appearance is kept.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault((result["entry"], result["dataset"]), []).append(result)
+    summary = []
+    for (entry, dataset), runs in groups.items():
+        row: dict[str, Any] = {"entry": entry, "dataset": dataset, "n": len(runs),
+                               "seeds": [r.get("seed") for r in runs]}
+        for section in ("metrics", "sweep"):
+            keys = {k for r in runs for k in (r.get(section) or {})}
+            row[section] = {}
+            for key in sorted(keys):
+                values = [(r.get(section) or {}).get(key) for r in runs]
+                mean, std, n = mean_std(v for v in values if isinstance(v, (int, float)))
+                row[section][key] = {"mean": mean, "std": std, "n": n}
+        seconds = [r["train_seconds"] for r in runs if r.get("train_seconds") is not None]
+        row["train_seconds"] = mean_std(seconds)[0] if seconds else None
+        summary.append(row)
+    return summary
+
+
+def _cell(stat: dict[str, Any] | None, digits: int, bold: bool) -> str:
+    if not stat or stat.get("n", 0) == 0:
+        return "n/a"
+    mean, std = stat["mean"], stat.get("std")
+    text = f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} {PM} {std:.{digits}f}"
+    return f"**{text}**" if bold else text
+
+
+def _best(rows: list[dict[str, Any]], section: str, key: str, higher: bool) -> float | None:
+    means = [
+        r[section][key]["mean"]
+        for r in rows
+        if key in r.get(section, {}) and math.isfinite(r[section][key]["mean"])
+    ]
+    if not means:
+        return None
+    return max(means) if higher else min(means)
+
+
+def quality_markdown(doc: dict[str, Any]) -> str:
+    """The markdown report of a quality benchmark document (``quality-PLAN.json``)."""
+    settings = doc.get("settings", {})
+    label = doc.get("label", doc.get("plan", "?"))
+    lines = [f"# Quality benchmark: plan {label}", ""]
+    if doc.get("reduced"):
+        lines += [
+            "> **REDUCED plan**: smaller images, narrower models, fewer epochs/seeds and images "
+            "than the full protocol (DESIGN.md). The numbers compare the variants under one "
+            "small budget; they are not the full-protocol results.",
+            "",
+        ]
+    hardware = doc.get("hardware", {})
+    lines += [
+        f"- Date: {doc.get('date', '?')}; hardware: {hardware.get('device', '?')}"
+        f" ({hardware.get('cpu', '?')}, torch threads {hardware.get('threads', '?')})",
+        f"- Schedule (every run): size {settings.get('size')} px, {settings.get('epochs')} epochs, "
+        f"batch {settings.get('batch_size')}, lr {settings.get('lr')}, seeds "
+        f"{settings.get('seeds')}, limit_train {settings.get('limit_train') or 'all'}, "
+        f"limit_eval {settings.get('limit_eval') or 'all'}",
+        f"- Sweep angles: {settings.get('angles')} degrees; metrics per test image, averaged; "
+        f"mean {PM} sample std over seeds (one seed: no std).",
+    ]
+    if doc.get("command"):
+        lines.append(f"- Command: `{doc['command']}`")
+    lines.append("")
+    entries = {e["name"]: e for e in doc.get("entries", [])}
+    summary = doc.get("summary") or summarize(doc.get("results", []))
+    datasets = doc.get("datasets", {})
+    for key in dict.fromkeys(r["dataset"] for r in summary):
+        rows = [r for r in summary if r["dataset"] == key]
+        info = datasets.get(key, {})
+        lines += [f"## {info.get('label', key)}", ""]
+        if info.get("counts"):
+            counts = info["counts"]
+            lines += [", ".join(f"{k}: {v} images" for k, v in counts.items()), ""]
+        header = ["Entry", "Params", "MACs@256", *(t for _, t, _ in METRICS),
+                  *(t for _, t, _ in SWEEP_METRICS), "Train time/run", "n"]
+        body = []
+        for row in rows:
+            entry = entries.get(row["entry"], {})
+            cells = [row["entry"], format_count(entry.get("params")),
+                     format_count(entry.get("macs_256"))]
+            for section, specs in (("metrics", METRICS), ("sweep", SWEEP_METRICS)):
+                for metric, _, higher in specs:
+                    stat = row.get(section, {}).get(metric)
+                    best = _best(rows, section, metric, higher)
+                    digits = 2 if metric == "hd95" else 3
+                    is_best = (stat is not None and best is not None and len(rows) > 1
+                               and round(stat["mean"], digits) == round(best, digits))
+                    cells.append(_cell(stat, digits, is_best))
+            cells += [format_seconds(row.get("train_seconds")), str(row["n"])]
+            body.append(cells)
+        lines += _table(header, body)
+        lines.append("")
+    lines += _entry_notes(doc)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _entry_notes(doc: dict[str, Any]) -> list[str]:
+    lines = ["## Entries", ""]
+    body = []
+    for entry in doc.get("entries", []):
+        how = []
+        if entry.get("source"):
+            how.append(f"runs of {entry['source']}, evaluated with tta={entry.get('tta')}")
+        else:
+            how.append(f"variant {entry.get('variant')}, width {entry.get('width')}")
+            if entry.get("match"):
+                how.append(f"width matched to {entry['match']}'s parameters")
+            if entry.get("rot_aug"):
+                how.append("rotation augmentation in training")
+        if entry.get("note"):
+            how.append(entry["note"])
+        body.append([entry["name"], "; ".join(how), format_count(entry.get("params"))])
+    lines += _table(["Entry", "How", "Params"], body)
+    lines += [
+        "",
+        "Bold: best mean of the column within the dataset. Sweep Dice: accuracy "
+        "Dice(pred(rot x), rot y) in the inscribed disc, mean and minimum over the angles. "
+        "Consistency off-90: Dice(rot pred(x), pred(rot x)) averaged over the angles that are "
+        "not multiples of 90 degrees (exactly 1 at multiples of 90 for p4-invariant models).",
+    ]
+    return lines
+
+
+def speed_markdown(doc: dict[str, Any]) -> str:
+    """The markdown report of a speed benchmark document (``speed*.json``)."""
+    settings = doc.get("settings", {})
+    lines = [
+        f"# Speed benchmark ({doc.get('device_name', doc.get('device', '?'))})",
+        "",
+        f"- Date: {doc.get('date', '?')}; device: {doc.get('device')} "
+        f"({doc.get('device_name', '?')}), torch {doc.get('torch', '?')}, threads "
+        f"{settings.get('threads', '?')}",
+        f"- Input: batch {settings.get('batch_size')} x 3 x {settings.get('size')} x "
+        f"{settings.get('size')}; {settings.get('repeats')} interleaved repeats after "
+        f"{settings.get('warmup')} warm-up steps; median time per step.",
+        f"- Memory: {doc.get('memory_method', '?')}",
+    ]
+    if doc.get("label"):
+        lines.append(f"- Note: {doc['label']}")
+    if doc.get("command"):
+        lines.append(f"- Command: `{doc['command']}`")
+    lines += ["", "## U-Net variants against MONAI UNet", ""]
+    header = ["Model", "Width", "Params", "MACs", "Train img/s", "Train ratio",
+              "Infer img/s", "Infer ratio", "Train peak MiB", "Infer peak MiB"]
+    body = []
+    for row in doc.get("models", []):
+        body.append([
+            row["name"], str(row.get("width", "")), format_count(row.get("params")),
+            format_count(row.get("macs")),
+            _num(row.get("train_images_per_s")), _ratio(row.get("train_time_ratio")),
+            _num(row.get("infer_images_per_s")), _ratio(row.get("infer_time_ratio")),
+            _num(row.get("train_peak_mib"), 0), _num(row.get("infer_peak_mib"), 0),
+        ])
+    lines += _table(header, body)
+    lines += [
+        "",
+        "Ratios are step time / MONAI UNet step time (1.0 = as fast; 2.0 = twice as slow), "
+        "measured in the same process, interleaved.",
+    ]
+    if doc.get("exported"):
+        lines += ["", "## Exported plain models (`model.export()`) against the originals "
+                  "(inference, eval mode)", ""]
+        body = [[r["name"], _num(r.get("original_images_per_s")),
+                 _num(r.get("exported_images_per_s")), _ratio(r.get("exported_time_ratio")),
+                 _num(r.get("max_abs_diff"), 2, sci=True)] for r in doc["exported"]]
+        lines += _table(["Model", "Original img/s", "Exported img/s",
+                         "Exported / original time", "Max abs diff"], body)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _num(value: float | None, digits: int = 1, sci: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}e}" if sci else f"{value:.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}x"

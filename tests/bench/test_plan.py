@@ -1,0 +1,143 @@
+"""Plan validation: a bad plan is a clear PlanError naming the key and the value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from polypseg.bench.plan import PlanError, load_plan, parse_angles, parse_plan
+
+
+def _needs_zoo() -> None:
+    zoo = pytest.importorskip("zoo")
+    if not hasattr(zoo, "available"):
+        pytest.skip("zoo.available() has not landed")
+
+
+VARIANTS = {"unet", "p4", "p4m", "se2n12", "steerable", "steerable-flip"}
+
+
+def _raw(tmp_path: Path, **changes: object) -> dict:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    raw = {
+        "name": "t",
+        "size": 32,
+        "epochs": 1,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "seeds": [0],
+        "datasets": {"kvasir": {"data_dir": "data"}},
+        "entries": [
+            {"name": "unet", "variant": "unet", "width": 4},
+            {"name": "unet+tta", "from": "unet", "tta": "rot90"},
+            {"name": "p4", "variant": "p4", "match": "unet"},
+        ],
+    }
+    raw.update(changes)
+    return raw
+
+
+def _write(tmp_path: Path, raw: object) -> Path:
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(raw) if not isinstance(raw, str) else raw)
+    return path
+
+
+def test_valid_plan(tmp_path: Path) -> None:
+    plan = load_plan(_write(tmp_path, _raw(tmp_path, reduced=True)), variants=VARIANTS)
+    assert plan.label == "t (REDUCED)"
+    assert plan.datasets[0].data_dir == tmp_path / "data"
+    assert plan.datasets[0].label == "Kvasir-SEG"
+    assert [e.name for e in plan.training_entries()] == ["unet", "p4"]
+    assert plan.entry("unet+tta").source == "unet"
+    assert plan.angles[:3] == (0.0, 5.0, 10.0) and len(plan.angles) == 72
+    assert plan.runs == tmp_path / "runs/bench/t"
+
+
+def test_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="not valid YAML"):
+        load_plan(_write(tmp_path, "name: [unclosed\n"), variants=VARIANTS)
+
+
+def test_not_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="YAML mapping"):
+        load_plan(_write(tmp_path, "- 1\n- 2\n"), variants=VARIANTS)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="no such plan file"):
+        load_plan(tmp_path / "nope.yaml")
+
+
+def test_unknown_variant(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, entries=[{"name": "x", "variant": "p5", "width": 4}])
+    with pytest.raises(PlanError, match=r"unknown variant 'p5'.*known: p4, p4m"):
+        load_plan(_write(tmp_path, raw), variants=VARIANTS)
+
+
+def test_unknown_variant_checked_against_zoo(tmp_path: Path) -> None:
+    _needs_zoo()
+    raw = _raw(tmp_path, entries=[{"name": "x", "variant": "no-such-variant", "width": 4}])
+    with pytest.raises(PlanError, match="unknown variant 'no-such-variant'"):
+        load_plan(_write(tmp_path, raw))
+
+
+def test_missing_data_dir(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, datasets={"cvc": {"data_dir": "missing/CVC"}})
+    with pytest.raises(PlanError, match=r"datasets.cvc.data_dir: no such folder .*missing/CVC"):
+        load_plan(_write(tmp_path, raw), variants=VARIANTS)
+    # the check can be left out (e.g. listing the runs of a plan for another machine)
+    assert load_plan(_write(tmp_path, raw), variants=VARIANTS, check_paths=False)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"lr": "fast"}, "lr must be a positive number"),
+        ({"seeds": []}, "seeds must be a non-empty list"),
+        ({"name": "a b"}, "name must be letters"),
+        ({"colour": 1}, r"unknown plan keys \['colour'\]"),
+        ({"angles": "0:360"}, "angles must be 'start:stop:step'"),
+        ({"entries": [{"name": "u", "variant": "unet"}]}, "give width .* or match"),
+        ({"entries": [{"name": "u", "variant": "unet", "width": 4},
+                      {"name": "u", "variant": "p4", "width": 4}]}, "used twice"),
+        ({"entries": [{"name": "t", "from": "unet", "tta": "rot90"}]},
+         "from 'unet' is not an entry"),
+        ({"entries": [{"name": "u", "variant": "unet", "width": 4},
+                      {"name": "t", "from": "u", "tta": "rot45"}]}, "tta must be one of"),
+        ({"entries": [{"name": "u", "variant": "unet", "width": 4},
+                      {"name": "t", "from": "u", "tta": "rot90", "width": 3}]},
+         "cannot set"),
+    ],
+)
+def test_bad_values(tmp_path: Path, changes: dict, message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        parse_plan(_raw(tmp_path, **changes), tmp_path, variants=VARIANTS)
+
+
+def test_missing_keys(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    del raw["epochs"], raw["lr"]
+    with pytest.raises(PlanError, match=r"lacks required keys \['epochs', 'lr'\]"):
+        parse_plan(raw, tmp_path, variants=VARIANTS)
+
+
+def test_angles() -> None:
+    assert parse_angles("0:360:90") == ((0.0, 90.0, 180.0, 270.0), "0:360:90")
+    assert parse_angles([0, 45])[0] == (0.0, 45.0)
+
+
+@pytest.mark.parametrize("name", ["smoke", "reduced-cpu", "full"])
+def test_shipped_plans_are_valid(name: str) -> None:
+    _needs_zoo()
+    root = Path(__file__).resolve().parents[2]
+    plan = load_plan(root / "plans" / f"{name}.yaml", check_paths=False)
+    assert plan.name == name
+    assert plan.reduced == (name != "full")
+    if name != "smoke":
+        names = {e.name for e in plan.entries}
+        assert {"unet", "unet+rotaug", "unet+tta", "p4", "p4m", "se2n12", "steerable"} <= names
+        assert {d.key for d in plan.datasets} == {"kvasir", "cvc"}

@@ -1,0 +1,91 @@
+"""Report formatting: mean +- sample std over seeds, from known numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from polypseg.bench.report import (
+    format_count,
+    format_mean_std,
+    mean_std,
+    quality_markdown,
+    speed_markdown,
+    summarize,
+)
+
+
+def test_mean_std_known_numbers() -> None:
+    mean, std, n = mean_std([0.80, 0.82, 0.84])
+    assert n == 3
+    assert mean == pytest.approx(0.82)
+    assert std == pytest.approx(0.02)  # sample std (n-1)
+    assert format_mean_std([0.80, 0.82, 0.84]) == "0.820 ± 0.020"
+    assert format_mean_std([0.5]) == "0.500"
+    assert format_mean_std([]) == "n/a"
+    assert format_mean_std([1.0, math.nan, 3.0], digits=1) == "2.0 ± 1.4"
+
+
+def test_format_count() -> None:
+    assert format_count(1_965_625) == "1.97M"
+    assert format_count(12_300_000_000) == "12.3G"
+    assert format_count(None) == "n/a"
+
+
+def _results() -> list[dict]:
+    return [
+        {"entry": "unet", "dataset": "kvasir", "seed": s, "train_seconds": 10.0,
+         "metrics": {"dice": d, "hd95": 5.0 + s}, "sweep": {"accuracy_mean": d - 0.1}}
+        for s, d in enumerate([0.70, 0.72, 0.74])
+    ] + [
+        {"entry": "p4", "dataset": "kvasir", "seed": s, "train_seconds": 30.0,
+         "metrics": {"dice": d, "hd95": 4.0}, "sweep": {"accuracy_mean": d}}
+        for s, d in enumerate([0.75, 0.75, 0.78])
+    ]
+
+
+def test_summarize_and_markdown() -> None:
+    summary = summarize(_results())
+    assert [(r["entry"], r["n"]) for r in summary] == [("unet", 3), ("p4", 3)]
+    assert summary[0]["metrics"]["dice"]["mean"] == pytest.approx(0.72)
+    assert summary[0]["metrics"]["dice"]["std"] == pytest.approx(0.02)
+    doc = {
+        "plan": "t", "label": "t (REDUCED)", "reduced": True, "date": "2026-11-21",
+        "settings": {"size": 32, "epochs": 1, "seeds": [0, 1, 2], "angles": "0:360:90"},
+        "datasets": {"kvasir": {"label": "Kvasir-SEG"}},
+        "entries": [{"name": "unet", "variant": "unet", "width": 4, "params": 1234},
+                    {"name": "p4", "variant": "p4", "width": 2, "params": 1200,
+                     "match": "unet"}],
+        "results": _results(),
+    }
+    text = quality_markdown(doc)
+    assert "plan t (REDUCED)" in text and "REDUCED plan" in text
+    assert "## Kvasir-SEG" in text
+    unet_row = next(line for line in text.splitlines() if line.startswith("| unet |"))
+    assert "0.720 ± 0.020" in unet_row and "6.00 ± 1.00" in unet_row
+    p4_row = next(line for line in text.splitlines() if line.startswith("| p4 |"))
+    assert "**0.760 ± 0.017**" in p4_row  # best Dice in bold
+    assert "**4.00 ± 0.00**" in p4_row  # lower HD95 is better
+    assert "width matched to unet" in text
+
+
+def test_speed_markdown() -> None:
+    doc = {
+        "device": "cpu", "device_name": "Some CPU", "date": "2026-11-21",
+        "settings": {"size": 64, "batch_size": 4, "repeats": 3, "warmup": 1},
+        "memory_method": "ru_maxrss",
+        "models": [
+            {"name": "monai-unet", "params": 2e6, "train_images_per_s": 10.0,
+             "train_time_ratio": 1.0, "infer_images_per_s": 40.0, "infer_time_ratio": 1.0},
+            {"name": "p4", "width": 8, "params": 2e6, "train_images_per_s": 5.0,
+             "train_time_ratio": 2.0, "infer_images_per_s": 10.0, "infer_time_ratio": 4.0,
+             "train_peak_mib": 120.4},
+        ],
+        "exported": [{"name": "p4", "original_images_per_s": 10.0,
+                      "exported_images_per_s": 11.0, "exported_time_ratio": 0.91,
+                      "max_abs_diff": 1e-6}],
+    }
+    text = speed_markdown(doc)
+    assert "| p4 | 8 | 2M | n/a | 5.0 | 2.00x | 10.0 | 4.00x | 120 | n/a |" in text
+    assert "0.91x" in text and "1.00e-06" in text
