@@ -1,0 +1,170 @@
+"""Variants by name: one factory from a name to a U-Net, the same constructor for all of them.
+
+Every variant is :class:`~zoo.unet.UNet` with a different :class:`~zoo.family.ConvFamily`:
+
+=================  ==========================================  =========  ============
+name               convolutions                                group      ``|G|``
+=================  ==========================================  =========  ============
+``unet``           plain ``nn.Conv2d`` (the baseline)          ``C1``     1
+``p4``             rot90 group convs (:mod:`zoo.rot90`)        ``C4``     4
+``p4m``            rot90 + mirror group convs                  ``D4``     8
+``se2n12``         SE(2,12) interpolated convs (:mod:`zoo.se2`)  ``C12``  12
+``steerable``      e2cnn regular fields of ``C8``              ``C8``     8
+``steerable-flip`` e2cnn regular fields of ``D8``              ``D8``     16
+=================  ==========================================  =========  ============
+
+The SE(2,N) and e2cnn families are imported only when their variant is built, so a missing
+e2cnn breaks the steerable variants alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from zoo.family import ConvFamily
+from zoo.rot90 import Rot90Family
+from zoo.unet import PlainFamily, UNet
+
+#: ``unet`` at these defaults has 1,964,097 parameters (the talk's plain U-Net: 1,964,029).
+DEFAULT_WIDTH = 16
+DEFAULT_DEPTH = 4
+#: Options taken by the skeleton itself; every other option goes to the variant's family.
+SKELETON_OPTIONS = ("upsample", "rotation_pool")
+
+
+def _se2(**options: Any) -> ConvFamily:
+    from zoo.se2 import SE2Family
+
+    return SE2Family(n=12, **options)
+
+
+def _steerable(flip: bool) -> Callable[..., ConvFamily]:
+    def make(**options: Any) -> ConvFamily:
+        from zoo.steerable import SteerableFamily
+
+        return SteerableFamily(n=8, flip=flip, **options)
+
+    return make
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A registered variant: its name, a one-line summary and its family factory.
+
+    ``module`` names the zoo module the factory imports lazily (``None``: always importable).
+    """
+
+    name: str
+    summary: str
+    family: Callable[..., ConvFamily]
+    module: str | None = None
+
+
+_VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("unet", "plain U-Net (nn.Conv2d), the baseline", PlainFamily),
+        Variant("p4", "p4 group convs: rot90 filters, C4 regular fields", Rot90Family),
+        Variant("p4m", "p4m group convs: rot90 + mirror, D4 regular fields",
+                lambda **o: Rot90Family(flip=True, **o)),
+        Variant("se2n12", "SE(2,12) interpolated convs, C12 regular fields", _se2, "zoo.se2"),
+        Variant("steerable", "e2cnn steerable convs, C8 regular fields", _steerable(False),
+                "zoo.steerable"),
+        Variant("steerable-flip", "e2cnn steerable convs, D8 regular fields", _steerable(True),
+                "zoo.steerable"),
+    )
+}  # fmt: skip
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`create`, in table order."""
+    return list(_VARIANTS)
+
+
+def variant(name: str) -> Variant:
+    """The registered :class:`Variant`; ``ValueError`` listing :func:`available` if unknown."""
+    try:
+        return _VARIANTS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown model variant {name!r}; available: {', '.join(available())}"
+        ) from None
+
+
+def create(
+    name: str,
+    in_channels: int = 3,
+    out_channels: int = 1,
+    width: int = DEFAULT_WIDTH,
+    depth: int = DEFAULT_DEPTH,
+    **variant_options: Any,
+) -> UNet:
+    """Build variant ``name``: ``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits.
+
+    ``width`` is the number of fields of the first stage (channels = fields * ``|G|``),
+    doubled at every one of the ``depth`` levels; H and W must be divisible by ``2**depth``.
+    ``variant_options``: ``upsample`` (``"bilinear"``/``"nearest"``) and ``rotation_pool``
+    (``"max"``/``"mean"``) for the skeleton; the rest goes to the family (e.g. ``kernel_size``).
+    The model's ``config`` rebuilds it: ``zoo.from_config(model.config)``.
+    """
+    entry = variant(name)
+    skeleton = {k: variant_options[k] for k in SKELETON_OPTIONS if k in variant_options}
+    family_options = {k: v for k, v in variant_options.items() if k not in skeleton}
+    try:
+        family = entry.family(**family_options)
+    except TypeError as err:
+        raise ValueError(f"bad options for variant {name!r}: {err}") from None
+    model = UNet(family, in_channels, out_channels, width, depth, **skeleton)
+    model.config = {
+        "variant": name,
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+        "width": width,
+        "depth": depth,
+        **variant_options,
+    }
+    return model
+
+
+def from_config(config: dict[str, Any]) -> UNet:
+    """Rebuild a model from its ``config`` (``{"variant": name, **create_kwargs}``)."""
+    kwargs = dict(config)
+    return create(kwargs.pop("variant"), **kwargs)
+
+
+def count_params(name: str, width: int, **kwargs: Any) -> int:
+    """Parameters of ``create(name, width=width, **kwargs)`` (builds the model)."""
+    return sum(p.numel() for p in create(name, width=width, **kwargs).parameters())
+
+
+def match_params(name: str, target_params: int, **kwargs: Any) -> int:
+    """The width (>= 1) whose parameter count is closest to ``target_params``.
+
+    Every layer's parameters are bilinear in its in/out fields and biases/norms linear, so the
+    count is a quadratic ``a w^2 + b w + c`` in the width: fitted on widths 1, 2, 3 (cheap
+    models), checked on width 4, then solved. ``kwargs`` are the other :func:`create` arguments.
+    """
+    if "width" in kwargs:
+        raise ValueError("match_params chooses the width; do not pass one")
+    if target_params < 1:
+        raise ValueError(f"target_params must be positive, got {target_params}")
+    p1, p2, p3, p4 = (count_params(name, w, **kwargs) for w in (1, 2, 3, 4))
+    a2 = p3 - 2 * p2 + p1  # 2a
+    b = (p2 - p1) - a2 * 3 // 2  # p2 - p1 = 3a + b
+    c = p1 - a2 // 2 - b
+    if a2 % 2 or a2 < 0 or 16 * a2 // 2 + 4 * b + c != p4:
+        raise RuntimeError(f"parameter count of {name!r} is not quadratic in the width")
+    a = a2 // 2
+
+    def predict(w: int) -> int:
+        return a * w * w + b * w + c
+
+    if a:
+        root = (-b + (b * b - 4 * a * (c - target_params)) ** 0.5) / (2 * a)
+    else:
+        root = (target_params - c) / b
+    root = root.real if isinstance(root, complex) else root
+    candidates = {max(1, int(root)), max(1, int(root) + 1)}
+    return min(sorted(candidates), key=lambda w: abs(predict(w) - target_params))
