@@ -80,8 +80,9 @@ class DatasetIndex:
     """The pairs found in a dataset folder, and what was wrong with the folder.
 
     ``problems`` lists what makes the folder unfit as it is (an image without a mask, two files
-    with one stem, a ClinicDB file that is not a frame number); ``ignored`` lists files that are
-    not images (README.txt, ...), skipped. ``detected_by`` says how ``name`` was decided.
+    with one stem, a ClinicDB file that is not a frame number); ``unmatched`` the images and
+    masks without a partner; ``ignored`` the files that are not images (README.txt, ...).
+    ``detected_by`` says how ``name`` was decided.
     """
 
     root: Path
@@ -90,6 +91,7 @@ class DatasetIndex:
     pairs: list[Pair]
     problems: list[str] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)
+    unmatched: list[Path] = field(default_factory=list)
     image_dir: Path | None = None
     mask_dir: Path | None = None
     bboxes: Path | None = None
@@ -225,10 +227,11 @@ def discover(root: str | Path, dataset: str | None = None) -> DatasetIndex:
     masks = _list_images(mask_dir, ignored, problems)
     if not images:
         raise DataError(f"{image_dir}: holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    for stem in sorted(set(images) - set(masks), key=natural_key):
-        problems.append(f"{images[stem]}: image has no mask in {mask_dir}")
-    for stem in sorted(set(masks) - set(images), key=natural_key):
-        problems.append(f"{masks[stem]}: mask has no image in {image_dir}")
+    unmatched = [images[s] for s in sorted(set(images) - set(masks), key=natural_key)]
+    problems += [f"{path}: image has no mask in {mask_dir}" for path in unmatched]
+    lonely_masks = [masks[s] for s in sorted(set(masks) - set(images), key=natural_key)]
+    problems += [f"{path}: mask has no image in {image_dir}" for path in lonely_masks]
+    unmatched += lonely_masks
     stems = sorted(set(images) & set(masks), key=natural_key)
     if not stems:
         raise DataError(
@@ -256,6 +259,7 @@ def discover(root: str | Path, dataset: str | None = None) -> DatasetIndex:
         pairs=pairs,
         problems=problems,
         ignored=ignored,
+        unmatched=unmatched,
         image_dir=image_dir,
         mask_dir=mask_dir,
         bboxes=bboxes,
