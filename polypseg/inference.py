@@ -1,0 +1,86 @@
+"""Batched prediction: normalised images in, foreground probabilities out.
+
+``images`` are what the data transforms produce: float tensors ``(B, 3, H, W)`` already
+normalised with the model's mean/std (checkpoint metadata ``input``), ``H`` and ``W`` divisible
+by ``2**depth``. The model maps them to logits ``(B, 1, H, W)``; this module applies the
+sigmoid. Prediction runs in eval mode under ``torch.inference_mode`` on the model's device, in
+chunks of ``batch_size`` images, and returns CPU tensors.
+
+Test-time augmentation ``tta="rot90"`` averages the probabilities of the four rotations by
+multiples of 90 degrees (each rotated back with the exact ``torch.rot90``): the result is
+exactly invariant to rot90 of the input (up to float rounding), at four times the cost.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+TTA_MODES: tuple[str, ...] = ("rot90",)
+
+
+def check_tta(tta: str | None) -> str | None:
+    """``tta`` itself when it is ``None`` or a known mode; ``ValueError`` otherwise."""
+    if tta is not None and tta not in TTA_MODES:
+        raise ValueError(f"unknown tta {tta!r}; choose one of {', '.join(TTA_MODES)} or none")
+    return tta
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model without any)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _forward_probs(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return torch.sigmoid(model(images.to(device)).float()).cpu()
+
+
+def predict_probs(
+    model: nn.Module,
+    images: torch.Tensor,
+    tta: str | None = None,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Foreground probabilities ``(B, 1, H, W)`` in [0, 1] for normalised ``images``.
+
+    ``tta=None`` runs the model once; ``tta="rot90"`` averages the four rot90 predictions.
+    ``batch_size`` bounds how many images go through the model at once (all by default; with
+    ``rot90`` each chunk becomes four forward passes). The model is left in eval mode.
+    """
+    check_tta(tta)
+    if images.dim() != 4:
+        raise ValueError(f"expected images (B, 3, H, W), got shape {tuple(images.shape)}")
+    model.eval()
+    device = model_device(model)
+    step = batch_size or max(1, images.shape[0])
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], step):
+            batch = images[start : start + step]
+            if tta is None:
+                chunks.append(_forward_probs(model, batch, device))
+                continue
+            total = torch.zeros(batch.shape[0], 1, *batch.shape[-2:])
+            for k in range(4):
+                rotated = torch.rot90(batch, k, dims=(-2, -1))
+                probs = _forward_probs(model, rotated, device)
+                total += torch.rot90(probs, -k, dims=(-2, -1))
+            chunks.append(total / 4.0)
+    if not chunks:
+        return torch.zeros(0, 1, *images.shape[-2:])
+    return torch.cat(chunks)
+
+
+def predict_masks(
+    model: nn.Module,
+    images: torch.Tensor,
+    threshold: float = 0.5,
+    tta: str | None = None,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Binary masks ``(B, 1, H, W)`` in {0, 1}: :func:`predict_probs` ``>= threshold``."""
+    from polypseg.metrics import binarize
+
+    return binarize(predict_probs(model, images, tta=tta, batch_size=batch_size), threshold)

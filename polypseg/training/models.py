@@ -1,0 +1,59 @@
+"""Building a zoo model from a training configuration, with user-facing errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from polypseg.errors import ModelError
+
+
+def available_models() -> list[str]:
+    """The variant names ``zoo`` knows."""
+    import zoo
+
+    return list(zoo.available())
+
+
+def build_model(
+    name: str,
+    width: int | None = None,
+    depth: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model, kwargs)``: ``zoo.create(name, ...)`` and the kwargs that rebuild it.
+
+    ``width``/``depth`` left as ``None`` take the zoo's defaults; the returned kwargs are the
+    model's own ``config`` (without the variant name), i.e. what a checkpoint records.
+    An unknown name or a bad option is a :class:`ModelError` listing what is available.
+    """
+    import zoo
+
+    names = available_models()
+    if name not in names:
+        raise ModelError(f"unknown model {name!r}; available: {', '.join(names)}")
+    kwargs: dict[str, Any] = {"in_channels": 3, "out_channels": 1, **(options or {})}
+    if width is not None:
+        kwargs["width"] = width
+    if depth is not None:
+        kwargs["depth"] = depth
+    try:
+        model = zoo.create(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"cannot build model {name!r} with {kwargs}: {err}") from None
+    config = dict(getattr(model, "config", None) or kwargs)
+    config.pop("variant", None)
+    config.pop("name", None)
+    return model, config
+
+
+def model_depth(kwargs: dict[str, Any]) -> int | None:
+    """The U-Net depth recorded in model kwargs (``None`` when the variant has none)."""
+    depth = kwargs.get("depth")
+    return int(depth) if depth is not None else None
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

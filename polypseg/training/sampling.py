@@ -1,0 +1,84 @@
+"""Data order and augmentation as pure functions of ``(seed, epoch, position)``.
+
+Bitwise-reproducible resume (also mid-epoch, also with DataLoader workers) needs the order of
+the images and the random augmentation of each one to not depend on any global random state.
+
+* :class:`ResumableSampler` is a ``DistributedSampler`` (shuffled by ``seed + epoch``,
+  sharded across ranks, padded to equal length; one rank and no process group in a
+  single-process run) that can start ``skip`` samples into its shard.
+* :class:`SeededAugmentation` wraps a dataset and reseeds its albumentations pipeline before
+  every item from ``(seed, epoch, index)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` whose iteration can begin ``skip`` samples into the epoch."""
+
+    def __init__(
+        self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool = True
+    ) -> None:
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+            drop_last=False,
+        )
+        self.skip = 0
+
+    def set_skip(self, skip: int) -> None:
+        """Leave out the first ``skip`` samples of this rank's shard in the next iteration."""
+        self.skip = max(0, int(skip))
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A 32-bit seed of one item's augmentation, well mixed from its three inputs."""
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + index)
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+
+
+class SeededAugmentation(Dataset):
+    """A dataset whose ``transform`` (albumentations ``Compose``) is reseeded per item.
+
+    ``set_epoch`` must be called before each epoch (before the DataLoader iterator is made,
+    so worker processes copy the right epoch). Without a ``set_random_seed`` method on the
+    transform, the global ``random``/``numpy``/``torch`` generators are seeded instead.
+    """
+
+    def __init__(self, dataset: Any, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentations :meth:`__getitem__` draws."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        seed = item_seed(self.seed, self.epoch, index)
+        transform = getattr(self.dataset, "transform", None)
+        if transform is not None and hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
+        else:
+            import random
+
+            import numpy as np
+
+            random.seed(seed)
+            np.random.seed(seed)
+        return self.dataset[index]
