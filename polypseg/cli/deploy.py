@@ -1,9 +1,179 @@
-"""CLI commands: deploy (filled in by its issue)."""
+"""CLI commands: ``export``, ``predict``, ``serve`` (thin wrappers over :mod:`polypseg.deploy`)."""
 
 from __future__ import annotations
 
+import re
+from enum import Enum
+from pathlib import Path
+
 import typer
+
+from polypseg.errors import PolypsegError
+
+
+class ExportFormat(str, Enum):
+    """Export formats."""
+
+    torchscript = "torchscript"
+    onnx = "onnx"
+    state = "state"
+
+
+class OnnxExporter(str, Enum):
+    """ONNX exporters."""
+
+    auto = "auto"
+    dynamo = "dynamo"
+    legacy = "legacy"
+
+
+class Tta(str, Enum):
+    """Test-time augmentation."""
+
+    none = "none"
+    rot90 = "rot90"
+
+
+class Overlay(str, Enum):
+    """How ``predict`` draws masks on the inputs."""
+
+    outline = "outline"
+    tint = "tint"
+    none = "none"
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
+          "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """``"10MB"`` -> 10000000, ``"10MiB"`` -> 10485760, ``"4096"`` -> 4096."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise PolypsegError(f"not a size: {text!r} (e.g. 10MB, 10MiB or 10485760)")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise PolypsegError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def export(
+    run: Path = typer.Argument(..., help="Run folder (or checkpoint stem) to export."),
+    format: ExportFormat = typer.Option(..., "--format", "-f", help="Artifact format."),
+    out: Path = typer.Option(..., "--out", "-o", help="Export folder to create."),
+    which: str = typer.Option("best", help="Checkpoint of the run folder to export."),
+    tolerance: float = typer.Option(1e-4, help="Parity: max abs difference of logits allowed."),
+    opset: int = typer.Option(18, help="ONNX opset version."),
+    onnx_exporter: OnnxExporter = typer.Option(
+        OnnxExporter.auto, help="ONNX exporter: dynamo (torch.export), legacy, or auto (fallback)."
+    ),
+    overwrite: bool = typer.Option(False, help="Replace OUT if it already exists."),
+) -> None:
+    """Freeze a trained model (plain convs, no zoo/e2cnn needed) and check parity."""
+    from polypseg.deploy.export import export_run
+
+    result = export_run(
+        run,
+        format.value,
+        out,
+        which=which,
+        tolerance=tolerance,
+        opset=opset,
+        onnx_exporter=onnx_exporter.value,
+        overwrite=overwrite,
+    )
+    parity = result.meta["parity"]
+    typer.echo(
+        f"exported {result.meta['variant']} as {format.value} to {result.out} "
+        f"(parity max abs diff {parity['max_abs_diff']:.2e} <= {parity['tolerance']:g})"
+    )
+
+
+def predict(
+    model: Path = typer.Argument(..., help="Run folder, checkpoint or export folder."),
+    inputs: list[Path] = typer.Argument(..., help="Images, folders of images/videos, videos."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for masks, overlays and CSV."),
+    tta: Tta = typer.Option(Tta.none, help="Test-time augmentation (rot90: mean of 4)."),
+    batch_size: int = typer.Option(8, min=1, help="Images per forward pass."),
+    threshold: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="Probability threshold (default: the model's)."
+    ),
+    overlay: Overlay = typer.Option(Overlay.outline, help="Overlay style, or none."),
+    threads: int | None = typer.Option(None, help="CPU threads (default: torch's)."),
+) -> None:
+    """Segment images and video frames; masks at each input's original size."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from polypseg.deploy.batch import predict_files
+    from polypseg.deploy.bundle import load_bundle
+    from polypseg.deploy.sources import collect_sources, estimate_frames
+
+    _set_threads(threads)
+    sources = collect_sources(inputs)
+    bundle = load_bundle(model, threads=threads)
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("segmenting", total=estimate_frames(sources) or None)
+        summary = predict_files(
+            bundle,
+            sources,
+            out,
+            tta=None if tta is Tta.none else tta.value,
+            batch_size=batch_size,
+            threshold=threshold,
+            overlay_style=overlay.value,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    typer.echo(
+        f"{summary.images} masks in {summary.out} (CSV {summary.csv}, "
+        f"mean foreground {summary.mean_foreground:.3f})"
+    )
+
+
+def serve(
+    model: Path = typer.Argument(..., help="Run folder, checkpoint or export folder."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 in a container)."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    threads: int | None = typer.Option(None, help="Torch/onnxruntime intra-op CPU threads."),
+    max_bytes: str = typer.Option("10MiB", help="Largest request body (e.g. 10MiB, 500kB)."),
+    max_pixels: int = typer.Option(40_000_000, min=1, help="Largest image (width x height)."),
+    max_pending: int = typer.Option(32, min=1, help="Requests waiting for inference before 503."),
+    tta: Tta = typer.Option(Tta.none, help="Default test-time augmentation."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+    access_log: bool = typer.Option(True, help="Log one line per request."),
+) -> None:
+    """Serve the model over HTTP (POST /v1/segment, GET /healthz /readyz /v1/model)."""
+    import uvicorn
+
+    from polypseg.deploy.bundle import load_bundle
+    from polypseg.deploy.server import ServerSettings, create_app
+
+    _set_threads(threads)
+    settings = ServerSettings(
+        max_bytes=parse_size(max_bytes),
+        max_pixels=max_pixels,
+        max_pending=max_pending,
+        tta=None if tta is Tta.none else tta.value,
+    )
+    bundle = load_bundle(model, threads=threads)
+    typer.echo(f"serving {bundle.model_id} ({bundle.kind}) on http://{host}:{port}", err=True)
+    app = create_app(bundle, settings)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.command(help="Export a run's model to TorchScript, ONNX or safetensors (parity-checked).")(
+        export
+    )
+    app.command(help="Segment images, folders and videos; write masks, overlays and a CSV.")(
+        predict
+    )
+    app.command(help="Serve a model over HTTP with FastAPI + uvicorn.")(serve)

@@ -1,0 +1,12 @@
+"""Deployment: export a trained model to a plain, dependency-light form, predict, and serve it.
+
+* :mod:`~polypseg.deploy.export` freezes a run's model (``model.export()``: expanded filters
+  in plain ``nn.Conv2d``) into TorchScript, ONNX or safetensors, checks parity, and writes an
+  export folder (``model.*`` + ``export.json``) atomically.
+* :mod:`~polypseg.deploy.bundle` loads a run folder or an export folder into a
+  :class:`~polypseg.deploy.bundle.ModelBundle` (model + preprocessing metadata), with a torch
+  or an onnxruntime backend.
+* :mod:`~polypseg.deploy.predict` segments images and video frames at their original size.
+* :mod:`~polypseg.deploy.imageio` decodes untrusted uploads with size, pixel and format limits.
+* :mod:`~polypseg.deploy.server` is the FastAPI app factory behind ``polypseg serve``.
+"""

@@ -1,0 +1,251 @@
+"""A model ready for inference: a run folder or an export folder loaded into a :class:`ModelBundle`.
+
+A bundle pairs a callable torch module, ``(B, 3, S, S)`` normalised ``float32`` to
+``(B, 1, S, S)`` logits, with the metadata that says how to feed it (side ``S``, mean/std,
+threshold). Sources:
+
+* a run folder or checkpoint stem (:func:`~polypseg.checkpoint.resolve_checkpoint`): the zoo
+  model is rebuilt from safetensors and frozen with ``model.export()`` (needs ``zoo``);
+* an export folder (``export.json`` + ``model.pt`` | ``model.onnx`` | ``model.safetensors``)
+  written by :mod:`polypseg.deploy.export`. TorchScript and ONNX need neither ``zoo`` nor
+  ``e2cnn``; ONNX runs on onnxruntime through :class:`OnnxModule`; "state" rebuilds the plain
+  module through ``zoo`` and loads safetensors.
+
+No pickle is ever read: checkpoints and "state" exports are safetensors, and the TorchScript
+and ONNX artifacts are checked against the SHA-256 recorded in ``export.json`` before loading.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from polypseg.errors import ModelError, RunError
+
+#: ``export.json``'s format tag.
+EXPORT_FORMAT = "polypseg-export/1"
+#: Name of the metadata file of an export folder.
+EXPORT_META = "export.json"
+#: Artifact file name per export format.
+ARTIFACTS: dict[str, str] = {
+    "torchscript": "model.pt",
+    "onnx": "model.onnx",
+    "state": "model.safetensors",
+}
+#: ONNX graph input and output names.
+ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
+
+
+class OnnxModule(nn.Module):
+    """An onnxruntime session behind the torch module interface (CPU, ``float32``).
+
+    ``forward`` is thread-safe: onnxruntime sessions allow concurrent ``run`` calls.
+    """
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ModelError(f"onnxruntime cannot load {path.name}: {err}") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S)`` -> ``(B, 1, S, S)`` logits, computed by onnxruntime."""
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        (out,) = self.session.run([self.output_name], {self.input_name: array})
+        return torch.from_numpy(out)
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model and what is needed to feed it and describe it."""
+
+    #: ``(B, 3, S, S)`` normalised float32 -> ``(B, 1, S, S)`` logits; eval mode.
+    module: nn.Module
+    #: The checkpoint's or the export's metadata.
+    meta: dict[str, Any]
+    #: ``"checkpoint"``, ``"torchscript"``, ``"onnx"`` or ``"state"``.
+    kind: str
+    #: Stable identifier: variant and the first 12 hex digits of the source weights' SHA-256.
+    model_id: str
+    #: Whether concurrent ``module`` calls are safe without a lock (onnxruntime: yes).
+    thread_safe: bool = False
+    #: Parameters of the trained (unexpanded) model, when known.
+    params: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def side(self) -> int:
+        """Square input side the model was trained at."""
+        return int(self.meta["input"]["size"])
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        """RGB mean on the 0-1 scale."""
+        return tuple(float(v) for v in self.meta["input"]["mean"])  # type: ignore[return-value]
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        """RGB standard deviation on the 0-1 scale."""
+        return tuple(float(v) for v in self.meta["input"]["std"])  # type: ignore[return-value]
+
+    @property
+    def pad(self) -> bool:
+        """Whether training letterboxed (kept the aspect ratio and padded) instead of stretching."""
+        return bool(self.meta["input"].get("pad", False))
+
+    @property
+    def threshold(self) -> float:
+        """Probability threshold chosen at training (0.5 when none was recorded)."""
+        value = self.meta.get("threshold")
+        return 0.5 if value is None else float(value)
+
+    def info(self) -> dict[str, Any]:
+        """Public description (``GET /v1/model``): no file names or paths."""
+        meta = self.meta
+        return {
+            "model_id": self.model_id,
+            "variant": meta.get("variant"),
+            "format": self.kind,
+            "parameters": self.params,
+            "model": meta.get("model"),
+            "input": {"size": self.side, "mean": self.mean, "std": self.std, "pad": self.pad},
+            "threshold": self.threshold,
+            "metrics": meta.get("metrics") or {},
+            "source_sha256": source_sha256(meta),
+        }
+
+
+def source_sha256(meta: dict[str, Any]) -> str | None:
+    """SHA-256 of the trained weights a bundle comes from (checkpoint or export metadata)."""
+    source = meta.get("source")
+    if isinstance(source, dict) and source.get("sha256"):
+        return str(source["sha256"])
+    return meta.get("weights_sha256")
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of scalar parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def frozen(model: nn.Module) -> nn.Module:
+    """``model.export()`` (expanded filters in plain convs) in eval mode, or ``model`` itself."""
+    exporter = getattr(model, "export", None)
+    plain = exporter() if callable(exporter) else model
+    return plain.eval()
+
+
+def _check_input_meta(meta: dict[str, Any], where: str) -> None:
+    spec = meta.get("input")
+    if not isinstance(spec, dict) or not {"size", "mean", "std"} <= set(spec):
+        raise RunError(f"{where}: metadata lacks input size/mean/std")
+
+
+def _model_id(meta: dict[str, Any]) -> str:
+    sha = source_sha256(meta) or "unknown"
+    return f"{meta.get('variant', 'model')}-{sha[:12]}"
+
+
+def read_export_meta(folder: Path) -> dict[str, Any]:
+    """The validated ``export.json`` of an export folder."""
+    path = folder / EXPORT_META
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunError(f"unreadable export metadata {path}: {err}") from None
+    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+        raise RunError(f"not a polypseg export (format {EXPORT_FORMAT!r} expected): {path}")
+    if meta.get("export_format") not in ARTIFACTS:
+        raise RunError(f"{path}: unknown export_format {meta.get('export_format')!r}")
+    _check_input_meta(meta, str(path))
+    return meta
+
+
+def _load_export(folder: Path, threads: int | None) -> ModelBundle:
+    from polypseg.checkpoint import file_sha256
+
+    meta = read_export_meta(folder)
+    kind = meta["export_format"]
+    artifact = folder / ARTIFACTS[kind]
+    if not artifact.is_file():
+        raise RunError(f"export folder {folder} lacks {artifact.name}")
+    expected = meta.get("sha256")
+    if expected and file_sha256(artifact) != expected:
+        raise ModelError(f"{artifact} does not match the SHA-256 in {EXPORT_META} (modified?)")
+    params = meta.get("parameters")
+    common = {"meta": meta, "kind": kind, "model_id": _model_id(meta), "params": params}
+    if kind == "onnx":
+        return ModelBundle(module=OnnxModule(artifact, threads), thread_safe=True, **common)
+    if kind == "torchscript":
+        try:
+            module = torch.jit.load(str(artifact), map_location="cpu")
+        except (RuntimeError, ValueError) as err:
+            raise ModelError(f"cannot load TorchScript {artifact}: {err}") from None
+        return ModelBundle(module=module.eval(), **common)
+    return ModelBundle(module=load_state_export(folder, meta), **common)
+
+
+def load_state_export(folder: Path, meta: dict[str, Any]) -> nn.Module:
+    """Rebuild the plain module of a "state" export (``zoo.create(...).export()``) and load it."""
+    import zoo
+    from polypseg.checkpoint import load_into, load_state
+
+    try:
+        plain = frozen(zoo.create(meta["variant"], **meta["model"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"{folder}: cannot rebuild {meta.get('variant')!r}: {err}") from None
+    load_into(plain, load_state(folder / "model"), source=f"export {folder}")
+    return plain.eval()
+
+
+def _load_checkpoint(path: Path) -> ModelBundle:
+    from polypseg.checkpoint import load_checkpoint, resolve_checkpoint
+
+    stem = resolve_checkpoint(path)
+    model, meta = load_checkpoint(stem)
+    _check_input_meta(meta, str(stem))
+    return ModelBundle(
+        module=frozen(model),
+        meta=meta,
+        kind="checkpoint",
+        model_id=_model_id(meta),
+        params=count_parameters(model),
+    )
+
+
+def is_export_folder(path: str | Path) -> bool:
+    """Whether ``path`` is an export folder (holds ``export.json``)."""
+    return (Path(path) / EXPORT_META).is_file()
+
+
+def load_bundle(path: str | Path, threads: int | None = None) -> ModelBundle:
+    """Load a run folder, checkpoint stem or export folder for inference (on CPU).
+
+    ``threads`` sets onnxruntime's intra-op threads (torch's are set process-wide by the
+    caller with ``torch.set_num_threads``). Errors name the path and what was expected.
+    """
+    path = Path(path)
+    artifact_names = (EXPORT_META, *ARTIFACTS.values())
+    if path.is_file() and path.name in artifact_names and is_export_folder(path.parent):
+        path = path.parent
+    if path.is_dir() and is_export_folder(path):
+        return _load_export(path, threads)
+    if not path.exists() and not path.with_suffix(".json").exists():
+        raise RunError(f"no such model: {path} (a run folder, checkpoint or export folder)")
+    return _load_checkpoint(path)

@@ -1,0 +1,299 @@
+"""``polypseg export``: a run's model frozen into TorchScript, ONNX or safetensors, parity-checked.
+
+The zoo model's ``export()`` gives an equivalent plain torch module (expanded filters frozen in
+``nn.Conv2d``), so an export needs neither ``zoo`` nor ``e2cnn`` at inference (except "state",
+which rebuilds the plain module through ``zoo``). The artifact is written into a temporary
+folder beside ``out``, loaded back, and its logits are compared with the *original* zoo model's
+on a seeded ``(2, 3, S, S)`` input; only if the maximum absolute difference is within the
+tolerance is ``export.json`` written and the folder moved into place (one rename). A failed
+export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from polypseg.atomic import atomic_write_json
+from polypseg.deploy.bundle import (
+    ARTIFACTS,
+    EXPORT_FORMAT,
+    EXPORT_META,
+    ONNX_INPUT,
+    ONNX_OUTPUT,
+    OnnxModule,
+    count_parameters,
+    frozen,
+    load_state_export,
+)
+from polypseg.errors import ModelError, PolypsegError
+
+#: Export formats of ``polypseg export``.
+FORMATS = tuple(ARTIFACTS)
+#: ONNX exporters: torch.export-based ("dynamo"), TorchScript-based ("legacy"), or dynamo with a
+#: fallback to legacy ("auto").
+ONNX_EXPORTERS = ("auto", "dynamo", "legacy")
+#: Default parity tolerance: maximum absolute difference of logits.
+DEFAULT_TOLERANCE = 1e-4
+#: Default ONNX opset.
+DEFAULT_OPSET = 18
+#: Seed of the parity check's input.
+PARITY_SEED = 0
+
+
+class ExportError(PolypsegError):
+    """An export that failed (parity, exporter, output folder); nothing was written."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_run` wrote."""
+
+    out: Path
+    artifact: Path
+    meta: dict[str, Any]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporters' progress prints, warnings and log lines."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _write_torchscript(plain: nn.Module, example: torch.Tensor, path: Path) -> dict[str, Any]:
+    with _quiet():
+        try:
+            scripted = torch.jit.script(plain)
+            method = "script"
+        except Exception:  # any scripting failure: tracing is equivalent for a static graph
+            scripted = torch.jit.trace(plain, example, check_trace=False)
+            method = "trace"
+        torch.jit.save(scripted, str(path))
+    return {"torchscript_method": method}
+
+
+def _onnx_exporter_options(name: str) -> dict[str, Any]:
+    """``torch.onnx.export`` keyword arguments of each exporter, with a dynamic batch axis."""
+    if name == "dynamo":
+        batch = torch.export.Dim("batch")
+        return {"dynamo": True, "external_data": False, "dynamic_shapes": ({0: batch},)}
+    return {"dynamo": False, "dynamic_axes": {ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}}}
+
+
+def _write_onnx(
+    plain: nn.Module, example: torch.Tensor, path: Path, opset: int, exporter: str
+) -> dict[str, Any]:
+    names = {"input_names": [ONNX_INPUT], "output_names": [ONNX_OUTPUT], "opset_version": opset}
+    errors = []
+    for name in ("dynamo", "legacy") if exporter == "auto" else (exporter,):
+        try:
+            with _quiet():
+                torch.onnx.export(
+                    plain, (example,), str(path), **names, **_onnx_exporter_options(name)
+                )
+            return {"opset": opset, "onnx_exporter": name}
+        except Exception as err:  # the exporters raise many types; try the next or report
+            first = (str(err).strip().splitlines() or [""])[0]
+            errors.append(f"{name} exporter: {type(err).__name__}: {first}")
+            for leftover in path.parent.glob(path.name + "*"):
+                leftover.unlink()
+    raise ExportError("ONNX export failed: " + "; ".join(errors))
+
+
+def _write_state(plain: nn.Module, path: Path) -> dict[str, Any]:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in plain.state_dict().items()}
+    save_file(state, str(path))
+    return {}
+
+
+def _reload(fmt: str, folder: Path, meta: dict[str, Any]) -> nn.Module:
+    artifact = folder / ARTIFACTS[fmt]
+    if fmt == "torchscript":
+        return torch.jit.load(str(artifact), map_location="cpu").eval()
+    if fmt == "onnx":
+        import onnx
+
+        onnx.checker.check_model(str(artifact))
+        return OnnxModule(artifact)
+    return load_state_export(folder, meta)
+
+
+def parity_input(side: int, batch: int = 2, seed: int = PARITY_SEED) -> torch.Tensor:
+    """The seeded ``(batch, 3, side, side)`` standard-normal input of the parity check."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, side, side, generator=generator)
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``max |a - b|`` (``inf`` when shapes differ or a value is not finite)."""
+    if a.shape != b.shape:
+        return float("inf")
+    diff = (a.float() - b.float()).abs().max().item()
+    return diff if diff == diff else float("inf")  # NaN -> inf
+
+
+def _place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Move the finished temporary folder to ``out`` (replacing it only with ``overwrite``)."""
+    backup = None
+    if out.exists():
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        elif overwrite and out.is_dir():
+            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, backup)
+        else:
+            raise ExportError(f"output {out} already exists (use --overwrite to replace it)")
+    os.replace(tmp, out)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def export_run(
+    run: str | Path,
+    fmt: str,
+    out: str | Path,
+    *,
+    which: str = "best",
+    tolerance: float = DEFAULT_TOLERANCE,
+    opset: int = DEFAULT_OPSET,
+    onnx_exporter: str = "auto",
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export the ``which`` checkpoint of ``run`` as ``fmt`` into the folder ``out``.
+
+    Raises :class:`ExportError` (nothing written) when the output exists, the exporter fails,
+    or the reloaded artifact's logits differ from the original model's by more than
+    ``tolerance`` (max abs) on the seeded parity input.
+    """
+    from polypseg.checkpoint import (
+        file_sha256,
+        library_versions,
+        load_checkpoint,
+        resolve_checkpoint,
+    )
+
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}: choose {', '.join(FORMATS)}")
+    if onnx_exporter not in ONNX_EXPORTERS:
+        raise ExportError(f"unknown ONNX exporter {onnx_exporter!r}: {', '.join(ONNX_EXPORTERS)}")
+    out = Path(out)
+    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
+        raise ExportError(f"output {out} already exists (use --overwrite to replace it)")
+    stem = resolve_checkpoint(run, which)
+    model, meta = load_checkpoint(stem)
+    spec = meta.get("input") or {}
+    if "size" not in spec:
+        raise ModelError(f"checkpoint {stem} lacks input.size in its metadata")
+    side = int(spec["size"])
+    example = parity_input(side)
+    with torch.no_grad():
+        reference = model(example)
+        plain = frozen(model)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        artifact = tmp / ARTIFACTS[fmt]
+        try:
+            with torch.no_grad():
+                if fmt == "torchscript":
+                    details = _write_torchscript(plain, example, artifact)
+                elif fmt == "onnx":
+                    details = _write_onnx(plain, example, artifact, opset, onnx_exporter)
+                else:
+                    details = _write_state(plain, artifact)
+                reloaded = _reload(fmt, tmp, meta)
+                diff = max_abs_diff(reloaded(example), reference)
+                batch3 = reloaded(parity_input(side, batch=3, seed=PARITY_SEED + 1))
+        except PolypsegError:
+            raise
+        except Exception as err:  # exporters and runtimes raise many types
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ExportError(
+                f"{fmt} export of {meta['variant']!r} failed: {type(err).__name__}: {first}"
+            ) from err
+        if diff > tolerance:
+            raise ExportError(
+                f"parity check failed: {fmt} logits differ from the original model by "
+                f"{diff:.3g} (max abs) > tolerance {tolerance:g} on a seeded "
+                f"{tuple(example.shape)} input; nothing was written"
+            )
+        if tuple(batch3.shape) != (3, 1, side, side):
+            raise ExportError(
+                f"{fmt} export does not accept another batch size: (3, 3, {side}, {side}) "
+                f"gave {tuple(batch3.shape)}; nothing was written"
+            )
+        export_meta = {
+            "format": EXPORT_FORMAT,
+            "export_format": fmt,
+            "file": artifact.name,
+            "sha256": file_sha256(artifact),
+            "variant": meta["variant"],
+            "model": meta["model"],
+            "input": {**spec, "layout": "NCHW float32 RGB, (x/255 - mean)/std"},
+            "output": {"name": ONNX_OUTPUT, "shape": ["batch", 1, side, side], "kind": "logits"},
+            "threshold": meta.get("threshold", 0.5),
+            "metrics": meta.get("metrics") or {},
+            "parameters": count_parameters(model),
+            "exported_parameters": count_parameters(plain),
+            "source": {
+                "checkpoint": stem.name,
+                "sha256": file_sha256(stem.with_suffix(".safetensors")),
+                "epoch": meta.get("epoch"),
+                "created": meta.get("created"),
+            },
+            "opset": None,
+            **details,
+            "parity": {
+                "max_abs_diff": diff,
+                "tolerance": tolerance,
+                "input_shape": list(example.shape),
+                "seed": PARITY_SEED,
+                "reference": "original zoo model, eval mode",
+            },
+            "versions": {**library_versions(), **_export_versions(fmt)},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        atomic_write_json(tmp / EXPORT_META, export_meta)
+        _place(tmp, out, overwrite)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return ExportResult(out=out, artifact=out / ARTIFACTS[fmt], meta=export_meta)
+
+
+def _export_versions(fmt: str) -> dict[str, str]:
+    import importlib.metadata as md
+
+    names = {"onnx": ("onnx", "onnxruntime", "onnxscript")}.get(fmt, ())
+    versions = {}
+    for name in names:
+        with contextlib.suppress(md.PackageNotFoundError):
+            versions[name] = md.version(name)
+    return versions

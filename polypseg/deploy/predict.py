@@ -1,0 +1,169 @@
+"""Segmenting images at their original size: preprocessing, batched inference, masks, overlays.
+
+Each image is resized to the model's square side (stretched with ``INTER_AREA`` as in training,
+or letterboxed when the model was trained with ``pad``), normalised with the model's mean/std,
+run in batches, and its probability map is resized back to the image's own size before it is
+thresholded, so a mask always has the input's original height and width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from polypseg.deploy.bundle import ModelBundle
+
+#: Test-time augmentations understood by :func:`predict_probabilities`.
+TTA_CHOICES = ("rot90",)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an image of ``height x width`` sits in the model's ``side x side`` input."""
+
+    height: int
+    width: int
+    top: int
+    left: int
+    inner_height: int
+    inner_width: int
+
+
+def _placement(height: int, width: int, side: int, pad: bool) -> Placement:
+    if not pad:
+        return Placement(height, width, 0, 0, side, side)
+    scale = side / max(height, width)
+    inner_h = max(1, min(side, round(height * scale)))
+    inner_w = max(1, min(side, round(width * scale)))
+    return Placement(height, width, (side - inner_h) // 2, (side - inner_w) // 2, inner_h, inner_w)
+
+
+def preprocess(
+    images: Sequence[np.ndarray], bundle: ModelBundle
+) -> tuple[torch.Tensor, list[Placement]]:
+    """Stack RGB ``uint8`` images into the model's normalised ``(B, 3, S, S)`` input."""
+    side = bundle.side
+    mean = np.asarray(bundle.mean, dtype=np.float32)
+    std = np.asarray(bundle.std, dtype=np.float32)
+    batch = np.zeros((len(images), side, side, 3), dtype=np.float32)
+    placements = []
+    for i, image in enumerate(images):
+        height, width = image.shape[:2]
+        place = _placement(height, width, side, bundle.pad)
+        resized = cv2.resize(
+            image, (place.inner_width, place.inner_height), interpolation=cv2.INTER_AREA
+        )
+        normalised = (resized.astype(np.float32) / 255.0 - mean) / std
+        if bundle.pad:  # training pads with zeros before normalising
+            batch[i] = -mean / std
+        batch[i, place.top : place.top + place.inner_height,
+              place.left : place.left + place.inner_width] = normalised  # fmt: skip
+        placements.append(place)
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(), placements
+
+
+def predict_probabilities(
+    module: torch.nn.Module, batch: torch.Tensor, tta: str | None = None
+) -> torch.Tensor:
+    """``(B, 1, S, S)`` foreground probabilities; ``tta="rot90"`` averages the 4 rotations.
+
+    A thin adapter over :func:`polypseg.inference.predict_probs`.
+    """
+    try:
+        from polypseg.inference import predict_probs
+    except ImportError:  # until polypseg.inference lands
+        predict_probs = _sigmoid_rot90
+
+    with torch.inference_mode():
+        return predict_probs(module, batch, tta=tta)
+
+
+def _sigmoid_rot90(module: torch.nn.Module, x: torch.Tensor, tta: str | None = None):
+    if tta is None:
+        return torch.sigmoid(module(x))
+    probs = [torch.rot90(torch.sigmoid(module(torch.rot90(x, k, (2, 3)))), -k, (2, 3))
+             for k in range(4)]  # fmt: skip
+    return torch.stack(probs).mean(0)
+
+
+def postprocess(probs: torch.Tensor, placements: Sequence[Placement]) -> list[np.ndarray]:
+    """Crop each probability map to its image's area and resize it to the original size."""
+    maps = probs.detach().to("cpu", torch.float32).numpy()[:, 0]
+    out = []
+    for prob, place in zip(maps, placements, strict=True):
+        inner = prob[place.top : place.top + place.inner_height,
+                     place.left : place.left + place.inner_width]  # fmt: skip
+        out.append(
+            cv2.resize(
+                np.ascontiguousarray(inner),
+                (place.width, place.height),
+                interpolation=cv2.INTER_LINEAR,
+            )
+        )
+    return out
+
+
+def segment(
+    bundle: ModelBundle, images: Sequence[np.ndarray], tta: str | None = None
+) -> list[np.ndarray]:
+    """Probability maps (``float32``, each at its image's original size) for RGB images."""
+    batch, placements = preprocess(images, bundle)
+    return postprocess(predict_probabilities(bundle.module, batch, tta), placements)
+
+
+def to_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """``uint8`` mask with values ``{0, 255}``: 255 where the probability exceeds ``threshold``."""
+    return np.where(prob > threshold, 255, 0).astype(np.uint8)
+
+
+def foreground_fraction(mask: np.ndarray) -> float:
+    """Fraction of mask pixels that are foreground."""
+    return float(np.count_nonzero(mask)) / float(mask.size) if mask.size else 0.0
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, style: str = "outline") -> np.ndarray:
+    """The RGB image with the mask drawn on it: a green ``outline`` or a green ``tint``."""
+    out = image.copy()
+    if style == "tint":
+        green = np.zeros_like(out)
+        green[..., 1] = 255
+        blend = cv2.addWeighted(out, 0.6, green, 0.4, 0.0)
+        out[mask > 0] = blend[mask > 0]
+        return out
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    thickness = max(1, round(max(mask.shape) / 300))
+    cv2.drawContours(out, contours, -1, (0, 255, 0), thickness)
+    return out
+
+
+def mask_geometry(mask: np.ndarray, tolerance: float = 0.01) -> dict[str, Any]:
+    """Bounding boxes and simplified outer polygons of a mask's connected regions.
+
+    Polygons are ``cv2.findContours`` outlines simplified by ``cv2.approxPolyDP`` with an
+    epsilon of ``tolerance`` times the outline's perimeter (at least one pixel). Regions are
+    ordered by area, largest first.
+    """
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    regions = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        epsilon = max(1.0, tolerance * cv2.arcLength(contour, closed=True))
+        polygon = cv2.approxPolyDP(contour, epsilon, closed=True)[:, 0, :]
+        regions.append(
+            {
+                "box": {"x": int(x), "y": int(y), "width": int(w), "height": int(h)},
+                "area": float(cv2.contourArea(contour)),
+                "polygon": polygon.astype(int).tolist(),
+            }
+        )
+    regions.sort(key=lambda region: -region["area"])
+    return {
+        "boxes": [region["box"] for region in regions],
+        "contours": [region["polygon"] for region in regions],
+        "areas": [region["area"] for region in regions],
+    }

@@ -1,0 +1,246 @@
+"""The HTTP API behind ``polypseg serve``: a FastAPI app factory over a :class:`ModelBundle`.
+
+Routes:
+
+* ``POST /v1/segment`` — the image as multipart field ``file`` or as the raw request body;
+  answers the ``{0, 255}`` mask as PNG at the image's size (default) or, with
+  ``?format=json``, the foreground fraction, bounding boxes, simplified polygon contours,
+  model id and latency. ``?threshold=`` and ``?tta=rot90`` override the defaults.
+* ``GET /healthz`` (process alive), ``GET /readyz`` (model loaded and warmed up: 200, else 503),
+  ``GET /v1/model`` (variant, parameters, training metrics, input side; no paths).
+
+Limits: the request body is counted while it streams in (``Content-Length`` is checked first)
+and refused with 413 past ``max_bytes``; image headers are checked before decoding (413 past
+``max_pixels``, 415 for formats other than PNG/JPEG/BMP/TIFF, 422 when truncated). Every error
+is ``{"error": message, "status": code}``; unexpected exceptions give a generic 500 whose body
+carries no detail (the traceback goes to the server log only).
+
+Concurrency: decoding and inference run in the threadpool; torch models run one batch at a time
+under a lock (onnxruntime sessions are thread-safe and run concurrently), and at most
+``max_pending`` requests wait for inference before new ones get 503.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from polypseg.deploy.bundle import ModelBundle
+from polypseg.deploy.imageio import DEFAULT_MAX_PIXELS, UploadError, decode_image, encode_png
+from polypseg.deploy.predict import foreground_fraction, mask_geometry, segment, to_mask
+
+log = logging.getLogger("polypseg.serve")
+
+#: Default request body limit: 10 MiB.
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Limits and defaults of the HTTP API."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pending: int = 32
+    tta: str | None = None
+
+
+class _Engine:
+    """Decoding + inference for one request, serialised where the backend needs it."""
+
+    def __init__(self, bundle: ModelBundle, settings: ServerSettings) -> None:
+        self.bundle = bundle
+        self.settings = settings
+        self.lock: contextlib.AbstractContextManager[Any] = (
+            contextlib.nullcontext() if bundle.thread_safe else threading.Lock()
+        )
+        self.pending = threading.BoundedSemaphore(settings.max_pending)
+        self.ready = threading.Event()
+
+    def warm_up(self) -> None:
+        """One inference on a blank image; sets ``ready`` when it succeeds."""
+        try:
+            side = self.bundle.side
+            with self.lock:
+                segment(self.bundle, [np.zeros((side, side, 3), np.uint8)])
+        except Exception:  # logged; /readyz stays 503
+            log.exception("model warm-up failed")
+            return
+        self.ready.set()
+
+    def probabilities(self, data: bytes, tta: str | None) -> np.ndarray:
+        """Decode ``data`` (with limits) and return its probability map at its own size."""
+        image = decode_image(data, self.settings.max_pixels)
+        if not self.pending.acquire(blocking=False):
+            raise HTTPException(503, "server busy: too many requests waiting, retry later")
+        try:
+            with self.lock:
+                return segment(self.bundle, [image], tta=tta)[0]
+        finally:
+            self.pending.release()
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HTTPException(400, "invalid Content-Length header")
+        if int(declared) > limit:
+            raise HTTPException(413, f"request body too large: at most {limit} bytes")
+    chunks, total = [], 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise HTTPException(413, f"request body too large: at most {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise HTTPException(400, "client disconnected before the body was complete") from None
+    return b"".join(chunks)
+
+
+async def _image_bytes(request: Request, limit: int) -> bytes:
+    """The uploaded image: multipart field ``file``, or the whole body otherwise."""
+    body = await _read_body(request, limit)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        return body
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await Request(request.scope, receive=replay).form(max_files=1, max_fields=8)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, "multipart upload needs a file field named 'file'")
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+def create_app(
+    bundle: ModelBundle, settings: ServerSettings | None = None, *, warm_up: bool = True
+) -> FastAPI:
+    """The FastAPI app serving ``bundle`` (see the module docstring for routes and limits)."""
+    settings = settings or ServerSettings()
+    engine = _Engine(bundle, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if warm_up:
+            await run_in_threadpool(engine.warm_up)
+        else:
+            engine.ready.set()
+        yield
+
+    app = FastAPI(
+        title="polypseg",
+        summary="Rotation-equivariant polyp segmentation",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(UploadError)
+    async def upload_error(_: Request, exc: UploadError) -> JSONResponse:
+        return _error(exc.status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [
+            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'query')}: {err.get('msg')}"
+            for err in exc.errors()
+        ]
+        return _error(422, "invalid request: " + "; ".join(parts))
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return _error(500, "internal server error")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Readiness: the model is loaded and has run once."""
+        if engine.ready.is_set():
+            return JSONResponse({"status": "ready", "model_id": bundle.model_id})
+        return _error(503, "model not ready")
+
+    @app.get("/v1/model")
+    def model_info() -> dict[str, Any]:
+        """The served model: variant, parameters, training metrics, input side, limits."""
+        return {**bundle.info(), "limits": asdict(settings)}
+
+    @app.post(
+        "/v1/segment",
+        responses={200: {"content": {"image/png": {}, "application/json": {}}}},
+    )
+    async def segment_image(
+        request: Request,
+        format: Literal["png", "json"] = Query("png", description="png mask or json summary"),
+        threshold: float | None = Query(None, ge=0.0, le=1.0, description="default: model's"),
+        tta: Literal["none", "rot90"] | None = Query(None, description="test-time rot90 mean"),
+    ) -> Response:
+        """Segment one image (multipart ``file`` or raw body)."""
+        start = time.perf_counter()
+        if not engine.ready.is_set():
+            raise HTTPException(503, "model not ready")
+        data = await _image_bytes(request, settings.max_bytes)
+        use_tta = settings.tta if tta is None else (None if tta == "none" else tta)
+        prob = await run_in_threadpool(engine.probabilities, data, use_tta)
+        cut = bundle.threshold if threshold is None else threshold
+        mask = to_mask(prob, cut)
+        fraction = foreground_fraction(mask)
+        if format == "png":
+            png = await run_in_threadpool(encode_png, mask)
+            latency = (time.perf_counter() - start) * 1000.0
+            headers = {
+                "X-Model-Id": bundle.model_id,
+                "X-Foreground-Fraction": f"{fraction:.6f}",
+                "X-Latency-Ms": f"{latency:.1f}",
+            }
+            return Response(png, media_type="image/png", headers=headers)
+        geometry = mask_geometry(mask)
+        latency = (time.perf_counter() - start) * 1000.0
+        return JSONResponse(
+            {
+                "model_id": bundle.model_id,
+                "width": int(mask.shape[1]),
+                "height": int(mask.shape[0]),
+                "threshold": cut,
+                "tta": use_tta,
+                "foreground_fraction": fraction,
+                **geometry,
+                "latency_ms": round(latency, 2),
+            }
+        )
+
+    return app
