@@ -99,6 +99,8 @@ def random_fields(
 #: Seeds and sizes of the random inputs (sides divisible by 2**TINY["depth"]).
 SEEDS = (0, 1, 2)
 SIZES = ((32, 32), (32, 48), (64, 64))
+#: Each seed with its own size: every seed and every size is covered at a third of the cost.
+CASES = tuple(zip(SEEDS, SIZES, strict=True))
 #: Tiny models keep the whole of tests/zoo within its time budget.
 TINY = {"width": 2, "depth": 2}
 
