@@ -385,13 +385,15 @@ def make_combined_split(
     return Split("+".join(names), rule, seed, sets, k, fold, groups)
 
 
-def default_split_path(
-    dataset: str, seed: int, k: int | None = None, fold: int | None = None
-) -> Path:
-    """``splits/<dataset>-seed<S>.json`` (``...-k<K>-fold<F>.json`` for k-fold), relative to
-    the working directory."""
-    suffix = f"-k{k}-fold{fold}" if k is not None else ""
-    return Path("splits") / f"{dataset}-seed{seed}{suffix}.json"
+def default_split_path(dataset: str, seed: int) -> Path:
+    """``splits/<dataset>-seed<S>.json``, relative to the working directory."""
+    return Path("splits") / f"{dataset}-seed{seed}.json"
+
+
+def fold_path(path: str | os.PathLike[str], k: int, fold: int) -> Path:
+    """The file of one fold of a k-fold split: ``a/b.json`` -> ``a/b-k5-fold0.json``."""
+    base = Path(path)
+    return base.with_name(f"{base.stem}-k{k}-fold{fold}{base.suffix or '.json'}")
 
 
 # --- using a split ---------------------------------------------------------------------------
