@@ -25,6 +25,7 @@ from zoo.norm import GroupBatchNorm2d
 from zoo.pooling import RotationPool, upsample2x
 from zoo.registry import (
     DEFAULT_DEPTH,
+    DEFAULT_FIELDS,
     DEFAULT_WIDTH,
     available,
     count_params,
@@ -38,6 +39,7 @@ from zoo.unet import PlainFamily, UNet
 
 __all__ = [
     "DEFAULT_DEPTH",
+    "DEFAULT_FIELDS",
     "DEFAULT_WIDTH",
     "P4",
     "P4M",

@@ -2,15 +2,20 @@
 
 MACs are counted from the shapes of the convolutions actually run, through forward hooks on
 every ``nn.Conv2d`` and :class:`~zoo.base.ExpandedConv2d`: a conv with output ``(C_out, H, W)``
-costs ``C_out * H * W * C_in/groups * k_h * k_w``. Batch norm, activations, pooling,
-upsampling and the filter expansion (a gather, once per step) are not counted. The forward runs
-on a copy of the model on the ``meta`` device (shapes only, no arithmetic), so describing a
-large model at 256x256 is instant; if a module cannot run on ``meta`` it runs for real.
+costs ``C_out * H * W * C_in/groups * k_h * k_w`` per image. Batch norm, activations, pooling,
+upsampling and the filter expansion (a gather, once per step) are not counted.
+
+The forward that the hooks watch does no arithmetic: it runs an *empty batch*
+``(0, C_in, H, W)`` through a shadow copy of the model in which every expanded conv is a
+weightless stand-in of the same shape. Describing a large model at 256x256 therefore costs
+neither the convolutions nor the filter expansion (building the expanded bank of a default
+SE(2,12) U-Net alone takes seconds and about a gigabyte).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -19,29 +24,38 @@ from torch import nn
 from zoo.base import ExpandedConv2d
 
 
+class _ShapeConv(nn.Module):
+    """Weightless stand-in of an expanded conv: ``(B, C_in, H, W) -> zeros (B, C_out, H, W)``."""
+
+    def __init__(self, conv: ExpandedConv2d) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size = conv.kernel_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], self.out_channels, x.shape[2], x.shape[3])
+
+
 def conv_macs(module: nn.Module, output: torch.Tensor) -> int:
-    """MACs of one conv for one sample, from its output ``(B, C_out, H, W)``."""
+    """MACs of one conv for one image, from its output ``(B, C_out, H, W)``."""
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
         per_output = module.in_channels // module.groups * kh * kw
-    else:
+    else:  # ExpandedConv2d or its stand-in: in_channels and kernel_size are expanded ints
         per_output = module.in_channels * module.kernel_size**2
-    return output[0].numel() * per_output
+    return math.prod(output.shape[1:]) * per_output
 
 
 def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """``(MACs per sample, number of convs run)`` for ``model(x)``, counted by hooks."""
+    """``(MACs per image, number of convs run)`` for ``model(x)``, counted by hooks."""
     total = [0, 0]
 
     def hook(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
         total[0] += conv_macs(module, output)
         total[1] += 1
 
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, ExpandedConv2d))
-    ]
+    kinds = (nn.Conv2d, ExpandedConv2d, _ShapeConv)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     try:
         with torch.no_grad():
             model(x)
@@ -49,6 +63,14 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
         for handle in handles:
             handle.remove()
     return total[0], total[1]
+
+
+def shape_shadow(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with every expanded conv a weightless :class:`_ShapeConv`."""
+    memo: dict[int, Any] = {
+        id(m): _ShapeConv(m) for m in model.modules() if isinstance(m, ExpandedConv2d)
+    }
+    return copy.deepcopy(model, memo).eval()
 
 
 def _input_channels(model: nn.Module) -> int:
@@ -62,7 +84,7 @@ def _input_channels(model: nn.Module) -> int:
 
 
 def describe(model: nn.Module, size: tuple[int, int] = (256, 256)) -> dict[str, Any]:
-    """Size and cost of ``model`` for one ``(in_channels, *size)`` input.
+    """Size and cost of ``model`` for one ``(in_channels, *size)`` image.
 
     Returns ``params`` (``sum(p.numel())``), ``trainable_params``, ``macs`` (per image, convs
     only), ``convs`` (how many ran), ``size``, and from the model when it has them:
@@ -82,20 +104,8 @@ def describe(model: nn.Module, size: tuple[int, int] = (256, 256)) -> dict[str, 
     info["params"] = sum(p.numel() for p in model.parameters())
     info["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     info["size"] = [h, w]
-
-    channels = _input_channels(model)
-    try:
-        shadow = copy.deepcopy(model).to("meta").eval()
-        macs, convs = count_macs(shadow, torch.empty(1, channels, h, w, device="meta"))
-    except (NotImplementedError, RuntimeError, TypeError):
-        ref = next(model.parameters())
-        was_training = model.training
-        model.eval()
-        try:
-            x = torch.zeros(1, channels, h, w, device=ref.device, dtype=ref.dtype)
-            macs, convs = count_macs(model, x)
-        finally:
-            model.train(was_training)
-    info["macs"] = macs
-    info["convs"] = convs
+    ref = next(iter(model.state_dict().values()), torch.empty(0))
+    dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
+    empty = torch.zeros(0, _input_channels(model), h, w, device=ref.device, dtype=dtype)
+    info["macs"], info["convs"] = count_macs(shape_shadow(model), empty)
     return info

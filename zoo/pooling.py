@@ -33,7 +33,8 @@ class RotationPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # no shape arithmetic in Python, so torch.fx traces this into plain torch ops for export
-        fields = x.view(x.size(0), -1, self.group_size, x.size(2), x.size(3))
+        n = self.group_size
+        fields = x.view(x.size(0), x.size(1) // n, n, x.size(2), x.size(3))
         return fields.amax(2) if self.mode == "max" else fields.mean(2)
 
     def extra_repr(self) -> str:

@@ -15,6 +15,12 @@ name               convolutions                                group      ``|G|`
 
 The SE(2,N) and e2cnn families are imported only when their variant is built, so a missing
 e2cnn breaks the steerable variants alone.
+
+Default widths follow the talk: the plain U-Net has 16 channels in its first stage (1,964,097
+parameters here, 1,964,029 in the talk), every group variant 8 fields (p4: 1,962,401 here,
+1,965,625 in the talk; SE(2,12) with 5x5 kernels about the talk's 16.5M). A field of ``|G|``
+channels costs ``|G|`` times a channel, so compare variants at equal parameters with
+:func:`match_params` (``polypseg models --match-params unet``).
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from zoo.family import ConvFamily
 from zoo.rot90 import Rot90Family
 from zoo.unet import PlainFamily, UNet
 
-#: ``unet`` at these defaults has 1,964,097 parameters (the talk's plain U-Net: 1,964,029).
+#: Width of ``unet`` (channels); every group variant defaults to :data:`DEFAULT_FIELDS` fields.
 DEFAULT_WIDTH = 16
+DEFAULT_FIELDS = 8
 DEFAULT_DEPTH = 4
 #: Options taken by the skeleton itself; every other option goes to the variant's family.
 SKELETON_OPTIONS = ("upsample", "rotation_pool")
@@ -53,19 +60,22 @@ def _steerable(flip: bool) -> Callable[..., ConvFamily]:
 class Variant:
     """A registered variant: its name, a one-line summary and its family factory.
 
-    ``module`` names the zoo module the factory imports lazily (``None``: always importable).
+    ``module`` names the zoo module the factory imports lazily (``None``: always importable);
+    ``default_width`` is the width :func:`create` uses when given none.
     """
 
     name: str
     summary: str
     family: Callable[..., ConvFamily]
     module: str | None = None
+    default_width: int = DEFAULT_FIELDS
 
 
 _VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant("unet", "plain U-Net (nn.Conv2d), the baseline", PlainFamily),
+        Variant("unet", "plain U-Net (nn.Conv2d), the baseline", PlainFamily,
+                default_width=DEFAULT_WIDTH),
         Variant("p4", "p4 group convs: rot90 filters, C4 regular fields", Rot90Family),
         Variant("p4m", "p4m group convs: rot90 + mirror, D4 regular fields",
                 lambda **o: Rot90Family(flip=True, **o)),
@@ -97,19 +107,21 @@ def create(
     name: str,
     in_channels: int = 3,
     out_channels: int = 1,
-    width: int = DEFAULT_WIDTH,
+    width: int | None = None,
     depth: int = DEFAULT_DEPTH,
     **variant_options: Any,
 ) -> UNet:
     """Build variant ``name``: ``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits.
 
     ``width`` is the number of fields of the first stage (channels = fields * ``|G|``),
-    doubled at every one of the ``depth`` levels; H and W must be divisible by ``2**depth``.
+    doubled at every one of the ``depth`` levels (default: the variant's ``default_width``, 16
+    for ``unet`` and 8 for the group variants); H and W must be divisible by ``2**depth``.
     ``variant_options``: ``upsample`` (``"bilinear"``/``"nearest"``) and ``rotation_pool``
     (``"max"``/``"mean"``) for the skeleton; the rest goes to the family (e.g. ``kernel_size``).
     The model's ``config`` rebuilds it: ``zoo.from_config(model.config)``.
     """
     entry = variant(name)
+    width = entry.default_width if width is None else width
     skeleton = {k: variant_options[k] for k in SKELETON_OPTIONS if k in variant_options}
     family_options = {k: v for k, v in variant_options.items() if k not in skeleton}
     try:
