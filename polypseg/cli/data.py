@@ -87,6 +87,12 @@ def _percent(value: float) -> str:
 # --- check -----------------------------------------------------------------------------------
 
 
+def _how_detected(detected_by: str) -> str:
+    if detected_by == "given":
+        return "as given with --dataset"
+    return f"by {detected_by}; override with --dataset"
+
+
 def _summary_rows(report: CheckReport) -> list[tuple[str, str]]:
     from polypseg.data.check import UNCERTAIN_RANGE
     from polypseg.data.layouts import LAYOUTS
@@ -96,7 +102,7 @@ def _summary_rows(report: CheckReport) -> list[tuple[str, str]]:
     layout = next(lay for lay in LAYOUTS if lay.name == index.layout)
     rows = [
         ("folder", str(index.root)),
-        ("dataset", f"{index.name} (from {index.detected_by}; override with --dataset)"),
+        ("dataset", f"{index.name} ({_how_detected(index.detected_by)})"),
         ("layout", f"{layout.name} ({layout.describe()})"),
         ("images", str(len(index.pairs))),
         ("unmatched files", str(len(index.unmatched))),
@@ -158,7 +164,7 @@ def check(
     folder: Annotated[Path, typer.Argument(help="Dataset folder, in any supported layout.")],
     dataset: DatasetOption = None,
 ) -> None:
-    """Read every image and mask of FOLDER and report layout, counts, sizes, masks, sequences.
+    """Read every image and mask of FOLDER; report layout, counts, sizes, masks, sequences.
 
     Exits with status 1 and a list of every problem when the dataset is not usable as it is.
     """
@@ -241,7 +247,7 @@ def split(
         Path | None,
         typer.Option(
             "--out",
-            help="Split file to write [default: splits/<dataset>-seed<S>.json]; with --folds K, "
+            help="Split file to write (default: splits/<dataset>-seed<S>.json); with --folds K, "
             "one file per fold named <out>-k<K>-fold<F>.json.",
         ),
     ] = None,
@@ -262,8 +268,10 @@ def split(
 ) -> None:
     """Make the benchmark split of one dataset (or two, combined) and write it as JSON.
 
-    Kvasir-SEG: random 80/10/10 by image. CVC-ClinicDB: by video sequence, about 70/15/15 of
-    frames. Pass the file to later commands with --split-file.
+    Kvasir-SEG: random 80/10/10 by image.
+    CVC-ClinicDB: by video sequence, about 70/15/15 of frames.
+    K-fold: fold F tests on fold F and validates on fold F+1 (mod K).
+    Later commands take the file with --split-file.
     """
     from polypseg.data.splits import (
         default_split_path,
@@ -322,8 +330,12 @@ def download(
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the server.")
     ] = 10.0,
 ) -> None:
-    """Download a dataset's official archive (or use --archive), verify its SHA-256, unpack it
-    into DEST/<Dataset>. Nothing is left behind when anything fails."""
+    """Download a dataset's official archive (or use --archive) into DEST/<Dataset>.
+
+    The archive's SHA-256 is checked against the recorded one or --sha256 (else printed).
+    It is unpacked in a temporary folder and moved into place only when complete.
+    Nothing is left behind on failure.
+    """
     from polypseg.data.download import SOURCES, download_dataset
     from polypseg.data.layouts import canonical_dataset
 

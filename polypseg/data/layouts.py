@@ -200,7 +200,7 @@ def _identify(root: Path, layout: Layout, stems: list[str], dataset: str | None)
         return layout.dataset, "layout"
     if stems and all(frame_number(s) is not None for s in stems):
         return CLINICDB, "frame-number file names"
-    return KVASIR, "default (file names are not frame numbers)"
+    return KVASIR, "default: file names are not frame numbers"
 
 
 def discover(root: str | Path, dataset: str | None = None) -> DatasetIndex:
