@@ -1,0 +1,413 @@
+"""Steerable convolutions (e2cnn) on regular fields of C_N or D_N, as plain-tensor layers.
+
+Group and layout. ``Rot2dOnR2(N)``: the cyclic group ``C_N`` of rotations by ``2*pi*r/N``;
+``FlipRot2dOnR2(N)`` (``flip=True``): the dihedral group ``D_N`` (rotations and the mirror in
+e2cnn's default vertical axis, ``axis=pi/2``: ``x -> -x``, left and right swapped). A field is
+e2cnn's regular representation: ``|G|`` channels, one per group element, in e2cnn's order
+``0..N-1`` for C_N and ``[(0, r) for r in 0..N-1] + [(1, r) for r in 0..N-1]`` for D_N
+(``(f, r)`` = "mirror ``f`` times, then rotate by ``r``"), laid out ``(B, C*|G|, H, W)``,
+channel ``c*|G| + f*N + r`` (the shared layout, also e2cnn's). Group action on a field map
+(exactly what e2cnn's ``GeometricTensor.transform`` does):
+
+* rotation by ``s`` steps of ``2*pi/N`` (``torch.rot90(x, 1, (-2, -1))`` is ``s = N/4``):
+  ``(rho v)[(f, r)] = v[(f, r - s)]``: both halves rolled *forward* by ``s`` (C_N: one roll);
+* mirror ``(1, 0)``: spatially ``torch.flip(x, (-1,))`` (columns reversed), and
+  ``(rho v)[(f, r)] = v[(1 - f, -r mod N)]``.
+
+This is :mod:`zoo.groups`' convention (``Group(N, flip)``, ``transform_fields``);
+:func:`e2cnn_permutation` reads the permutations off e2cnn's representation matrices, and the
+tests check that the two agree and that every layer is exactly equivariant under them.
+
+Kernel basis (e2cnn's defaults, kept): circular harmonics times Gaussian radial rings; for
+kernel size ``k`` the rings are at radii ``0, 1, ..., (k-1)//2`` with ``sigma = 0.6`` (0.4 on the
+outermost ring, 0.005 at the centre), angular frequencies up to 0 at the centre and up to 2
+elsewhere (e2cnn's ``frequencies_cutoff=None`` policy), and all aliased frequencies
+(``maximum_offset=None``), which for N = 8 and frequency <= 2 adds none. ``sigma``,
+``frequencies_cutoff``, ``rings`` and ``maximum_offset`` are passed through unchanged.
+
+How e2cnn is used. The expanded filter of an ``R2Conv`` between ``C_in`` and ``C_out`` fields
+of one type each is ``weights (C_out*C_in, B) @ basis (B, |G_out|*|G_in|*k*k)`` with ``basis`` the
+sampled block basis of the (in, out) representation pair, rearranged to
+``(C_out*|G_out|, C_in*|G_in|, k, k)``; the bias is ``bias_expansion @ bias``. Building an
+``R2Conv`` per layer costs O(C_in*C_out*B) Python work in e2cnn 0.2.3 (ids and He variances:
+0.7-2.4 s for one 64x64-field layer, 3 s more for its default init), and e2cnn shares its basis
+modules between all layers of the process (``.to(device)`` of one model would move another's).
+So each layer here samples the basis once per ``(group, in type, kernel size, basis options)``
+through a 1-field ``R2Conv`` (module-level cache, :func:`basis_builds` counts the misses), keeps
+its own learnable ``weights``/``bias`` with the same names, shapes and order as ``R2Conv``'s, and
+:meth:`~SteerableConv.expand` computes exactly ``R2Conv.expand_parameters()`` (tested against a
+real ``R2Conv``: :meth:`~SteerableConv.to_r2conv`). The layer never holds an ``R2Conv``, so
+e2cnn's eval-mode ``filter``/``expanded_bias`` buffers never enter the ``state_dict``: its keys
+are ``weights`` and ``bias`` in train and in eval mode. He initialisation is e2cnn's
+``generalized_he_init`` (its per-weight standard deviation is that of the 1-field layer divided
+by ``sqrt(C_in)``; tested equal to e2cnn's).
+
+e2cnn 0.2.3 and numpy 2: ``e2cnn.kernels.utils`` calls ``np.array(x, copy=False)`` on Python
+floats, which numpy 2 rejects; every ``FlipRot2dOnR2`` basis hits it. Importing this module
+points that one e2cnn module's ``np`` at a shim whose ``array(..., copy=False)`` is
+``np.asarray`` (numpy 1 semantics); nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.base import ExpandedConv2d
+from zoo.groups import Group
+
+
+class _NumpyCopyFalseShim(types.ModuleType):
+    """``numpy`` with numpy-1 semantics for ``np.array(obj, copy=False)`` (= ``np.asarray``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+    @staticmethod
+    def array(obj: Any, *args: Any, copy: bool | None = True, **kwargs: Any) -> np.ndarray:
+        if copy is False:
+            return np.asarray(obj, *args, **kwargs)
+        return np.array(obj, *args, copy=copy, **kwargs)
+
+
+def _patch_e2cnn_for_numpy2() -> None:
+    import e2cnn.kernels.utils as kernel_utils
+
+    if not isinstance(kernel_utils.np, _NumpyCopyFalseShim):
+        kernel_utils.np = _NumpyCopyFalseShim("numpy")
+
+
+_patch_e2cnn_for_numpy2()
+
+from e2cnn import gspaces  # noqa: E402
+from e2cnn import nn as enn  # noqa: E402
+from e2cnn.nn import init as e2init  # noqa: E402
+
+__all__ = [
+    "DEFAULT_KERNEL_SIZE",
+    "DEFAULT_N",
+    "SteerableConv",
+    "SteerableFamily",
+    "SteerableGroupConv",
+    "SteerableLiftConv",
+    "basis_builds",
+    "e2cnn_permutation",
+    "gspace",
+]
+
+DEFAULT_N = 8
+DEFAULT_KERNEL_SIZE = 5
+
+
+def _check_n(n: int) -> None:
+    if n < 4 or n % 4 != 0:
+        raise ValueError(
+            f"steerable layers need N to be a positive multiple of 4 (so that rot90 is a group "
+            f"element and the layers are exactly rot90-equivariant), got N={n}"
+        )
+
+
+@functools.cache
+def gspace(n: int, flip: bool = False) -> gspaces.GeneralOnR2:
+    """e2cnn's ``Rot2dOnR2(n)`` (C_N) or ``FlipRot2dOnR2(n)`` (D_N, vertical mirror), cached."""
+    _check_n(n)
+    return gspaces.FlipRot2dOnR2(n) if flip else gspaces.Rot2dOnR2(n)
+
+
+def e2cnn_permutation(n: int, flip: bool, element: tuple[int, int]) -> torch.Tensor:
+    """``perm`` with ``(rho(e) v)[j] = v[perm[j]]``, read off e2cnn's regular representation.
+
+    ``element`` is ``(f, r)`` in :mod:`zoo.groups`' convention (mirror ``f``, then rotate by
+    ``r`` steps of ``2*pi/n``), which is also e2cnn's element of ``FlipRot2dOnR2`` (and ``r``
+    that of ``Rot2dOnR2``). The tests check that this equals
+    ``zoo.groups.Group(n, flip).regular_permutation(element)`` for every element, i.e. that
+    e2cnn orders and moves its regular fields exactly as the rest of ``zoo`` does.
+    """
+    gs = gspace(n, flip)
+    f, r = element
+    if f and not flip:
+        raise ValueError("the mirror is a group element only for the flip (D_N) variant")
+    matrix = gs.regular_repr((f, r % n) if flip else r % n)
+    return torch.from_numpy(np.argmax(np.asarray(matrix), axis=1))
+
+
+# -- the cached basis ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _BlockBasis:
+    """What one (in repr, out repr, k, options) pair contributes, from a 1-field ``R2Conv``."""
+
+    basis: torch.Tensor  # (B, out_size * in_size * k * k), float32
+    std: torch.Tensor  # (B,) e2cnn's He std of the 1-field layer
+    bias_column: torch.Tensor | None  # (out_size,) field bias expansion, None: no trivial irrep
+    in_size: int
+    out_size: int
+
+
+_BUILDS = [0]
+
+
+def basis_builds() -> int:
+    """How many block bases this process has sampled (cache misses of the layer constructor)."""
+    return _BUILDS[0]
+
+
+def _field_type(n: int, flip: bool, kind: str, count: int) -> enn.FieldType:
+    gs = gspace(n, flip)
+    rep = {"regular": gs.regular_repr, "trivial": gs.trivial_repr}[kind]
+    return enn.FieldType(gs, count * [rep])
+
+
+def _basis_options(
+    sigma: float | list[float] | None,
+    frequencies_cutoff: float | Callable[[float], float] | None,
+    rings: list[float] | None,
+    maximum_offset: int | None,
+) -> dict[str, Any]:
+    return {
+        "sigma": sigma,
+        "frequencies_cutoff": frequencies_cutoff,
+        "rings": rings,
+        "maximum_offset": maximum_offset,
+    }
+
+
+@functools.cache
+def _block_basis(
+    n: int,
+    flip: bool,
+    in_kind: str,
+    k: int,
+    sigma: float | tuple[float, ...] | None,
+    frequencies_cutoff: float | Callable[[float], float] | None,
+    rings: tuple[float, ...] | None,
+    maximum_offset: int | None,
+) -> _BlockBasis:
+    _BUILDS[0] += 1
+    conv = enn.R2Conv(
+        _field_type(n, flip, in_kind, 1),
+        _field_type(n, flip, "regular", 1),
+        k,
+        padding=k // 2,
+        initialize=False,
+        **_basis_options(
+            list(sigma) if isinstance(sigma, tuple) else sigma,
+            frequencies_cutoff,
+            list(rings) if rings is not None else None,
+            maximum_offset,
+        ),
+    )
+    dim = conv.basisexpansion.dimension()
+    with torch.no_grad():
+        # the expansion is linear in the weights: its matrix, row b = expansion of unit vector b
+        basis = torch.stack([conv.basisexpansion(w).reshape(-1) for w in torch.eye(dim)])
+    std = e2init._generalized_he_init_variances(conv.basisexpansion)
+    bias_column = conv.bias_expansion[:, 0].clone() if conv.bias is not None else None
+    return _BlockBasis(basis.contiguous(), std, bias_column, conv.in_type.size, conv.out_type.size)
+
+
+# -- layers --------------------------------------------------------------------------------------
+
+
+class SteerableConv(ExpandedConv2d):
+    """e2cnn steerable conv ``in_kind`` fields -> regular fields, as a plain-tensor layer.
+
+    ``(B, C_in*|G_in|, H, W) -> (B, C_out*|G|, H, W)`` with ``|G_in| = |G|`` for regular inputs
+    and 1 for trivial ones (an image), ``|G| = N`` (C_N) or ``2N`` (D_N). Learnable:
+    ``weights`` ``(C_out*C_in*B,)`` and ``bias`` ``(C_out,)`` (one per output field), as in
+    e2cnn's ``R2Conv``. Equivariance (exact, tested): ``layer(transform_fields(x, ...)) ==
+    transform_fields(layer(x), ...)`` for every rot90 and, with ``flip``, the mirror.
+    """
+
+    def __init__(
+        self,
+        in_fields: int,
+        out_fields: int,
+        kernel_size: int = DEFAULT_KERNEL_SIZE,
+        n: int = DEFAULT_N,
+        flip: bool = False,
+        in_kind: str = "regular",
+        bias: bool = True,
+        sigma: float | list[float] | None = None,
+        frequencies_cutoff: float | Callable[[float], float] | None = None,
+        rings: list[float] | None = None,
+        maximum_offset: int | None = None,
+    ) -> None:
+        super().__init__()
+        _check_n(n)
+        if kernel_size < 3 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel size must be odd and >= 3, got {kernel_size}")
+        if in_kind not in ("regular", "trivial"):
+            raise ValueError(f"in_kind must be 'regular' or 'trivial', got {in_kind!r}")
+        self.n, self.flip, self.in_kind = n, flip, in_kind
+        self.group = Group(n, flip)
+        self.in_fields, self.out_fields = in_fields, out_fields
+        self.kernel_size = kernel_size
+        self._options = _basis_options(sigma, frequencies_cutoff, rings, maximum_offset)
+        block = _block_basis(
+            n,
+            flip,
+            in_kind,
+            kernel_size,
+            tuple(sigma) if isinstance(sigma, list) else sigma,
+            frequencies_cutoff,
+            tuple(rings) if rings is not None else None,
+            maximum_offset,
+        )
+        self.in_size, self.out_size = block.in_size, block.out_size
+        self.in_channels = in_fields * block.in_size
+        self.out_channels = out_fields * block.out_size
+        self.basis_dim = block.basis.shape[0]
+        # constants shared by every layer of this kind (not saved: they follow from the options)
+        self.register_buffer("basis", block.basis, persistent=False)
+        self.weights = nn.Parameter(torch.empty(out_fields * in_fields * self.basis_dim))
+        self._block_std = block.std
+        if bias and block.bias_column is not None:
+            self.register_buffer("bias_column", block.bias_column, persistent=False)
+            self.bias = nn.Parameter(torch.zeros(out_fields))
+        else:
+            self.bias_column = None
+            self.bias = None
+        self.reset_parameters()
+
+    def init_std(self) -> torch.Tensor:
+        """``(C_out*C_in*B,)``: the std of e2cnn's ``generalized_he_init`` for each weight.
+
+        That of the 1-field layer divided by ``sqrt(C_in)`` (each output irrep sums ``C_in``
+        times as many basis elements), in e2cnn's weight order (out field, in field, basis).
+        """
+        return self._block_std.repeat(self.out_fields * self.in_fields) / math.sqrt(self.in_fields)
+
+    def reset_parameters(self) -> None:
+        """e2cnn's init: weights ``N(0, init_std()**2)``, bias zero."""
+        with torch.no_grad():
+            std = self.init_std().to(self.weights)
+            self.weights.copy_(std * torch.randn_like(std))
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def in_type(self) -> enn.FieldType:
+        """The e2cnn input field type."""
+        return _field_type(self.n, self.flip, self.in_kind, self.in_fields)
+
+    def out_type(self) -> enn.FieldType:
+        """The e2cnn output field type (regular)."""
+        return _field_type(self.n, self.flip, "regular", self.out_fields)
+
+    def expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``R2Conv.expand_parameters()``: one matmul ``(C_out*C_in, B) @ (B, ...)``, one copy.
+
+        Returns the filter ``(C_out*|G|, C_in*|G_in|, k, k)`` and bias ``(C_out*|G|,)``.
+        """
+        k, o, i = self.kernel_size, self.out_size, self.in_size
+        c_out, c_in = self.out_fields, self.in_fields
+        w = self.weights.view(c_out * c_in, self.basis_dim) @ self.basis
+        w = w.view(c_out, c_in, o, i * k * k).transpose(1, 2)
+        w = w.reshape(c_out * o, c_in * i, k, k)
+        if self.bias is None:
+            return w, None
+        return w, (self.bias[:, None] * self.bias_column).reshape(-1)
+
+    @torch.no_grad()
+    def to_r2conv(self) -> enn.R2Conv:
+        """An e2cnn ``R2Conv`` with these weights (slow for wide layers; for interop, tests)."""
+        conv = enn.R2Conv(
+            self.in_type(),
+            self.out_type(),
+            self.kernel_size,
+            padding=self.kernel_size // 2,
+            bias=self.bias is not None,
+            initialize=False,
+            **self._options,
+        ).to(self.weights.device)
+        conv.weights.copy_(self.weights)
+        if self.bias is not None:
+            conv.bias.copy_(self.bias)
+        return conv
+
+    def extra_repr(self) -> str:
+        group = f"D{self.n}" if self.flip else f"C{self.n}"
+        return (
+            f"{self.in_fields} {self.in_kind} -> {self.out_fields} regular fields of {group}, "
+            f"k={self.kernel_size}, basis={self.basis_dim}"
+        )
+
+
+class SteerableLiftConv(SteerableConv):
+    """Image -> regular fields: ``(B, C_in, H, W) -> (B, C_out*|G|, H, W)`` (trivial inputs)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_fields: int,
+        kernel_size: int = DEFAULT_KERNEL_SIZE,
+        n: int = DEFAULT_N,
+        flip: bool = False,
+        **options: Any,
+    ) -> None:
+        super().__init__(in_channels, out_fields, kernel_size, n, flip, "trivial", **options)
+
+
+class SteerableGroupConv(SteerableConv):
+    """Regular fields -> regular fields: ``(B, C_in*|G|, H, W) -> (B, C_out*|G|, H, W)``."""
+
+    def __init__(
+        self,
+        in_fields: int,
+        out_fields: int,
+        kernel_size: int = DEFAULT_KERNEL_SIZE,
+        n: int = DEFAULT_N,
+        flip: bool = False,
+        **options: Any,
+    ) -> None:
+        super().__init__(in_fields, out_fields, kernel_size, n, flip, "regular", **options)
+
+
+class SteerableFamily:
+    """:class:`zoo.family.ConvFamily` of e2cnn regular fields: ``group_size = N`` (``2N``, flip).
+
+    ``kernel_size`` is the default when the skeleton passes none (5: a 3x3 grid carries only
+    rings 0 and 1 of the basis). Convs carry no bias by default (group batch norm follows in the
+    U-Net). ``options`` (``sigma``, ``frequencies_cutoff``, ``rings``, ``maximum_offset``) go to
+    every layer.
+    """
+
+    def __init__(
+        self,
+        n: int = DEFAULT_N,
+        flip: bool = False,
+        kernel_size: int = DEFAULT_KERNEL_SIZE,
+        bias: bool = False,
+        **options: Any,
+    ) -> None:
+        _check_n(n)
+        self.n, self.flip, self.kernel_size = n, flip, kernel_size
+        self.group = Group(n, flip)
+        self.group_size = self.group.order
+        self.options = {"bias": bias, **options}
+
+    def lift(
+        self, in_channels: int, out_fields: int, kernel_size: int | None = None
+    ) -> SteerableLiftConv:
+        """``(B, in_channels, H, W) -> (B, out_fields*group_size, H, W)``."""
+        k = self.kernel_size if kernel_size is None else kernel_size
+        return SteerableLiftConv(in_channels, out_fields, k, self.n, self.flip, **self.options)
+
+    def conv(
+        self, in_fields: int, out_fields: int, kernel_size: int | None = None
+    ) -> SteerableGroupConv:
+        """``(B, in_fields*group_size, H, W) -> (B, out_fields*group_size, H, W)``."""
+        k = self.kernel_size if kernel_size is None else kernel_size
+        return SteerableGroupConv(in_fields, out_fields, k, self.n, self.flip, **self.options)
+
+    def __repr__(self) -> str:
+        return f"SteerableFamily(n={self.n}, flip={self.flip}, kernel_size={self.kernel_size})"
