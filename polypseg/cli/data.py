@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -52,7 +52,9 @@ def _say(console: Console, text: str, style: str | None = None) -> None:
 
 
 @contextmanager
-def _progress(description: str, total: int | None, unit_bytes: bool = False) -> Iterator:
+def _progress(
+    description: str, total: int | None, unit_bytes: bool = False
+) -> Iterator[Callable[[int, int | None], None]]:
     """A rich progress bar on stderr; yields ``update(completed, total=None)``."""
     from rich.progress import (
         BarColumn,
