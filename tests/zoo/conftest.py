@@ -18,6 +18,19 @@ from equivariance import build
 _CACHE: dict[tuple, nn.Module] = {}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run each zoo test on one intra-op thread, then restore the setting.
+
+    The tensors here are tiny: fanning a 32x32 conv out over threads costs more than it saves,
+    and on a shared 2-core machine the threads' spin-waits made these tests ~10x slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> Callable[..., nn.Module]:
     """``tiny_model(name, seed=0, dtype=torch.float64)``: a fresh copy of a cached tiny model.

@@ -1,0 +1,163 @@
+"""The U-Net skeleton, whole models of every registry variant.
+
+Equivariance tolerances (relative, max-abs; see equivariance.py): float32 sweeps over seeds and
+sizes at TOL32 = 1e-4 (the requirement); one float64 case per variant at TOL_MODEL64 = 1e-5
+(e2cnn samples its bases in float32, ~1e-7), which float noise cannot explain away; the plain
+U-Net must exceed BROKEN = 1e-2. Every element of the rot90 subgroup is checked in eval mode
+and in train mode (batch statistics: the whole batch is transformed at once). Variants whose
+module does not exist yet are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from equivariance import (
+    BROKEN,
+    CASES,
+    TOL32,
+    TOL_MODEL64,
+    equivariance_errors,
+    model_errors,
+    random_image,
+    rel_error,
+    transforms,
+)
+
+import zoo
+from zoo.base import ExpandedConv2d
+
+VARIANTS = zoo.available()
+EQUIVARIANT = [name for name in VARIANTS if name != "unet"]
+
+
+F32, F64 = torch.float32, torch.float64
+
+
+def _equivariance(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict]:
+    """Errors in eval and in train mode, over the rot90 subgroup of the model's group."""
+    errors = {}
+    for mode in ("eval", "train"):
+        model.train(mode == "train")
+        errors[mode] = model_errors(model, x, model.group)
+        assert len(errors[mode]) == (7 if model.group.flip else 3)
+    return errors
+
+
+@pytest.mark.parametrize("name", EQUIVARIANT)
+@pytest.mark.parametrize("seed,size", CASES)
+def test_models_are_equivariant(tiny_model, name, seed, size) -> None:
+    model = tiny_model(name, seed, F32)
+    assert model.group.rotations % 4 == 0
+    errors = _equivariance(model, random_image(size, F32, seed))
+    assert max(max(e.values()) for e in errors.values()) < TOL32, errors
+
+
+@pytest.mark.parametrize("name", EQUIVARIANT)
+def test_models_are_equivariant_in_float64(tiny_model, name) -> None:
+    errors = _equivariance(tiny_model(name, 3, F64), random_image((16, 24), F64, 3))
+    assert max(max(e.values()) for e in errors.values()) < TOL_MODEL64, errors
+
+
+@pytest.mark.parametrize("name", EQUIVARIANT)
+def test_fields_before_pooling_transform_and_pooled_maps_are_invariant(tiny_model, name) -> None:
+    model = tiny_model(name, 1, F32).eval()
+    seen: dict[str, torch.Tensor] = {}
+    model.decoder[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("fields", o))
+    model.pool.register_forward_hook(lambda m, i, o: seen.__setitem__("pooled", o))
+
+    def fields(x: torch.Tensor) -> torch.Tensor:
+        model(x)
+        return seen["fields"]
+
+    def pooled(x: torch.Tensor) -> torch.Tensor:
+        model(x)
+        return seen["pooled"]
+
+    x = random_image((32, 32), F32, 1)
+    group, elements = model.group, transforms(model.group)
+    assert max(equivariance_errors(fields, x, None, group, elements).values()) < TOL32
+    assert max(equivariance_errors(pooled, x, None, None, elements).values()) < TOL32
+    # a group-axis shift the wrong way round must not pass for the regular fields
+    slipped = equivariance_errors(fields, x, None, group, [(1, False)])
+    wrong = zoo.transform_fields(fields(x), group, -1)
+    rotated = fields(zoo.transform_image(x, 1))
+    assert rel_error(rotated, torch.rot90(wrong, 2, dims=(-2, -1))) > BROKEN
+    assert slipped[(1, False)] < TOL32
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_plain_unet_is_not_equivariant(tiny_model, seed) -> None:
+    model = tiny_model("unet", seed, F64).eval()
+    errors = model_errors(model, random_image((32, 32), F64, seed), zoo.P4M)
+    assert min(errors.values()) > BROKEN, errors
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_shapes_channels_and_config(tiny_model, name) -> None:
+    model = tiny_model(name, 0, F32)
+    assert model.config["variant"] == name
+    for size in ((32, 32), (32, 48)):
+        assert model(random_image(size, F32, 0)).shape == (2, 1, *size)
+    other = zoo.create(name, in_channels=1, out_channels=2, width=1, depth=1)
+    assert other(torch.randn(1, 1, 8, 6)).shape == (1, 2, 8, 6)
+    rebuilt = zoo.from_config(other.config)
+    shapes = {k: v.shape for k, v in other.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_gradients_reach_every_parameter(tiny_model, name) -> None:
+    model = tiny_model(name, 0, F32).train()
+    x = random_image((16, 16), F32, 4)
+    target = random_image((16, 16), F32, 5, channels=1)
+    (model(x) * target).sum().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_eval_cache_is_used_and_invalidated_by_an_optimiser_step(tiny_model, name) -> None:
+    model = tiny_model(name, 0, F32).eval()
+    x = random_image((16, 16), F32, 5)
+    convs = [m for m in model.modules() if isinstance(m, ExpandedConv2d)]
+    with torch.no_grad():
+        before = model(x)
+        assert all(c._cache is not None for c in convs)
+        assert torch.equal(model(x), before)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    model.train()
+    model(x).square().mean().backward()
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        after = model(x)
+        assert rel_error(after, before) > 1e-3  # the step changed the eval output...
+        for c in convs:  # ...through freshly expanded filters
+            c._cache = None
+        assert torch.equal(model(x), after)
+    # an in-place weight change alone (no train()) also invalidates the cache
+    if convs:
+        with torch.no_grad():
+            next(convs[0].parameters()).mul_(2.0)
+            assert not torch.equal(model(x), after)
+
+
+@pytest.mark.parametrize(
+    "size,match",
+    [((30, 32), "divisible by 2\\*\\*depth = 4"), ((32, 33), "divisible"), ((31, 31), "divisible")],
+)
+def test_bad_sizes_are_clear_errors(tiny_model, size, match) -> None:
+    model = tiny_model("p4", 0, F32)
+    with pytest.raises(ValueError, match=match):
+        model(torch.zeros(1, 3, *size))
+
+
+def test_wrong_channels_and_bad_constructor_args() -> None:
+    model = zoo.create("unet", width=1, depth=1)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.zeros(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="width"):
+        zoo.create("p4", width=0)
+    with pytest.raises(ValueError, match="in_channels"):
+        zoo.create("p4", in_channels=0)
