@@ -1,9 +1,115 @@
-"""CLI commands: models (filled in by its issue)."""
+"""CLI command ``polypseg models``: the table of zoo variants with parameters and MACs.
+
+A thin layer over :func:`zoo.create`, :func:`zoo.describe` and :func:`zoo.match_params`; torch and
+zoo are imported inside the command so that ``polypseg --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import warnings
+from typing import Annotated, Any
+
 import typer
+
+from polypseg.errors import ModelError
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.command("models")(models)
+
+
+def variant_rows(
+    size: int, width: int | None, depth: int, match: str | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One dict per variant (``zoo.describe`` plus ``name``, ``summary``, ``error``) and the
+    parameter target of ``match`` (``None`` without it). A variant that cannot be built here
+    (e.g. e2cnn missing) gets ``error`` instead of numbers.
+    """
+    import zoo
+
+    if size % 2**depth:
+        raise ModelError(f"--size {size} is not divisible by 2**depth = {2**depth}")
+    target = None
+    if match is not None:
+        try:
+            target = zoo.describe(zoo.create(match, width=width, depth=depth))["params"]
+        except ValueError as err:
+            raise ModelError(str(err)) from None
+    rows = []
+    for name in zoo.available():
+        row: dict[str, Any] = {"name": name, "summary": zoo.variant(name).summary}
+        try:
+            w = width if target is None else zoo.match_params(name, target, depth=depth)
+            row |= zoo.describe(zoo.create(name, width=w, depth=depth), size=(size, size))
+        except ImportError as err:
+            row["error"] = f"unavailable: {err}"
+        except ValueError as err:
+            raise ModelError(str(err)) from None
+        rows.append(row)
+    return rows, target
+
+
+def models(
+    size: Annotated[
+        int, typer.Option("--size", min=1, help="Side of the square input the MACs are for.")
+    ] = 256,
+    width: Annotated[
+        int | None,
+        typer.Option(
+            "--width",
+            min=1,
+            help="First-stage width in fields (channels / |G|). Default: each variant's own "
+            "(16 for unet, 8 for the group variants, the talk's sizes).",
+        ),
+    ] = None,
+    depth: Annotated[
+        int, typer.Option("--depth", min=0, help="Number of 2x2 poolings (and upsamplings).")
+    ] = 4,
+    match_params: Annotated[
+        str | None,
+        typer.Option(
+            "--match-params",
+            metavar="VARIANT",
+            help="Give every variant the width whose parameter count is closest to VARIANT's "
+            "(at --width and --depth).",
+        ),
+    ] = None,
+) -> None:
+    """List the model variants with their parameters and MACs per image."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    with (
+        console.status("building every variant to count it...", spinner="dots"),
+        warnings.catch_warnings(),
+    ):
+        warnings.filterwarnings("ignore", module="e2cnn")  # its basis code's own warnings
+        rows, target = variant_rows(size, width, depth, match_params)
+    title = f"zoo variants: MACs per {size}x{size} image, depth {depth}"
+    if target is not None:
+        title += f", widths matched to {match_params} ({target:,} params)"
+    table = Table(title=title)
+    for header in ("variant", "group", "|G|", "width", "params", "GMACs"):
+        table.add_column(header, justify="left" if header in ("variant", "group") else "right")
+    if target is not None:
+        table.add_column("vs target", justify="right")
+    table.add_column("convolutions")
+    for row in rows:
+        if "error" in row:
+            cells = [row["name"], "", "", "", "", "", *([""] if target else []), row["error"]]
+            table.add_row(*cells, style="dim")
+            continue
+        cells = [
+            row["name"],
+            row["group"],
+            str(row["group_size"]),
+            str(row["width"]),
+            f"{row['params']:,}",
+            f"{row['macs'] / 1e9:,.2f}",
+        ]
+        if target is not None:
+            cells.append(f"{row['params'] / target - 1:+.1%}")
+        table.add_row(*cells, row["summary"])
+    console.print(table)

@@ -138,3 +138,20 @@ def test_a_missing_e2cnn_breaks_only_the_steerable_variants(monkeypatch) -> None
     for name in ("steerable", "steerable-flip"):
         with pytest.raises(ImportError):
             zoo.create(name, width=1, depth=1)
+
+
+def test_cli_models_prints_every_variant(capsys, monkeypatch) -> None:
+    from polypseg.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["models", "--width", "1", "--depth", "1", "--size", "16"]) == 0
+    out = capsys.readouterr().out
+    for name in zoo.available():
+        line = next(line for line in out.splitlines() if f" {name} " in line)
+        if missing_reason(name) is None:
+            params = zoo.describe(zoo.create(name, width=1, depth=1))["params"]
+            assert f"{params:,}" in line, line
+    assert main(["models", "--size", "100"]) == 2
+    assert "not divisible by 2**depth = 16" in capsys.readouterr().err
+    assert main(["models", "--depth", "1", "--size", "16", "--match-params", "nope"]) == 2
+    assert "unknown model variant 'nope'" in capsys.readouterr().err
