@@ -51,11 +51,14 @@ def _theta(angles: Sequence[float], dtype: torch.dtype, device: torch.device) ->
     return torch.tensor(rows, dtype=dtype, device=device)
 
 
-def rotate_each(x: torch.Tensor, angles: Sequence[float], mode: str = "bilinear") -> torch.Tensor:
+def rotate_each(
+    x: torch.Tensor, angles: Sequence[float], mode: str = "bilinear", exact: bool = True
+) -> torch.Tensor:
     """Rotate item ``i`` of the batch ``x`` ``(A, C, S, S)`` by ``angles[i]`` degrees.
 
-    Multiples of 90 degrees use ``torch.rot90`` exactly; the others are resampled together in
-    one ``grid_sample`` call with ``mode`` (``"bilinear"`` or ``"nearest"``) and zero fill.
+    Multiples of 90 degrees use ``torch.rot90`` exactly (unless ``exact`` is false, for tests
+    of the resampling path); the others are resampled together in one ``grid_sample`` call with
+    ``mode`` (``"bilinear"`` or ``"nearest"``) and zero fill.
     """
     _check_square(x)
     angles = [float(a) for a in angles]
@@ -66,7 +69,7 @@ def rotate_each(x: torch.Tensor, angles: Sequence[float], mode: str = "bilinear"
     out = torch.empty_like(x)
     resample = []
     for i, angle in enumerate(angles):
-        k = quarter_turns(angle)
+        k = quarter_turns(angle) if exact else None
         if k is None:
             resample.append(i)
         else:

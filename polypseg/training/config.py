@@ -237,9 +237,13 @@ def read_json_config(path: str | Path) -> dict[str, Any]:
 def build_config(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """Defaults, then the YAML file's values, then ``overrides`` (``None`` values skipped)."""
+    """Defaults, then ``base`` (a resumed run's saved config), then the YAML file's values,
+    then ``overrides`` (``None`` values skipped: options not given on the command line)."""
     values: dict[str, Any] = {}
+    if base:
+        values.update(normalize_keys(base, "run config"))
     if config_file is not None:
         values.update(read_yaml(config_file))
     if overrides:

@@ -1,0 +1,194 @@
+"""Figures: Dice versus rotation angle (from sweeps) and training curves (from metrics.csv).
+
+Both are drawn with matplotlib's Agg backend and written as PNG and SVG side by side
+(``fig.png`` and ``fig.svg``), atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from polypseg.atomic import atomic_write_with
+from polypseg.errors import RunError
+
+#: Colour of each variant (others cycle through matplotlib's palette).
+VARIANT_COLOURS: dict[str, str] = {
+    "unet": "#d62728",
+    "p4": "#1f77b4",
+    "p4m": "#2ca02c",
+    "se2n12": "#9467bd",
+    "steerable": "#ff7f0e",
+    "steerable-flip": "#8c564b",
+}
+PANEL_TITLES: dict[str, str] = {
+    "consistency": "Consistency  Dice(rot(pred(x)), pred(rot(x)))",
+    "accuracy": "Accuracy  Dice(pred(rot(x)), rot(y))",
+}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def load_sweep(path: str | Path) -> dict[str, Any]:
+    """A sweep result from ``sweep.json`` or a folder holding one; RunError otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "sweep.json"
+    if not path.is_file():
+        raise RunError(f"no sweep result at {path} (run `polypseg sweep` first)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"cannot read sweep result {path}: {err}") from None
+    from polypseg.sweep import FORMAT
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise RunError(f"{path} is not a polypseg sweep result ({FORMAT})")
+    return data
+
+
+def _colours(variants: Sequence[str | None]) -> list[str]:
+    """One colour per curve: the variant's own when it appears once, else the palette's."""
+    palette = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    return [
+        VARIANT_COLOURS[v]
+        if v in VARIANT_COLOURS and variants.count(v) == 1
+        else palette[i % len(palette)]
+        for i, v in enumerate(variants)
+    ]
+
+
+def _run_variant(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _save(fig: Any, out: Path) -> list[Path]:
+    out = Path(out)
+    written = []
+    for suffix, dpi in ((".png", 150), (".svg", None)):
+        target = out.with_suffix(suffix)
+        atomic_write_with(
+            target,
+            lambda tmp, s=suffix, d=dpi: fig.savefig(
+                tmp, format=s[1:], dpi=d, bbox_inches="tight"
+            ),
+        )
+        written.append(target)
+    return written
+
+
+def _run_label(run: dict[str, Any]) -> str:
+    params = run.get("params")
+    size = f", {params / 1e3:.1f}k params" if isinstance(params, int) else ""
+    name = run["name"]
+    variant = run["variant"]
+    return f"{name}{size}" if name == variant else f"{name} ({variant}{size})"
+
+
+def plot_sweeps(
+    sweeps: Sequence[dict[str, Any]], out: str | Path, title: str | None = None
+) -> list[Path]:
+    """Dice versus angle: one curve per run (mean, interquartile band), two panels
+    (consistency, accuracy); exact multiples of 90 degrees are marked. Returns PNG and SVG."""
+    plt = _pyplot()
+    runs = [(sweep, run) for sweep in sweeps for run in sweep["runs"]]
+    if not runs:
+        raise RunError("no runs in the sweep results to plot")
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8), sharex=True)
+    colours = _colours([run["variant"] for _, run in runs])
+    for panel, (ax, metric) in enumerate(zip(axes, ("consistency", "accuracy"), strict=True)):
+        for (_, run), colour in zip(runs, colours, strict=True):
+            angles = [p["angle"] for p in run["per_angle"]]
+            mean = [p[metric]["mean"] for p in run["per_angle"]]
+            q1 = [p[metric]["q1"] for p in run["per_angle"]]
+            q3 = [p[metric]["q3"] for p in run["per_angle"]]
+            ax.fill_between(angles, q1, q3, color=colour, alpha=0.18, linewidth=0)
+            ax.plot(angles, mean, color=colour, linewidth=2, marker="o", markersize=3,
+                    label=_run_label(run) if panel == 0 else None)
+        for quarter in (0, 90, 180, 270, 360):
+            ax.axvline(quarter, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
+        ax.set_title(PANEL_TITLES[metric], fontsize=11)
+        ax.set_xlabel("rotation angle (degrees, counter-clockwise)")
+        ax.set_xticks(range(0, 361, 45))
+        ax.set_xlim(min(min(s["angles"]) for s in sweeps) - 5,
+                    max(max(s["angles"]) for s in sweeps) + 5)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("Dice inside the inscribed disc\n(mean, band: 25-75% of images)")
+    low = min(
+        p[m]["q1"] for _, r in runs for p in r["per_angle"] for m in ("consistency", "accuracy")
+        if p[m]["q1"] is not None
+    )
+    for ax in axes:
+        ax.set_ylim(max(0.0, min(low, 0.9) - 0.05), 1.02)
+    first = sweeps[0]
+    fig.suptitle(
+        title
+        or f"Dice vs rotation: {first['dataset']} {first['subset']}, {first['n_images']} images, "
+        f"{first['size']} px",
+        fontsize=12,
+    )
+    fig.legend(loc="lower center", ncol=min(4, len(runs)), frameon=False,
+               bbox_to_anchor=(0.5, -0.06), fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    try:
+        return _save(fig, Path(out))
+    finally:
+        plt.close(fig)
+
+
+def plot_training(run_dirs: Sequence[str | Path], out: str | Path) -> list[Path]:
+    """Training curves of one or more runs: loss (train solid, val dashed), validation Dice
+    and learning rate versus epoch, from each ``RUN/metrics.csv``. Returns PNG and SVG."""
+    from polypseg.training.logs import read_metrics_csv
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    colours = _colours([_run_variant(Path(r)) for r in run_dirs])
+    for run_dir, colour in zip(run_dirs, colours, strict=True):
+        path = Path(run_dir) / "metrics.csv"
+        if not path.is_file():
+            raise RunError(f"no training log at {path} (is {run_dir} a run folder?)")
+        rows = read_metrics_csv(path)
+        if not rows:
+            raise RunError(f"{path} has no epochs yet")
+        name = Path(run_dir).name
+        epochs = [r["epoch"] for r in rows]
+        axes[0].plot(epochs, [r["train_loss"] for r in rows], color=colour, label=f"{name} train")
+        axes[0].plot(epochs, [r["val_loss"] for r in rows], color=colour, linestyle="--",
+                     label=f"{name} val")
+        axes[1].plot(epochs, [r["val_dice"] for r in rows], color=colour, marker="o",
+                     markersize=3, label=name)
+        best = max(rows, key=lambda r: r["val_dice"])
+        axes[1].scatter([best["epoch"]], [best["val_dice"]], color=colour, s=60, marker="*",
+                        zorder=3)
+        axes[2].plot(epochs, [r["lr"] for r in rows], color=colour, label=name)
+    for ax, (label, title) in zip(
+        axes,
+        (("Dice + CE loss", "Loss (solid: train, dashed: val)"),
+         ("Dice", "Validation Dice (star: best)"),
+         ("learning rate", "Learning rate (end of epoch)")),
+        strict=True,
+    ):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(title, fontsize=11)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=9)
+    axes[2].set_yscale("log")
+    fig.tight_layout()
+    try:
+        return _save(fig, Path(out))
+    finally:
+        plt.close(fig)

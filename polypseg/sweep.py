@@ -1,0 +1,253 @@
+"""Rotation sweep: how predictions follow rotated inputs, for several runs on identical inputs.
+
+For each test image ``x`` (mask ``y``) and angle ``a``, with ``pred`` the thresholded model
+output and ``rot_a`` a rotation by ``a`` degrees counter-clockwise (:mod:`polypseg.geometry`):
+
+* consistency ``Dice(rot_a(pred(x)), pred(rot_a(x)))``: 1 for a model exactly equivariant at
+  ``a``;
+* accuracy ``Dice(pred(rot_a(x)), rot_a(y))``: segmentation quality on the rotated image.
+
+Both are scored only inside the inscribed disc (rotation fills the corners with zeros).
+Interpolation: the normalised image is rotated bilinearly (the fill, 0, is the dataset's mean
+colour after normalisation); the probability map ``pred(x)`` is rotated bilinearly and *then*
+thresholded; the ground-truth mask is rotated by nearest neighbour. Multiples of 90 degrees use
+the exact ``torch.rot90`` everywhere, so a p4 model scores consistency 1 there.
+
+Batched: the rotations of one image by many angles form one forward batch; every run sees the
+very same rotated tensors. Output ``sweep.json`` (per-angle summaries: mean, std, quartiles,
+min, max per run and metric), ``sweep.csv`` (the same, one row per run x angle x metric) and
+``sweep_images.csv`` (every image x angle x run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from polypseg.atomic import atomic_write_json, atomic_write_text
+from polypseg.errors import RunError
+from polypseg.evaluation import rows_to_csv
+from polypseg.metrics import summarize
+
+FORMAT = "polypseg-sweep/1"
+SWEEP_METRICS: tuple[str, ...] = ("consistency", "accuracy")
+STAT_COLUMNS: tuple[str, ...] = ("mean", "std", "q1", "median", "q3", "min", "max", "n")
+INTERPOLATION: dict[str, str] = {
+    "image": "bilinear on the normalised image, zero fill (= mean colour)",
+    "prediction": "bilinear on probabilities, then threshold",
+    "mask": "nearest neighbour",
+    "multiples_of_90": "exact torch.rot90",
+    "scored_region": "pixel centres within size/2 - 0.5 of the image centre",
+}
+
+
+def _unique_names(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return out
+
+
+def default_out(run_paths: Sequence[Path]) -> Path:
+    """``RUN/sweep`` for one run; ``PARENT/sweep`` (parent of the first run) for several."""
+    first = Path(run_paths[0])
+    return first / "sweep" if len(run_paths) == 1 else first.parent / "sweep"
+
+
+def _check_compatible(loaded: list[Any]) -> None:
+    first = loaded[0]
+    for other in loaded[1:]:
+        if other.size != first.size:
+            raise RunError(
+                f"runs {first.name} and {other.name} take inputs of {first.size} and "
+                f"{other.size} px; sweep runs trained at one size together"
+            )
+        for key in ("mean", "std"):
+            if other.meta["input"].get(key) != first.meta["input"].get(key):
+                raise RunError(
+                    f"runs {first.name} and {other.name} normalise images differently "
+                    f"(input.{key}); they cannot share one set of rotated inputs"
+                )
+
+
+def sweep_runs(
+    runs: Sequence[str | Path],
+    data_dir: str | Path,
+    angles: Sequence[float],
+    subset: str = "test",
+    split_file: str | Path | None = None,
+    limit: int | None = None,
+    out: str | Path | None = None,
+    batch_size: int = 24,
+    device: str = "cpu",
+    which: str = "best",
+    tta: str | None = None,
+    progress: bool | None = False,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Sweep every run over ``angles`` (degrees) on ``subset`` of the split; return the result.
+
+    The split is ``split_file`` or else the first run's ``split.json``; runs trained on another
+    split are flagged (``split_matches_training``). ``batch_size`` angles go through a model per
+    forward pass. With ``write`` the files go to ``out`` (default: :func:`default_out`).
+    """
+    from polypseg.data import discover
+    from polypseg.geometry import disc_mask, rotate_many
+    from polypseg.inference import check_tta, predict_probs
+    from polypseg.metrics import binarize, dice
+    from polypseg.training.datasets import choose_split, eval_dataset, subset_pairs
+    from polypseg.training.progress import bars, want_progress
+    from polypseg.training.runs import load_run
+
+    if not runs:
+        raise RunError("sweep needs at least one run folder")
+    angles = [float(a) for a in angles]
+    if not angles:
+        raise RunError("sweep needs at least one angle")
+    check_tta(tta)
+    loaded = [load_run(r, which, device) for r in runs]
+    names = _unique_names([r.name for r in loaded])
+    _check_compatible(loaded)
+    given_split = split_file or loaded[0].split_file
+    if given_split is None:
+        raise RunError(f"{runs[0]}: no split.json beside the checkpoint; pass --split-file")
+    index = discover(data_dir)
+    choice = choose_split(index, given_split)
+    pairs = subset_pairs(index, choice.split, subset, limit)
+    dataset = eval_dataset(pairs, loaded[0].size, loaded[0].depth)
+    disc = disc_mask(loaded[0].size)
+    chunks = [angles[i : i + batch_size] for i in range(0, len(angles), batch_size)]
+    scores = {name: {m: [[] for _ in angles] for m in SWEEP_METRICS} for name in names}
+    image_rows: list[dict[str, Any]] = []
+    with bars(want_progress(progress)) as progress_bars:
+        progress_bars.start("sweep", f"sweep {len(angles)} angles", total=len(dataset))
+        for item in range(len(dataset)):
+            sample = dataset[item]
+            x, y = sample["image"], sample["mask"]
+            base = [predict_probs(r.model, x[None], tta=tta) for r in loaded]
+            offset = 0
+            for chunk in chunks:
+                rotated_x = rotate_many(x, chunk, mode="bilinear")
+                rotated_y = rotate_many(y, chunk, mode="nearest") * disc
+                for name, run, probs0 in zip(names, loaded, base, strict=True):
+                    probs = predict_probs(run.model, rotated_x, tta=tta)
+                    pred = binarize(probs, run.threshold) * disc
+                    expected = binarize(rotate_many(probs0, chunk), run.threshold) * disc
+                    consistency = dice(expected, pred).tolist()
+                    accuracy = dice(pred, rotated_y).tolist()
+                    for j, angle in enumerate(chunk):
+                        scores[name]["consistency"][offset + j].append(consistency[j])
+                        scores[name]["accuracy"][offset + j].append(accuracy[j])
+                        image_rows.append({
+                            "run": name, "stem": sample["stem"], "angle": angle,
+                            "consistency": consistency[j], "accuracy": accuracy[j],
+                        })
+                offset += len(chunk)
+            progress_bars.advance("sweep")
+        progress_bars.finish("sweep")
+    result = _result(loaded, names, angles, scores, subset, choice, index, data_dir, tta)
+    if write:
+        folder = Path(out) if out is not None else default_out([Path(r) for r in runs])
+        paths = {
+            "json": folder / "sweep.json",
+            "csv": folder / "sweep.csv",
+            "images_csv": folder / "sweep_images.csv",
+        }
+        result["files"] = {k: str(v) for k, v in paths.items()}
+        atomic_write_json(paths["json"], result)
+        atomic_write_text(paths["csv"], rows_to_csv(summary_rows(result)))
+        atomic_write_text(paths["images_csv"], rows_to_csv(image_rows))
+    return result
+
+
+def _result(
+    loaded: list[Any],
+    names: list[str],
+    angles: list[float],
+    scores: dict[str, dict[str, list[list[float]]]],
+    subset: str,
+    choice: Any,
+    index: Any,
+    data_dir: str | Path,
+    tta: str | None,
+) -> dict[str, Any]:
+    runs_out = []
+    for name, run in zip(names, loaded, strict=True):
+        per_angle = [
+            {"angle": angle, **{m: summarize(scores[name][m][i]) for m in SWEEP_METRICS}}
+            for i, angle in enumerate(angles)
+        ]
+        overall = {
+            m: summarize(v for per in scores[name][m] for v in per) for m in SWEEP_METRICS
+        }
+        runs_out.append({
+            "name": name,
+            "run": str(run.run_dir or run.stem),
+            "variant": run.variant,
+            "params": run.meta.get("params"),
+            "epoch": run.meta.get("epoch"),
+            "threshold": run.threshold,
+            "split_matches_training": choice.sha256 == run.split_sha256,
+            "overall": overall,
+            "per_angle": per_angle,
+        })
+    return {
+        "format": FORMAT,
+        "data_dir": str(data_dir),
+        "dataset": index.name,
+        "subset": subset,
+        "n_images": len(scores[names[0]]["consistency"][0]),
+        "size": loaded[0].size,
+        "angles": angles,
+        "tta": tta,
+        "split": {"source": choice.source, "sha256": choice.sha256},
+        "interpolation": INTERPOLATION,
+        "runs": runs_out,
+    }
+
+
+def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per run x angle x metric (the ``sweep.csv`` table)."""
+    rows = []
+    for run in result["runs"]:
+        for entry in run["per_angle"]:
+            for metric in SWEEP_METRICS:
+                stats = entry[metric]
+                rows.append({
+                    "run": run["name"], "variant": run["variant"], "angle": entry["angle"],
+                    "metric": metric,
+                    **{k: stats[k] for k in STAT_COLUMNS},
+                })
+    return rows
+
+
+def angle_summary(result: dict[str, Any], run: str, angle: float, metric: str) -> dict[str, Any]:
+    """The summary of one run at one angle (``KeyError`` if absent)."""
+    for entry in result["runs"]:
+        if entry["name"] == run:
+            for per in entry["per_angle"]:
+                if abs(per["angle"] - angle) < 1e-9:
+                    return per[metric]
+    raise KeyError(f"no {metric} at {angle} degrees for run {run!r}")
+
+
+def format_summary(result: dict[str, Any], angles: Sequence[float] = (45.0, 90.0)) -> str:
+    """Terminal lines: per run, mean consistency/accuracy at a few angles and overall."""
+    lines = [
+        f"sweep of {len(result['runs'])} run(s) on {result['dataset']} {result['subset']} "
+        f"({result['n_images']} images, {len(result['angles'])} angles):"
+    ]
+    shown = [a for a in angles if any(abs(a - b) < 1e-9 for b in result["angles"])]
+    for run in result["runs"]:
+        parts = []
+        for metric in SWEEP_METRICS:
+            at = ", ".join(
+                f"{a:g}°: {angle_summary(result, run['name'], a, metric)['mean']:.4f}"
+                for a in shown
+            )
+            parts.append(f"{metric} {run['overall'][metric]['mean']:.4f} (all angles; {at})")
+        lines.append(f"  {run['name']:<12} " + "; ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""Figures: Dice versus angle from sweep results, training curves from metrics.csv."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from polypseg.errors import RunError
+from polypseg.plotting import load_sweep, plot_sweeps, plot_training
+from polypseg.sweep import FORMAT
+from polypseg.training.logs import write_metrics_csv
+
+
+def _stats(mean: float) -> dict[str, float]:
+    return {"mean": mean, "std": 0.05, "q1": mean - 0.05, "median": mean, "q3": mean + 0.02,
+            "min": mean - 0.1, "max": min(1.0, mean + 0.1), "n": 4}
+
+
+def _sweep(tmp_path: Path) -> Path:
+    angles = [0.0, 45.0, 90.0, 135.0, 180.0]
+    runs = [
+        {"name": name, "variant": name, "params": 1000 + i,
+         "per_angle": [{"angle": a, "consistency": _stats(1.0 - 0.1 * i * (a % 90 > 0)),
+                        "accuracy": _stats(0.6 - 0.05 * i)} for a in angles]}
+        for i, name in enumerate(("p4", "unet"))
+    ]
+    result = {"format": FORMAT, "dataset": "kvasir-seg", "subset": "test", "n_images": 4,
+              "size": 32, "angles": angles, "runs": runs}
+    path = tmp_path / "sweep" / "sweep.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(result))
+    return path
+
+
+def test_dice_vs_angle_png_and_svg(tmp_path: Path) -> None:
+    sweep = load_sweep(_sweep(tmp_path).parent)  # a folder holding sweep.json works too
+    written = plot_sweeps([sweep], tmp_path / "fig.png")
+    assert [p.name for p in written] == ["fig.png", "fig.svg"]
+    assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = written[1].read_text()
+    assert "<svg" in svg and "Consistency" in svg and "p4" in svg
+
+
+def test_training_curves(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    history = [{"epoch": e, "step": 2 * e, "train_loss": 1.0 / e, "val_loss": 1.1 / e,
+                "val_dice": 0.1 * e, "lr": 1e-3 / e, "best_val_dice": 0.1 * e,
+                "epoch_seconds": 1.0} for e in (1, 2, 3)]
+    write_metrics_csv(run / "metrics.csv", history)
+    written = plot_training([run], tmp_path / "curves.png")
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="no sweep result"):
+        load_sweep(tmp_path)
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(RunError, match="not a polypseg sweep result"):
+        load_sweep(tmp_path / "x.json")
+    with pytest.raises(RunError, match="no training log"):
+        plot_training([tmp_path], tmp_path / "c.png")

@@ -1,0 +1,71 @@
+"""The run folder that training writes, its checkpoints and logs, and early stopping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from polypseg.checkpoint import load_checkpoint, read_meta
+from polypseg.data import load_split
+from polypseg.errors import DataError, ModelError
+from polypseg.training import TrainConfig, train
+from polypseg.training.logs import CSV_COLUMNS, read_metrics_csv
+from polypseg.training.loop import _Trainer
+
+
+def test_run_folder_layout_checkpoints_and_logs(tiny_config: Callable[..., TrainConfig]) -> None:
+    run = train(tiny_config(model="unet"))
+    for name in ("config.json", "split.json", "metrics.csv", "checkpoints/best.safetensors",
+                 "checkpoints/best.json", "checkpoints/last.safetensors", "checkpoints/last.json",
+                 "checkpoints/last_state.pt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").glob("events.out.tfevents.*"))
+    rows = read_metrics_csv(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [2, 4]
+    assert set(CSV_COLUMNS) <= set(rows[0])
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "unet" and config["resolved_model"]["width"] == 2
+    split = load_split(run / "split.json")  # the default split, saved in the run
+    assert split.seed == 0 and split.dataset == "kvasir-seg"
+
+    meta = read_meta(run / "checkpoints" / "last")
+    assert meta["variant"] == "unet" and meta["epoch"] == 2
+    assert meta["input"]["size"] == 32 and len(meta["input"]["mean"]) == 3
+    assert meta["threshold"] == 0.5 and meta["split_sha256"] == split.sha256()
+    assert set(meta["metrics"]) == {"train_loss", "val_loss", "val_dice"}
+    assert meta["args"]["limit_train"] == 4 and "torch" in meta["versions"]
+    model, _ = load_checkpoint(run / "checkpoints" / "best", expected_variant="unet")
+    assert not model.training
+
+
+def test_split_file_is_copied_and_independent_of_the_model_seed(
+    tiny_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    a = train(tiny_config(out=str(tmp_path / "a"), epochs=1, seed=1))
+    b = train(tiny_config(out=str(tmp_path / "b"), epochs=1, seed=2,
+                          split_file=str(a / "split.json")))
+    assert (a / "split.json").read_bytes() == (b / "split.json").read_bytes()
+    c = train(tiny_config(out=str(tmp_path / "c"), epochs=1, seed=3))
+    assert load_split(c / "split.json").sha256() == load_split(a / "split.json").sha256()
+
+
+def test_early_stopping_after_patience_epochs(
+    tiny_config: Callable[..., TrainConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_Trainer, "_validate", lambda self: (0.5, 1.0))  # never improves
+    run = train(tiny_config(epochs=6, patience=2))
+    rows = read_metrics_csv(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]  # best at 1, then 2 epochs without gain
+    assert read_meta(run / "checkpoints" / "best")["epoch"] == 1
+
+
+def test_bad_model_and_data_are_user_errors(
+    tiny_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    with pytest.raises(ModelError, match=r"unknown model 'resnet'.*available: .*p4"):
+        train(tiny_config(model="resnet"))
+    with pytest.raises(DataError, match="no such folder"):
+        train(tiny_config(data=str(tmp_path / "missing")))

@@ -1,0 +1,98 @@
+"""Resume: interrupted + resumed training equals uninterrupted training, bit for bit."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from polypseg.errors import RunError
+from polypseg.training import StepInfo, TrainCallback, TrainConfig, train
+from polypseg.training.logs import read_metrics_csv
+from polypseg.training.state import load_state, state_path
+
+
+class InterruptAt(TrainCallback):
+    """Raise KeyboardInterrupt (or send SIGINT) after optimiser step ``step``."""
+
+    def __init__(self, step: int, real_signal: bool = False) -> None:
+        self.step, self.real_signal = step, real_signal
+
+    def on_step_end(self, info: StepInfo) -> None:
+        if info.step == self.step:
+            if self.real_signal:
+                os.kill(os.getpid(), signal.SIGINT)
+            else:
+                raise KeyboardInterrupt
+
+
+def _weights(run: Path, which: str = "last") -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoints" / f"{which}.safetensors"))
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(
+    tiny_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    straight = train(tiny_config(out=str(tmp_path / "straight"), rot_aug=True))
+    interrupted = tiny_config(out=str(tmp_path / "interrupted"), rot_aug=True)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, [InterruptAt(step=3)])  # mid-epoch 2 (2 steps per epoch)
+    state = load_state(state_path(interrupted.run_dir()))  # weights_only=True inside
+    assert (state["epoch"], state["batches_done"], state["step"]) == (1, 1, 3)
+    assert len(state["history"]) == 1
+    resumed = train(tiny_config(out=str(tmp_path / "interrupted"), rot_aug=True, resume=True))
+
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows_a, rows_b = read_metrics_csv(straight / "metrics.csv"), read_metrics_csv(
+        resumed / "metrics.csv"
+    )
+    assert [r["epoch"] for r in rows_b] == [1, 2]
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):
+        for key in ("step", "train_loss", "val_loss", "val_dice", "lr"):
+            assert row_a[key] == row_b[key], key
+
+
+def test_sigint_stops_after_the_step_with_a_resumable_state(
+    tiny_config: Callable[..., TrainConfig],
+) -> None:
+    config = tiny_config(epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, [InterruptAt(step=1, real_signal=True)])
+    state = load_state(state_path(config.run_dir()))
+    assert (state["epoch"], state["batches_done"], state["step"]) == (0, 1, 1)
+    assert not (config.run_dir() / "checkpoints" / "last.json").exists()  # no half epoch saved
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    train(tiny_config(epochs=1, resume=True))
+    assert len(read_metrics_csv(config.run_dir() / "metrics.csv")) == 1
+    assert (config.run_dir() / "checkpoints" / "best.safetensors").is_file()
+
+
+def test_resume_refuses_another_model_or_size(tiny_config: Callable[..., TrainConfig]) -> None:
+    train(tiny_config(epochs=1))
+    with pytest.raises(RunError, match=r"variant.*p4.*unet"):
+        train(tiny_config(epochs=2, model="unet", resume=True))
+    with pytest.raises(RunError, match="size: run has 32, now 64"):
+        train(tiny_config(epochs=2, size=64, resume=True))
+    with pytest.raises(RunError, match="already holds a run"):
+        train(tiny_config(epochs=2))
+
+
+def test_resume_without_state_is_a_clear_error(tiny_config: Callable[..., TrainConfig]) -> None:
+    with pytest.raises(RunError, match="no resume state"):
+        train(tiny_config(resume=True))
+
+
+def test_resume_of_a_finished_run_does_nothing(tiny_config: Callable[..., TrainConfig]) -> None:
+    run = train(tiny_config(epochs=1))
+    before = _weights(run)
+    train(tiny_config(epochs=1, resume=True))
+    after = _weights(run)
+    assert all(torch.equal(before[k], after[k]) for k in before)
