@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from zoo.base import ExpandedConv2d
 from zoo.describe import describe
-from zoo.export import export
 from zoo.family import ConvFamily
 from zoo.groups import P4, P4M, TRIVIAL, Group, transform_fields, transform_image
 from zoo.norm import GroupBatchNorm2d
@@ -58,7 +57,6 @@ __all__ = [
     "count_params",
     "create",
     "describe",
-    "export",
     "from_config",
     "match_params",
     "transform_fields",

@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from zoo.family import ConvFamily
 from zoo.groups import TRIVIAL, Group
@@ -67,11 +66,6 @@ def group_of(family: ConvFamily) -> Group:
     return Group(family.group_size // (2 if flip else 1), flip)
 
 
-def conv_block(conv: nn.Module, fields: int, group_size: int) -> nn.Sequential:
-    """``conv`` then group batch norm of ``fields`` fields then ReLU."""
-    return nn.Sequential(conv, GroupBatchNorm2d(fields, group_size), nn.ReLU(inplace=True))
-
-
 class UNet(nn.Module):
     """``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits; H, W divisible by 2**depth.
 
@@ -84,6 +78,12 @@ class UNet(nn.Module):
         rotation_pool: ``"max"`` or ``"mean"`` over the group axis before the head.
 
     The kernel size is the family's (3 for p4/p4m/plain, 5 for SE(2,N); a variant option).
+
+    Fields other than regular ones (e.g. SO(2) irreps, where a max over a window or over the
+    channels of a field is not equivariant) plug in through optional family methods, each
+    defaulting to the regular-field part: ``norm(fields)`` (:class:`GroupBatchNorm2d`),
+    ``activation(fields)`` (ReLU), ``downsample()`` (``MaxPool2d(2)``) and
+    ``invariant_pool(fields) -> (module, channels)`` (:class:`RotationPool`, ``fields``).
     """
 
     def __init__(
@@ -111,33 +111,33 @@ class UNet(nn.Module):
         #: how to rebuild this model (set by :func:`zoo.create`): ``{"variant": name, **kwargs}``
         self.config: dict[str, Any] = {}
 
+        norm = getattr(family, "norm", None) or (lambda f: GroupBatchNorm2d(f, n))
+        activation = getattr(family, "activation", None) or (lambda f: nn.ReLU(inplace=True))
+        downsample = getattr(family, "downsample", None) or (lambda: nn.MaxPool2d(2))
+        invariant = getattr(family, "invariant_pool", None) or (
+            lambda f: (RotationPool(n, rotation_pool), f)
+        )
+
+        def block(conv: nn.Module, fields: int) -> nn.Sequential:
+            return nn.Sequential(conv, norm(fields), activation(fields))
+
         widths = [width * 2**i for i in range(depth + 1)]
+        w0 = widths[0]
         self.encoder = nn.ModuleList(
-            [
-                nn.Sequential(
-                    conv_block(family.lift(in_channels, widths[0]), widths[0], n),
-                    conv_block(family.conv(widths[0], widths[0]), widths[0], n),
-                )
-            ]
+            [nn.Sequential(block(family.lift(in_channels, w0), w0), block(family.conv(w0, w0), w0))]
         )
         for lo, hi in pairwise(widths):
             self.encoder.append(
-                nn.Sequential(
-                    nn.MaxPool2d(2),
-                    conv_block(family.conv(lo, hi), hi, n),
-                    conv_block(family.conv(hi, hi), hi, n),
-                )
-            )
+                nn.Sequential(downsample(), block(family.conv(lo, hi), hi),
+                              block(family.conv(hi, hi), hi))
+            )  # fmt: skip
         self.upsample = upsample2x(upsample)
         self.decoder = nn.ModuleList(
-            nn.Sequential(
-                conv_block(family.conv(hi + lo, lo), lo, n),
-                conv_block(family.conv(lo, lo), lo, n),
-            )
+            nn.Sequential(block(family.conv(hi + lo, lo), lo), block(family.conv(lo, lo), lo))
             for lo, hi in reversed(list(pairwise(widths)))
         )
-        self.pool = RotationPool(n, rotation_pool)
-        self.head = nn.Conv2d(widths[0], out_channels, 1)
+        self.pool, pooled = invariant(w0)
+        self.head = nn.Conv2d(pooled, out_channels, 1)
 
     def check_input(self, x: torch.Tensor) -> None:
         """``ValueError`` unless ``x`` is ``(B, in_channels, H, W)`` with ``2**depth | H, W``."""
@@ -153,7 +153,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits."""
-        if not is_fx_symbolic_tracing():  # export traces layers only; the check needs ints
+        if not isinstance(x, torch.fx.Proxy):  # export's trace: the check needs real sizes
             self.check_input(x)
         skips = []
         for stage in self.encoder:
