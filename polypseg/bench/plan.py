@@ -12,8 +12,10 @@ benchmark is reproduced by one file and one command. Example (``plans/smoke.yaml
     lr: 0.001
     seeds: [0]
     angles: "0:360:90"             # start:stop:step (stop excluded) or a list of degrees
-    limit_train: 8                 # optional: first N training images of the split (seeded)
-    limit_eval: 8                  # optional: first N images of the test split
+    limit_train: 8                 # optional: a seeded random N training images of the split
+    limit_val: 4                   # optional: the same for the validation images
+    limit_test: 4                  # optional: the same for the test images
+    sweep_limit: 4                 # optional: the sweep scores the first N test images
     out: results                   # where quality-NAME.{json,md} and plots go
     runs: runs/bench/smoke         # run folders (git-ignored)
     depth: 2
@@ -45,8 +47,8 @@ DATASET_LABELS = {"kvasir": "Kvasir-SEG", "cvc": "CVC-ClinicDB"}
 
 _TOP_KEYS = {
     "name", "description", "reduced", "size", "epochs", "batch_size", "lr", "seeds", "angles",
-    "limit_train", "limit_eval", "out", "runs", "depth", "datasets", "entries", "workers",
-    "split_seed", "train_options",
+    "limit_train", "limit_val", "limit_test", "sweep_limit", "out", "runs", "depth", "datasets",
+    "entries", "workers", "split_seed", "train_options",
 }
 _ENTRY_KEYS = {"name", "variant", "width", "match", "rot_aug", "tta", "from", "depth", "note"}
 _DATASET_KEYS = {"data_dir", "label", "split"}
@@ -111,7 +113,9 @@ class Plan:
     reduced: bool = False
     description: str = ""
     limit_train: int | None = None
-    limit_eval: int | None = None
+    limit_val: int | None = None
+    limit_test: int | None = None
+    sweep_limit: int | None = None
     depth: int | None = None
     workers: int = 0
     split_seed: int = 0
@@ -368,7 +372,9 @@ def parse_plan(
         runs=_resolve(root, raw.get("runs", f"runs/bench/{name}"), "runs"),
         root=root,
         limit_train=_optional_int(raw, "limit_train"),
-        limit_eval=_optional_int(raw, "limit_eval"),
+        limit_val=_optional_int(raw, "limit_val"),
+        limit_test=_optional_int(raw, "limit_test"),
+        sweep_limit=_optional_int(raw, "sweep_limit"),
         depth=_optional_int(raw, "depth"),
         workers=_int(raw.get("workers", 0), "workers", 0),
         split_seed=_int(raw.get("split_seed", 0), "split_seed", 0),

@@ -139,18 +139,24 @@ def quality_markdown(doc: dict[str, Any]) -> str:
             "",
         ]
     hardware = doc.get("hardware", {})
+    limits = ", ".join(
+        f"{k} {settings[k]}" for k in ("limit_train", "limit_val", "limit_test", "sweep_limit")
+        if settings.get(k)
+    )
     lines += [
-        f"- Date: {doc.get('date', '?')}; hardware: {hardware.get('device', '?')}"
-        f" ({hardware.get('cpu', '?')}, torch threads {hardware.get('threads', '?')})",
-        f"- Schedule (every run): size {settings.get('size')} px, {settings.get('epochs')} epochs, "
-        f"batch {settings.get('batch_size')}, lr {settings.get('lr')}, seeds "
-        f"{settings.get('seeds')}, limit_train {settings.get('limit_train') or 'all'}, "
-        f"limit_eval {settings.get('limit_eval') or 'all'}",
-        f"- Sweep angles: {settings.get('angles')} degrees; metrics per test image, averaged; "
+        f"- Date: {doc.get('date', '?')}; hardware: {hardware.get('device', '?')} "
+        f"({hardware.get('device_name', '?')}, {hardware.get('threads', '?')} torch threads)",
+        f"- Schedule (every run): {settings.get('size')} px, depth {settings.get('depth')}, "
+        f"{settings.get('epochs')} epochs, batch {settings.get('batch_size')}, "
+        f"lr {settings.get('lr')}, seeds {settings.get('seeds')}"
+        + (f"; subsets: {limits}" if limits else ""),
+        f"- Sweep angles: {settings.get('angles')} degrees. Metrics per test image, averaged; "
         f"mean {PM} sample std over seeds (one seed: no std).",
     ]
     if doc.get("command"):
         lines.append(f"- Command: `{doc['command']}`")
+    if doc.get("missing"):
+        lines.append(f"- Unfinished, left out: {len(doc['missing'])} evaluations")
     lines.append("")
     entries = {e["name"]: e for e in doc.get("entries", [])}
     summary = doc.get("summary") or summarize(doc.get("results", []))
@@ -181,6 +187,9 @@ def quality_markdown(doc: dict[str, Any]) -> str:
             body.append(cells)
         lines += _table(header, body)
         lines.append("")
+        for plot in doc.get("plots", []):
+            if plot.endswith(f"-{key}.png"):
+                lines += [f"![Dice vs angle, {info.get('label', key)}]({plot})", ""]
     lines += _entry_notes(doc)
     return "\n".join(lines).rstrip() + "\n"
 

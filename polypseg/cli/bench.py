@@ -1,9 +1,127 @@
-"""CLI commands: bench (filled in by its issue)."""
+"""CLI commands: ``polypseg bench quality|speed|report`` (thin wrappers over polypseg.bench)."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+
 import typer
+
+bench_app = typer.Typer(
+    name="bench",
+    help="Benchmarks: quality (train/evaluate/sweep a plan) and speed (against MONAI UNet).",
+    no_args_is_help=True,
+)
+
+
+def _command_line() -> str:
+    return "polypseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@bench_app.command("quality")
+def quality(
+    plan: Path = typer.Option(..., "--plan", help="YAML benchmark plan (plans/*.yaml)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+                             help="Runs at once (subprocesses sharing the cores or the GPU)."),
+    out: Path | None = typer.Option(None, "--out",
+                                    help="Results folder (default: the plan's 'out')."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Resume half-done runs from their last checkpoint."),
+    device: str | None = typer.Option(None, "--device",
+                                      help="cpu or cuda (default: cuda when available)."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Validate the plan and list the runs; train nothing."),
+) -> None:
+    """Run a quality plan: train, evaluate (test split), sweep and plot; skip finished runs."""
+    from polypseg.bench.plan import load_plan
+    from polypseg.bench.quality import plan_runs, run_quality
+
+    spec = load_plan(plan)
+    if dry_run:
+        for run in plan_runs(spec):
+            typer.echo(f"{run.key}  ->  {run.run_dir}")
+        return
+    outcome = run_quality(spec, jobs=jobs, out=out, resume=resume, device=device,
+                          command=_command_line(), progress=_say)
+    typer.echo(f"trained {len(outcome.trained)}, reused {len(outcome.reused)}, "
+               f"failed {len(outcome.failed)}")
+    for path in outcome.written:
+        typer.echo(f"wrote {path}")
+    if outcome.failed:
+        for key, message in outcome.failed.items():
+            typer.secho(f"failed {key}: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+@bench_app.command("speed")
+def speed(
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    size: int = typer.Option(64, "--size", min=16,
+                             help="Input side in pixels (256 on a GPU; smaller on CPU)."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per step."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Interleaved timed repeats."),
+    warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed steps per model first."),
+    params: int = typer.Option(2_000_000, "--params", min=1000,
+                               help="Parameter count every model is matched to."),
+    variants: str | None = typer.Option(None, "--variants",
+                                        help="Comma-separated variants (default: all)."),
+    depth: int | None = typer.Option(None, "--depth", help="U-Net depth (default: zoo's)."),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory."),
+    out: Path = typer.Option(Path("results"), "--out", help="Results folder."),
+    stem: str | None = typer.Option(None, "--stem",
+                                    help="File stem (default speed-DEVICE, e.g. speed-cpu)."),
+) -> None:
+    """Time every variant against a MONAI UNet of similar size (ratios, images/s, memory)."""
+    from polypseg.bench.speed import run_speed, write_speed
+
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            from polypseg.errors import PolypsegError
+
+            raise PolypsegError("--device cuda: no CUDA device is available here")
+    doc = run_speed(
+        device=device, size=size, batch_size=batch_size, repeats=repeats, warmup=warmup,
+        target_params=params, depth=depth, memory=memory, progress=_say,
+        variants=[v.strip() for v in variants.split(",") if v.strip()] if variants else None,
+    )
+    doc["command"] = _command_line()
+    if device == "cpu":
+        doc["label"] = (f"CPU run at {size} px, batch {batch_size} (not 256 px): ratios are "
+                        "indicative of the relative cost; GPU figures need a GPU run")
+    paths = write_speed(doc, out, stem or f"speed-{device.split(':')[0]}")
+    for path in paths:
+        typer.echo(f"wrote {path}")
+
+
+@bench_app.command("report")
+def report(
+    results: Path = typer.Argument(..., help="A quality-*.json or speed*.json file."),
+) -> None:
+    """Re-render the markdown table next to a results JSON file."""
+    import json
+
+    from polypseg.atomic import atomic_write_text
+    from polypseg.bench.report import quality_markdown, speed_markdown
+    from polypseg.errors import PolypsegError
+
+    try:
+        doc = json.loads(results.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise PolypsegError(f"cannot read results file {results}: {err}") from None
+    kind = str(doc.get("kind", ""))
+    render = speed_markdown if kind.startswith("polypseg-speed") else quality_markdown
+    target = results.with_suffix(".md")
+    atomic_write_text(target, render(doc))
+    typer.echo(f"wrote {target}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add the ``bench`` sub-app to the main app."""
+    app.add_typer(bench_app, name="bench")

@@ -1,0 +1,219 @@
+"""Collect a plan's finished runs into ``quality-PLAN.json``/``.md`` and Dice-vs-angle plots.
+
+Reads only files the library wrote (``evaluate_run``'s and ``sweep_runs``' JSON, the best
+checkpoint's metadata) and this runner's ``bench/train.json``; runs that are not finished are
+left out and counted. Per run and entry:
+
+* ``metrics``: the test-set means over images of Dice, IoU, precision, recall, HD95;
+* ``sweep``: ``accuracy_mean`` (mean over angles of the per-angle mean accuracy Dice),
+  ``accuracy_min`` (the worst angle), ``consistency_off90`` (mean consistency over the angles
+  that are not multiples of 90 degrees), ``accuracy_off90``;
+* ``val_dice``: the best checkpoint's validation Dice, which picks the run plotted per entry
+  (selection on validation, never on test).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from polypseg.atomic import atomic_write_json, atomic_write_text
+from polypseg.bench.plan import Plan
+from polypseg.bench.quality import Evaluation, RunSpec, eval_file, sweep_file
+from polypseg.bench.report import quality_markdown, summarize
+
+KIND = "polypseg-quality/1"
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def sweep_summary(sweep: dict[str, Any]) -> dict[str, float]:
+    """Angle-level summaries of a one-run sweep result (see the module docstring)."""
+    per_angle = sweep["runs"][0]["per_angle"]
+
+    def means(metric: str, keep: Callable[[float], bool]) -> list[float]:
+        return [p[metric]["mean"] for p in per_angle
+                if keep(p["angle"]) and p[metric]["mean"] is not None]
+
+    def off90(angle: float) -> bool:
+        return not math.isclose(angle % 90, 0, abs_tol=1e-9)
+
+    out: dict[str, float] = {}
+    accuracy = means("accuracy", lambda _a: True)
+    if accuracy:
+        out["accuracy_mean"] = sum(accuracy) / len(accuracy)
+        out["accuracy_min"] = min(accuracy)
+    for metric in ("consistency", "accuracy"):
+        values = means(metric, off90)
+        if values:
+            out[f"{metric}_off90"] = sum(values) / len(values)
+    return out
+
+
+def _val_dice(run_dir: Path) -> float | None:
+    meta = _read(run_dir / "checkpoints" / "best.json") or {}
+    metrics = meta.get("metrics") or {}
+    for key in ("val_dice", "dice"):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+def run_result(spec: RunSpec, evaluation: Evaluation) -> dict[str, Any] | None:
+    """One row of ``results``: an evaluation of a finished run, or ``None`` if unfinished."""
+    evaluated = _read(eval_file(spec, evaluation))
+    swept = _read(sweep_file(spec, evaluation))
+    trained = _read(spec.bench_dir / "train.json")
+    if evaluated is None or swept is None or trained is None:
+        return None
+    own = evaluation.entry == spec.entry
+    return {
+        "entry": evaluation.entry,
+        "dataset": spec.dataset,
+        "seed": spec.seed,
+        "run": spec.run_dir,
+        "trained_as": spec.entry,
+        "tta": evaluation.tta,
+        "metrics": {k: v.get("mean") for k, v in evaluated["summary"].items()},
+        "n_test_images": evaluated.get("n_images"),
+        "hd95_excluded": evaluated["summary"].get("hd95", {}).get("n_excluded"),
+        "sweep": sweep_summary(swept),
+        "sweep_images": swept.get("n_images"),
+        "sweep_file": str(sweep_file(spec, evaluation)),
+        "val_dice": _val_dice(Path(spec.run_dir)),
+        "epoch": evaluated.get("epoch"),
+        # an evaluation-only entry trained nothing: its training time is its source's
+        "train_seconds": trained.get("seconds") if own else None,
+        "device": (trained.get("hardware") or {}).get("device_name"),
+    }
+
+
+def best_runs(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (entry, dataset) the run with the best validation Dice (test Dice if none)."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in results:
+        key = (row["entry"], row["dataset"])
+
+        def score(r: dict[str, Any]) -> float:
+            value = r["val_dice"] if r["val_dice"] is not None else r["metrics"].get("dice")
+            return -math.inf if value is None else value
+
+        if key not in best or score(row) > score(best[key]):
+            best[key] = row
+    return best
+
+
+def plot_best(plan: Plan, results: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Dice-vs-angle plot per dataset: the best run of every entry (``plotting.plot_sweeps``)."""
+    from polypseg.plotting import load_sweep, plot_sweeps
+
+    written = []
+    best = best_runs(results)
+    for dataset in plan.datasets:
+        sweeps = []
+        for entry in plan.entries:
+            row = best.get((entry.name, dataset.key))
+            if row is None:
+                continue
+            sweep = load_sweep(row["sweep_file"])
+            for run in sweep["runs"]:
+                run["name"] = entry.name  # the legend names the entry, not the run folder
+            sweeps.append(sweep)
+        if not sweeps:
+            continue
+        first = sweeps[0]
+        title = (f"{dataset.label}, plan {plan.label}: best run per entry (validation Dice), "
+                 f"{first['n_images']} test images, {first['size']} px")
+        written += plot_sweeps(sweeps, out / f"sweep-{plan.name}-{dataset.key}", title=title)
+    return written
+
+
+def _hardware(results: list[dict[str, Any]], specs: list[RunSpec]) -> dict[str, Any]:
+    from polypseg.bench.hardware import hardware_info
+
+    for spec in specs:
+        trained = _read(spec.bench_dir / "train.json")
+        if trained and trained.get("hardware"):
+            return trained["hardware"]
+    return hardware_info("cpu")
+
+
+def write_results(
+    plan: Plan,
+    specs: list[RunSpec],
+    entries: dict[str, dict[str, Any]],
+    datasets: dict[str, dict[str, Any]],
+    out: Path,
+    command: str = "",
+    progress: Callable[[str], None] = lambda _m: None,
+) -> list[Path]:
+    """Write ``quality-PLAN.json``, ``quality-PLAN.md`` and the plots into ``out``."""
+    results = []
+    missing = []
+    for spec in specs:
+        for evaluation in spec.evaluations:
+            row = run_result(spec, evaluation)
+            if row is None:
+                missing.append(f"{spec.key}:{evaluation.entry}")
+            else:
+                results.append(row)
+    entry_rows = []
+    for entry in plan.entries:
+        source = entries.get(entry.source or entry.name, {})
+        entry_rows.append({
+            "name": entry.name,
+            "variant": entry.variant or plan.entry(entry.source).variant,
+            "width": source.get("width"),
+            "params": source.get("params"),
+            "macs_256": source.get("macs_256"),
+            "match": entry.match,
+            "rot_aug": entry.rot_aug,
+            "tta": entry.tta,
+            "source": entry.source,
+            "note": entry.note,
+        })
+    doc = {
+        "kind": KIND,
+        "plan": plan.name,
+        "label": plan.label,
+        "reduced": plan.reduced,
+        "description": plan.description,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": command,
+        "plan_file": str(plan.source_file) if plan.source_file else None,
+        "hardware": _hardware(results, specs),
+        "settings": {
+            "size": plan.size, "depth": plan.depth, "epochs": plan.epochs,
+            "batch_size": plan.batch_size, "lr": plan.lr, "seeds": list(plan.seeds),
+            "angles": plan.angles_text, "n_angles": len(plan.angles),
+            "limit_train": plan.limit_train, "limit_val": plan.limit_val,
+            "limit_test": plan.limit_test, "sweep_limit": plan.sweep_limit,
+            "split_seed": plan.split_seed, "train_options": plan.train_options,
+        },
+        "datasets": datasets,
+        "entries": entry_rows,
+        "missing": missing,
+        "summary": summarize(results),
+        "results": results,
+    }
+    out = Path(out)
+    written = []
+    plots = plot_best(plan, results, out) if results else []
+    doc["plots"] = [p.name for p in plots]
+    stem = out / f"quality-{plan.name}"
+    atomic_write_json(stem.with_suffix(".json"), doc)
+    atomic_write_text(stem.with_suffix(".md"), quality_markdown(doc))
+    written += [stem.with_suffix(".json"), stem.with_suffix(".md"), *plots]
+    if missing:
+        progress(f"{len(missing)} evaluations unfinished, left out: {', '.join(missing[:5])}")
+    return written

@@ -1,0 +1,114 @@
+"""The quality runner end to end on a tiny synthetic dataset: rows, skip-if-finished, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from polypseg.bench.plan import load_plan
+from polypseg.bench.quality import is_complete, plan_runs, run_quality
+from polypseg.cli import main
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in (root / "runs").rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_bench: Path) -> dict:
+    """The tiny plan run once through the CLI; its results document."""
+    code = main(["bench", "quality", "--plan", str(tiny_bench / "tiny.yaml")])
+    assert code == 0
+    return json.loads((tiny_bench / "results" / "quality-tiny.json").read_text())
+
+
+def test_results_have_the_right_rows(tiny_bench: Path, first_run: dict) -> None:
+    doc = first_run
+    assert doc["label"] == "tiny (REDUCED)" and doc["reduced"] is True
+    assert [(r["entry"], r["dataset"], r["n"]) for r in doc["summary"]] == [
+        ("unet", "kvasir", 1), ("unet+tta", "kvasir", 1), ("p4", "kvasir", 1)
+    ]
+    for row in doc["results"]:
+        assert set(row["metrics"]) == {"dice", "iou", "precision", "recall", "hd95"}
+        assert 0.0 <= row["metrics"]["dice"] <= 1.0
+        assert {"accuracy_mean", "accuracy_min", "consistency_off90"} <= set(row["sweep"])
+    by_entry = {r["entry"]: r for r in doc["results"]}
+    assert by_entry["unet+tta"]["tta"] == "rot90" and by_entry["unet+tta"]["train_seconds"] is None
+    assert by_entry["unet"]["train_seconds"] > 0
+    entries = {e["name"]: e for e in doc["entries"]}
+    assert entries["p4"]["match"] == "unet" and entries["p4"]["params"] > 0
+    assert entries["unet"]["macs_256"] > 0
+    assert doc["hardware"]["device_name"]
+    text = (tiny_bench / "results" / "quality-tiny.md").read_text()
+    assert "plan tiny (REDUCED)" in text
+    for entry in ("unet", "unet+tta", "p4"):
+        assert f"\n| {entry} |" in text
+    assert (tiny_bench / "results" / "sweep-tiny-kvasir.png").stat().st_size > 1000
+    assert (tiny_bench / "results" / "sweep-tiny-kvasir.svg").is_file()
+
+
+def test_second_invocation_trains_nothing(
+    tiny_bench: Path, first_run: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import polypseg.training
+
+    before = _mtimes(tiny_bench)
+
+    def no_training(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(polypseg.training, "train", no_training)
+    outcome = run_quality(load_plan(tiny_bench / "tiny.yaml"))
+    assert outcome.trained == [] and outcome.failed == {}
+    assert sorted(outcome.reused) == ["kvasir/p4/seed0", "kvasir/unet/seed0"]
+    after = _mtimes(tiny_bench)
+    changed = [p for p, t in after.items() if before.get(p) != t and "/bench/spec.json" not in p]
+    assert changed == []
+
+
+def test_interrupted_run_needs_resume(tiny_bench: Path, first_run: dict) -> None:
+    plan = load_plan(tiny_bench / "tiny.yaml")
+    spec = next(s for s in plan_runs(plan) if s.entry == "p4")
+    marker = spec.bench_dir / "train.json"
+    marker.unlink()  # as if killed after the last checkpoint, before the marker
+    (spec.bench_dir / "p4" / "sweep.json").unlink()
+    assert not is_complete(spec)
+    outcome = run_quality(plan)
+    assert list(outcome.failed) == ["kvasir/p4/seed0"]
+    assert "--resume" in outcome.failed["kvasir/p4/seed0"]
+    assert not marker.exists()
+    # with resume: training sees a complete run (nothing to do), the sweep is redone
+    weights = Path(spec.run_dir) / "checkpoints" / "best.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    outcome = run_quality(plan, resume=True)
+    assert outcome.trained == ["kvasir/p4/seed0"] and outcome.failed == {}
+    assert marker.is_file() and is_complete(spec)
+    assert weights.stat().st_mtime_ns == stamp
+
+
+def test_parallel_jobs_use_worker_subprocesses(
+    tiny_bench: Path, first_run: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--jobs 2`` hands each run to ``python -m polypseg.bench.quality SPEC``; the worker's
+    entry point is run here in-process (a real subprocess would re-import torch and MONAI)."""
+    import subprocess
+
+    from polypseg.bench import quality
+
+    plan = load_plan(tiny_bench / "tiny.yaml")
+    specs = plan_runs(plan)
+    calls = []
+
+    def fake_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+        assert command[1:3] == ["-m", "polypseg.bench.quality"]
+        assert int(kwargs["env"][quality.THREADS_ENV]) >= 1
+        calls.append(command)
+        return subprocess.CompletedProcess(command, quality.main(command[3:]))
+
+    monkeypatch.setattr(quality.subprocess, "run", fake_run)
+    errors = quality.run_all(specs, jobs=2, resume=False, device="cpu")
+    assert errors == {s.key: None for s in specs}
+    assert sorted(Path(c[3]).parent.parent.parent.name for c in calls) == ["p4", "unet"]
+    assert all(is_complete(s) for s in specs)
