@@ -1,6 +1,7 @@
 """Variants by name: one factory from a name to a U-Net, the same constructor for all of them.
 
-Every variant is :class:`~zoo.unet.UNet` with a different :class:`~zoo.family.ConvFamily`:
+Every regular-field variant is :class:`~zoo.unet.UNet` with a different
+:class:`~zoo.family.ConvFamily`:
 
 =================  ==========================================  =========  ============
 name               convolutions                                group      ``|G|``
@@ -11,7 +12,11 @@ name               convolutions                                group      ``|G|`
 ``se2n12``         SE(2,12) interpolated convs (:mod:`zoo.se2`)  ``C12``  12
 ``steerable``      e2cnn regular fields of ``C8``              ``C8``     8
 ``steerable-flip`` e2cnn regular fields of ``D8``              ``D8``     16
+``steerable-so2``  SO(2) irreps fields (:mod:`zoo.steerable`)  SO(2)      5 (L = 2)
 =================  ==========================================  =========  ============
+
+``steerable-so2`` has no group axis: its fields are SO(2) irreps (frequencies 0..L), built by
+:mod:`zoo.steerable`'s own model factory; it is exactly equivariant to the rot90 subgroup.
 
 The SE(2,N) and e2cnn families are imported only when their variant is built, so a missing
 e2cnn breaks the steerable variants alone.
@@ -25,9 +30,12 @@ channels costs ``|G|`` times a channel, so compare variants at equal parameters 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from torch import nn
 
 from zoo.family import ConvFamily
 from zoo.rot90 import Rot90Family
@@ -56,19 +64,30 @@ def _steerable(flip: bool) -> Callable[..., ConvFamily]:
     return make
 
 
+def _steerable_so2(**kwargs: Any) -> nn.Module:
+    from zoo.steerable import create_so2_unet
+
+    return create_so2_unet(**kwargs)
+
+
 @dataclass(frozen=True)
 class Variant:
-    """A registered variant: its name, a one-line summary and its family factory.
+    """A registered variant: its name, a one-line summary and how to build it.
 
-    ``module`` names the zoo module the factory imports lazily (``None``: always importable);
-    ``default_width`` is the width :func:`create` uses when given none.
+    ``family`` maps the variant options to a :class:`~zoo.family.ConvFamily` for
+    :class:`~zoo.unet.UNet`; a variant that is not a regular-field U-Net gives ``model`` instead,
+    called with ``in_channels, out_channels, width, depth`` and the options. ``module`` names the
+    zoo module imported lazily (``None``: always importable) and ``needs`` the name it must
+    define; ``default_width`` is the width :func:`create` uses when given none.
     """
 
     name: str
     summary: str
-    family: Callable[..., ConvFamily]
+    family: Callable[..., ConvFamily] | None = None
     module: str | None = None
     default_width: int = DEFAULT_FIELDS
+    model: Callable[..., nn.Module] | None = None
+    needs: str | None = None
 
 
 _VARIANTS: dict[str, Variant] = {
@@ -84,13 +103,29 @@ _VARIANTS: dict[str, Variant] = {
                 "zoo.steerable"),
         Variant("steerable-flip", "e2cnn steerable convs, D8 regular fields", _steerable(True),
                 "zoo.steerable"),
+        Variant("steerable-so2", "e2cnn-basis SO(2) convs, irreps fields (frequencies <= 2)",
+                module="zoo.steerable", model=_steerable_so2, needs="create_so2_unet"),
     )
 }  # fmt: skip
 
 
 def available() -> list[str]:
-    """Names accepted by :func:`create`, in table order."""
+    """Names accepted by :func:`create`, in table order (see :func:`unavailable`)."""
     return list(_VARIANTS)
+
+
+def unavailable(name: str) -> str | None:
+    """Why variant ``name`` cannot be built here (its module, e2cnn, ...), or ``None``."""
+    entry = variant(name)
+    if entry.module is None:
+        return None
+    try:
+        module = importlib.import_module(entry.module)
+    except ImportError as err:
+        return f"{entry.module} cannot be imported: {err}"
+    if entry.needs and not hasattr(module, entry.needs):
+        return f"{entry.module} does not define {entry.needs} yet"
+    return None
 
 
 def variant(name: str) -> Variant:
@@ -110,7 +145,7 @@ def create(
     width: int | None = None,
     depth: int = DEFAULT_DEPTH,
     **variant_options: Any,
-) -> UNet:
+) -> nn.Module:
     """Build variant ``name``: ``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits.
 
     ``width`` is the number of fields of the first stage (channels = fields * ``|G|``),
@@ -124,11 +159,15 @@ def create(
     width = entry.default_width if width is None else width
     skeleton = {k: variant_options[k] for k in SKELETON_OPTIONS if k in variant_options}
     family_options = {k: v for k, v in variant_options.items() if k not in skeleton}
+    sizes = {"in_channels": in_channels, "out_channels": out_channels, "width": width}
     try:
-        family = entry.family(**family_options)
+        if entry.model is not None:
+            model = entry.model(**sizes, depth=depth, **variant_options)
+        else:
+            assert entry.family is not None
+            model = UNet(entry.family(**family_options), **sizes, depth=depth, **skeleton)
     except TypeError as err:
         raise ValueError(f"bad options for variant {name!r}: {err}") from None
-    model = UNet(family, in_channels, out_channels, width, depth, **skeleton)
     model.config = {
         "variant": name,
         "in_channels": in_channels,
@@ -140,7 +179,7 @@ def create(
     return model
 
 
-def from_config(config: dict[str, Any]) -> UNet:
+def from_config(config: dict[str, Any]) -> nn.Module:
     """Rebuild a model from its ``config`` (``{"variant": name, **create_kwargs}``)."""
     kwargs = dict(config)
     return create(kwargs.pop("variant"), **kwargs)

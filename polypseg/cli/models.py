@@ -36,14 +36,18 @@ def variant_rows(
             target = zoo.describe(zoo.create(match, width=width, depth=depth))["params"]
         except ValueError as err:
             raise ModelError(str(err)) from None
+    from zoo.registry import unavailable
+
     rows = []
     for name in zoo.available():
         row: dict[str, Any] = {"name": name, "summary": zoo.variant(name).summary}
+        reason = unavailable(name)
+        if reason:
+            rows.append(row | {"error": f"unavailable: {reason}"})
+            continue
         try:
             w = width if target is None else zoo.match_params(name, target, depth=depth)
             row |= zoo.describe(zoo.create(name, width=w, depth=depth), size=(size, size))
-        except ImportError as err:
-            row["error"] = f"unavailable: {err}"
         except ValueError as err:
             raise ModelError(str(err)) from None
         rows.append(row)

@@ -107,19 +107,10 @@ TINY = {"width": 2, "depth": 2}
 
 
 def missing_reason(name: str) -> str | None:
-    """Why variant ``name`` cannot be built here (its module not written yet, or no e2cnn)."""
-    import importlib.util
+    """Why variant ``name`` cannot be built here (module not written yet, no e2cnn, ...)."""
+    from zoo.registry import unavailable
 
-    import zoo
-
-    module = zoo.variant(name).module
-    if module is None:
-        return None
-    if importlib.util.find_spec(module) is None:
-        return f"{module} (variant {name!r}) does not exist yet"
-    if module == "zoo.steerable" and importlib.util.find_spec("e2cnn") is None:
-        return "e2cnn is not installed"
-    return None
+    return unavailable(name)
 
 
 def require_variant(name: str) -> None:

@@ -62,6 +62,8 @@ def test_models_are_equivariant_in_float64(tiny_model, name) -> None:
 @pytest.mark.parametrize("name", EQUIVARIANT)
 def test_fields_before_pooling_transform_and_pooled_maps_are_invariant(tiny_model, name) -> None:
     model = tiny_model(name, 1, F32).eval()
+    if model.group.order != model.group_size:
+        pytest.skip(f"{name}'s fields are not regular fields of {model.group.name}")
     seen: dict[str, torch.Tensor] = {}
     model.decoder[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("fields", o))
     model.pool.register_forward_hook(lambda m, i, o: seen.__setitem__("pooled", o))
