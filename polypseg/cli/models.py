@@ -95,7 +95,7 @@ def models(
     if target is not None:
         title += f", widths matched to {match_params} ({target:,} params)"
     table = Table(title=title)
-    for header in ("variant", "group", "|G|", "width", "params", "GMACs"):
+    for header in ("variant", "group", "ch/field", "width", "params", "GMACs"):
         table.add_column(header, justify="left" if header in ("variant", "group") else "right")
     if target is not None:
         table.add_column("vs target", justify="right")
