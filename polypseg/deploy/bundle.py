@@ -18,6 +18,7 @@ and ONNX artifacts are checked against the SHA-256 recorded in ``export.json`` b
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,9 @@ def _load_export(folder: Path, threads: int | None) -> ModelBundle:
         return ModelBundle(module=OnnxModule(artifact, threads), thread_safe=True, **common)
     if kind == "torchscript":
         try:
-            module = torch.jit.load(str(artifact), map_location="cpu")
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; it still works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(artifact), map_location="cpu")
         except (RuntimeError, ValueError) as err:
             raise ModelError(f"cannot load TorchScript {artifact}: {err}") from None
         return ModelBundle(module=module.eval(), **common)

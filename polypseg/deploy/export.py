@@ -135,7 +135,8 @@ def _write_state(plain: nn.Module, path: Path) -> dict[str, Any]:
 def _reload(fmt: str, folder: Path, meta: dict[str, Any]) -> nn.Module:
     artifact = folder / ARTIFACTS[fmt]
     if fmt == "torchscript":
-        return torch.jit.load(str(artifact), map_location="cpu").eval()
+        with _quiet():
+            return torch.jit.load(str(artifact), map_location="cpu").eval()
     if fmt == "onnx":
         import onnx
 

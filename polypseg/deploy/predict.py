@@ -18,9 +18,6 @@ import torch
 
 from polypseg.deploy.bundle import ModelBundle
 
-#: Test-time augmentations understood by :func:`predict_probabilities`.
-TTA_CHOICES = ("rot90",)
-
 
 @dataclass(frozen=True)
 class Placement:
@@ -72,23 +69,11 @@ def predict_probabilities(
 ) -> torch.Tensor:
     """``(B, 1, S, S)`` foreground probabilities; ``tta="rot90"`` averages the 4 rotations.
 
-    A thin adapter over :func:`polypseg.inference.predict_probs`.
+    A thin adapter over :func:`polypseg.inference.predict_probs` (the training code's).
     """
-    try:
-        from polypseg.inference import predict_probs
-    except ImportError:  # until polypseg.inference lands
-        predict_probs = _sigmoid_rot90
+    from polypseg.inference import predict_probs
 
-    with torch.inference_mode():
-        return predict_probs(module, batch, tta=tta)
-
-
-def _sigmoid_rot90(module: torch.nn.Module, x: torch.Tensor, tta: str | None = None):
-    if tta is None:
-        return torch.sigmoid(module(x))
-    probs = [torch.rot90(torch.sigmoid(module(torch.rot90(x, k, (2, 3)))), -k, (2, 3))
-             for k in range(4)]  # fmt: skip
-    return torch.stack(probs).mean(0)
+    return predict_probs(module, batch, tta=tta)
 
 
 def postprocess(probs: torch.Tensor, placements: Sequence[Placement]) -> list[np.ndarray]:
@@ -117,8 +102,9 @@ def segment(
 
 
 def to_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
-    """``uint8`` mask with values ``{0, 255}``: 255 where the probability exceeds ``threshold``."""
-    return np.where(prob > threshold, 255, 0).astype(np.uint8)
+    """``uint8`` mask with values ``{0, 255}``: 255 where ``prob >= threshold`` (as in training's
+    :func:`polypseg.inference.predict_masks`)."""
+    return np.where(prob >= threshold, 255, 0).astype(np.uint8)
 
 
 def foreground_fraction(mask: np.ndarray) -> float:

@@ -1,0 +1,142 @@
+"""``polypseg export``: formats, metadata, parity, atomicity, and inference without zoo/e2cnn."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from deploy_helpers import REPO, SIDE
+
+from polypseg.checkpoint import file_sha256
+from polypseg.cli import main
+from polypseg.deploy import export as export_module
+from polypseg.deploy.bundle import EXPORT_META, load_bundle
+from polypseg.deploy.export import parity_input
+
+
+def test_export_folders_hold_artifact_and_metadata(exports: dict[str, Path], run_dir: Path):
+    source_sha = file_sha256(run_dir / "checkpoints" / "best.safetensors")
+    for fmt, folder in exports.items():
+        meta = json.loads((folder / EXPORT_META).read_text())
+        assert meta["export_format"] == fmt
+        assert meta["variant"] == "p4"
+        assert meta["input"]["size"] == SIDE and len(meta["input"]["mean"]) == 3
+        assert meta["metrics"] == {"dice": 0.42, "iou": 0.3}
+        assert meta["source"]["sha256"] == source_sha
+        assert meta["sha256"] == file_sha256(folder / meta["file"])
+        assert meta["parity"]["max_abs_diff"] <= meta["parity"]["tolerance"] == 1e-4
+        assert sorted(p.name for p in folder.iterdir()) == sorted([EXPORT_META, meta["file"]])
+    assert json.loads((exports["onnx"] / EXPORT_META).read_text())["opset"] == 18
+
+
+def test_exports_match_the_checkpoint(exports: dict[str, Path], run_dir: Path):
+    reference = load_bundle(run_dir)
+    x = parity_input(SIDE, batch=3, seed=7)
+    with torch.no_grad():
+        expected = reference.module(x)
+        for folder in exports.values():
+            bundle = load_bundle(folder)
+            assert bundle.model_id == reference.model_id
+            assert (bundle.module(x) - expected).abs().max().item() < 1e-4
+
+
+def test_state_export_round_trips(run_dir: Path, tmp_path: Path):
+    assert main(["export", str(run_dir), "--format", "state", "--out", str(tmp_path / "s")]) == 0
+    bundle = load_bundle(tmp_path / "s")
+    assert bundle.kind == "state"
+    with torch.no_grad():
+        assert bundle.module(parity_input(SIDE)).shape == (2, 1, SIDE, SIDE)
+
+
+def test_broken_parity_fails_and_leaves_nothing(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    real_frozen = export_module.frozen
+
+    def perturbed(model: torch.nn.Module) -> torch.nn.Module:
+        plain = real_frozen(model)
+        with torch.no_grad():
+            next(plain.parameters()).view(-1)[0] += 10.0
+        return plain
+
+    monkeypatch.setattr(export_module, "frozen", perturbed)
+    out = tmp_path / "exports" / "broken"
+    status = main(["export", str(run_dir), "-f", "torchscript", "-o", str(out)])
+    assert status == 2
+    assert "parity check failed" in capsys.readouterr().err
+    assert not out.exists()
+    assert list((tmp_path / "exports").iterdir()) == []  # no temporary folder left either
+
+
+def test_existing_output_is_refused(run_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["export", str(run_dir), "-f", "state", "-o", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+BLOCKED = textwrap.dedent(
+    """
+    import sys, importlib.abc
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"zoo", "e2cnn"}:
+                raise ImportError("blocked: " + name)
+            return None
+
+    sys.meta_path.insert(0, Block())
+    import numpy as np
+    import torch
+    from polypseg.deploy.bundle import load_bundle
+    from polypseg.deploy.predict import segment
+
+    torchscript, onnx = sys.argv[1:3]
+    # the bare artifact, as any torch program would load it
+    out = torch.jit.load(torchscript + "/model.pt")(torch.zeros(2, 3, 64, 64))
+    assert out.shape == (2, 1, 64, 64), out.shape
+    for folder in (torchscript, onnx):
+        bundle = load_bundle(folder)
+        prob = segment(bundle, [np.zeros((50, 70, 3), np.uint8)])[0]
+        assert prob.shape == (50, 70), prob.shape
+        print("ok", bundle.kind)
+    assert not {m.split(".")[0] for m in sys.modules} & {"zoo", "e2cnn"}
+    """
+)
+
+
+def test_exports_run_without_zoo_or_e2cnn(exports: dict[str, Path]):
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED, str(exports["torchscript"]), str(exports["onnx"])],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ok", "torchscript", "ok", "onnx"]
+
+
+def test_onnx_auto_falls_back_to_legacy(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    real_export = torch.onnx.export
+
+    def no_dynamo(*args, **kwargs):
+        if kwargs.get("dynamo"):
+            raise RuntimeError("dynamo exporter unavailable")
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", no_dynamo)
+    result = export_module.export_run(run_dir, "onnx", tmp_path / "o", onnx_exporter="auto")
+    assert result.meta["onnx_exporter"] == "legacy"
+    with pytest.raises(export_module.ExportError, match="dynamo exporter unavailable"):
+        export_module.export_run(run_dir, "onnx", tmp_path / "p", onnx_exporter="dynamo")
+    assert not (tmp_path / "p").exists()

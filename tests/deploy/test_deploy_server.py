@@ -1,0 +1,185 @@
+"""The HTTP API in-process (FastAPI TestClient): outputs, limits, errors, concurrency."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from deploy_helpers import encode, pattern, real_image
+from PIL import Image
+
+from polypseg.deploy.bundle import load_bundle
+from polypseg.deploy.server import ServerSettings, create_app
+
+MAX_BYTES = 300_000
+
+
+def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny, well-formed PNG whose header claims ``width x height`` pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+def gif_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(buffer, format="GIF")
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+@pytest.fixture(scope="module", params=["torchscript", "onnx"])
+def client(request: pytest.FixtureRequest, exports: dict[str, Path]) -> Iterator[object]:
+    with warnings.catch_warnings():  # starlette's TestClient warns about httpx at import
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    bundle = load_bundle(exports[request.param])
+    app = create_app(bundle, ServerSettings(max_bytes=MAX_BYTES, max_pixels=4_000_000))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def assert_clean_error(response, status: int, tmp_root: Path) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["status"] == status and body["error"]
+    for leak in ("Traceback", 'File "', str(tmp_root), "/work", "site-packages"):
+        assert leak not in response.text
+
+
+def test_probes_and_model_info(client, exports: dict[str, Path]):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    info = client.get("/v1/model").json()
+    assert info["variant"] == "p4" and info["input"]["size"] == 64
+    assert info["parameters"] > 0 and info["metrics"]["dice"] == 0.42
+    assert info["format"] in ("torchscript", "onnx")
+    assert str(exports["onnx"].parent) not in json.dumps(info)
+
+
+def test_png_mask_has_the_image_size(client):
+    image = pattern(50, 70, 1)
+    response = client.post(
+        "/v1/segment", content=encode(image), headers={"content-type": "image/png"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    mask = decode_png(response.content)
+    assert mask.shape == (50, 70) and set(np.unique(mask)) <= {0, 255}
+    assert response.headers["x-model-id"].startswith("p4-")
+    fraction = float(response.headers["x-foreground-fraction"])
+    assert fraction == pytest.approx(np.count_nonzero(mask) / mask.size, abs=1e-5)
+
+
+def test_multipart_json_summary(client):
+    image = pattern(81, 45, 2)
+    files = {"file": ("b.jpg", encode(image, ".jpg"), "image/jpeg")}
+    body = client.post("/v1/segment?format=json&tta=rot90", files=files).json()
+    assert (body["width"], body["height"]) == (45, 81)
+    assert body["tta"] == "rot90" and body["latency_ms"] > 0
+    assert 0.0 <= body["foreground_fraction"] <= 1.0
+    assert len(body["boxes"]) == len(body["contours"])
+    for box, polygon in zip(body["boxes"], body["contours"], strict=True):
+        assert box["x"] + box["width"] <= 45 and box["y"] + box["height"] <= 81
+        assert all(0 <= x < 45 and 0 <= y < 81 for x, y in polygon)
+
+
+def test_threshold_query(client):
+    data = encode(pattern(40, 40))
+    everything = decode_png(client.post("/v1/segment?threshold=0", content=data).content)
+    assert (everything == 255).all()
+    assert client.post("/v1/segment?threshold=2", content=data).status_code == 422
+
+
+def test_real_image(client):
+    path = real_image()
+    if path is None:
+        pytest.skip("shared Kvasir-SEG images are absent (../shared/data)")
+    data = path.read_bytes()
+    if len(data) > MAX_BYTES:
+        pytest.skip("shared image larger than this test's body limit")
+    mask = decode_png(client.post("/v1/segment", content=data).content)
+    assert mask.shape == cv2.imread(str(path)).shape[:2]
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("oversized", 413),
+        ("oversized-chunked", 413),
+        ("truncated", 422),
+        ("non-image", 415),
+        ("gif", 415),
+        ("zero-byte", 400),
+        ("huge-dimensions", 413),
+        ("multipart-without-file", 422),
+        ("bad-format-query", 422),
+    ],
+)
+def test_bad_uploads_get_clean_4xx(client, name: str, status: int, tmp_path: Path):
+    valid = encode(pattern(120, 160))
+    url, kwargs = "/v1/segment", {}
+    if name == "oversized":
+        kwargs["content"] = b"\xff" * (MAX_BYTES + 1)
+    elif name == "oversized-chunked":  # no Content-Length: the limit applies while streaming
+        kwargs["content"] = iter([b"\xff" * 100_000] * 4)
+    elif name == "truncated":
+        kwargs["content"] = valid[: len(valid) // 2]
+    elif name == "non-image":
+        kwargs["content"] = b"%PDF-1.4\n" + b"x" * 500
+    elif name == "gif":
+        kwargs["content"] = gif_bytes()
+    elif name == "zero-byte":
+        kwargs["content"] = b""
+    elif name == "huge-dimensions":
+        kwargs["content"] = png_bomb()
+    elif name == "multipart-without-file":
+        kwargs["files"] = {"image": ("a.png", valid, "image/png")}
+    else:
+        url, kwargs["content"] = "/v1/segment?format=xml", valid
+    assert_clean_error(client.post(url, **kwargs), status, tmp_path)
+
+
+def test_unexpected_errors_are_generic_500(client, monkeypatch: pytest.MonkeyPatch, tmp_path):
+    def boom(*_args, **_kwargs):
+        raise RuntimeError(f"secret detail at {tmp_path}/weights.bin")
+
+    monkeypatch.setattr(client.app.state.engine, "probabilities", boom)
+    response = client.post("/v1/segment", content=encode(pattern(20, 20)))
+    assert_clean_error(response, 500, tmp_path)
+    assert response.json() == {"error": "internal server error", "status": 500}
+    assert "secret" not in response.text
+
+
+def test_concurrent_requests_give_identical_masks(client):
+    images = [encode(pattern(60 + 8 * i, 90 - 6 * i, i)) for i in range(3)]
+    expected = [client.post("/v1/segment", content=data).content for data in images]
+
+    def post(i: int) -> bytes:
+        return client.post("/v1/segment", content=images[i % 3]).content
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(post, range(24)))
+    assert all(result == expected[i % 3] for i, result in enumerate(results))
