@@ -16,6 +16,7 @@ Metadata keys (all JSON):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -40,10 +41,8 @@ def library_versions() -> dict[str, str]:
 
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     for name in ("polypseg", "monai", "e2cnn", "numpy", "albumentations"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
     return versions
 
 
