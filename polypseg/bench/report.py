@@ -240,7 +240,7 @@ def speed_markdown(doc: dict[str, Any]) -> str:
     if doc.get("command"):
         lines.append(f"- Command: `{doc['command']}`")
     lines += ["", "## U-Net variants against MONAI UNet", ""]
-    header = ["Model", "Width", "Params", "MACs", "Train img/s", "Train ratio",
+    header = ["Model", "Width", "Params", "MACs@256", "Train img/s", "Train ratio",
               "Infer img/s", "Infer ratio", "Train peak MiB", "Infer peak MiB"]
     body = []
     for row in doc.get("models", []):

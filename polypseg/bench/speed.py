@@ -1,0 +1,362 @@
+"""Speed benchmark: every U-Net variant against a MONAI UNet of similar size, side by side.
+
+All models are built in one process at about the same parameter count (``zoo.match_params``
+for the variants; the MONAI UNet's base channels searched to the same target) and timed with
+interleaved repeats (repeat r of every model before repeat r+1 of any), so a change in the load
+of a shared machine hits every model alike; the ratios to MONAI UNet are the result, the
+absolute images/s only describe the machine.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` around one step (weights, optimiser
+state and activations). On CPU Python's tracemalloc does not see torch's allocations, so each
+model runs in a fresh subprocess (:mod:`polypseg.bench.memprobe`) that reports how far the peak
+resident set rose during one inference and one training step above the built model and input.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+#: The MONAI UNet baseline: 5 levels (4 stride-2 downsamplings), 2 residual units per block.
+MONAI_STRIDES = (2, 2, 2, 2)
+MONAI_RES_UNITS = 2
+
+
+@dataclass
+class ModelCase:
+    """One model of the speed table and how to rebuild it (``spec``) in a subprocess."""
+
+    name: str
+    spec: dict[str, Any]
+    model: nn.Module
+    params: int
+    macs: int | None = None
+    times: dict[str, list[float]] = field(default_factory=lambda: {"train": [], "infer": []})
+
+
+def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """Build a model from a JSON spec: ``{"kind": "zoo", variant, width, depth}`` or
+    ``{"kind": "monai", channels, strides, num_res_units}``."""
+    if spec["kind"] == "zoo":
+        import zoo
+
+        kwargs = {"width": spec["width"]}
+        if spec.get("depth") is not None:
+            kwargs["depth"] = spec["depth"]
+        return zoo.create(spec["variant"], in_channels=3, out_channels=1, **kwargs)
+    if spec["kind"] == "monai":
+        from monai.networks.nets import UNet
+
+        return UNet(
+            spatial_dims=2,
+            in_channels=3,
+            out_channels=1,
+            channels=tuple(spec["channels"]),
+            strides=tuple(spec["strides"]),
+            num_res_units=spec["num_res_units"],
+        )
+    raise ValueError(f"unknown model spec kind {spec['kind']!r}")
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def monai_spec(base: int) -> dict[str, Any]:
+    """The MONAI UNet spec with base channels ``base`` (doubling over 5 levels)."""
+    return {
+        "kind": "monai",
+        "channels": [base * 2**i for i in range(len(MONAI_STRIDES) + 1)],
+        "strides": list(MONAI_STRIDES),
+        "num_res_units": MONAI_RES_UNITS,
+    }
+
+
+def match_monai(target_params: int, search: range = range(2, 65)) -> dict[str, Any]:
+    """The MONAI UNet spec whose parameter count is closest to ``target_params``."""
+    best: tuple[int, dict[str, Any]] | None = None
+    for base in search:
+        spec = monai_spec(base)
+        gap = abs(count_params(build_from_spec(spec)) - target_params)
+        if best is None or gap < best[0]:
+            best = (gap, spec)
+        elif gap > best[0]:
+            break  # the count grows with base: past the best, only worse
+    assert best is not None
+    return best[1]
+
+
+def describe_macs(model: nn.Module, size: int) -> int | None:
+    """Multiply-accumulates of one forward pass at ``size`` (``zoo.describe``), if it can tell."""
+    import zoo
+
+    try:
+        return int(zoo.describe(model, (size, size))["macs"])
+    except Exception:  # a foreign model zoo cannot describe: leave the cell empty
+        return None
+
+
+def build_cases(
+    variants: list[str], target_params: int, size: int, depth: int | None
+) -> list[ModelCase]:
+    """MONAI UNet first, then each variant at the width matching ``target_params``."""
+    import zoo
+
+    cases = []
+    spec = match_monai(target_params)
+    model = build_from_spec(spec)
+    cases.append(ModelCase("monai-unet", spec, model, count_params(model),
+                           describe_macs(model, size)))
+    for variant in variants:
+        kw = {} if depth is None else {"depth": depth}
+        width = zoo.match_params(variant, target_params, **kw)
+        spec = {"kind": "zoo", "variant": variant, "width": int(width), "depth": depth}
+        model = build_from_spec(spec)
+        cases.append(ModelCase(variant, spec, model, count_params(model),
+                               describe_macs(model, size)))
+    return cases
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_step_fn(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> Callable[[], None]:
+    """One optimisation step (Adam, BCE-with-logits): forward, backward, update."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def infer_step_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """One forward pass in eval mode under ``inference_mode``."""
+
+    def step() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return step
+
+
+def _timed(step: Callable[[], None], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def time_interleaved(
+    steps: dict[str, Callable[[], None]],
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+) -> dict[str, list[float]]:
+    """Seconds per call of each step: warm-up, then ``repeats`` rounds over all steps."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(_timed(step, device))
+    return times
+
+
+def cuda_peak_mib(step: Callable[[], None], device: torch.device) -> float:
+    """Peak allocated CUDA memory (MiB) during one call of ``step``."""
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    _sync(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def cpu_peaks(spec: dict[str, Any], batch: int, size: int, threads: int) -> dict[str, Any]:
+    """Peak RSS rise (MiB) of an inference and a training step, in a fresh subprocess
+    (:mod:`polypseg.bench.memprobe`); ``{}`` if the probe fails."""
+    import json
+    import subprocess
+    import sys
+
+    args = json.dumps({"spec": spec, "batch": batch, "size": size, "threads": threads})
+    proc = subprocess.run(
+        [sys.executable, "-m", "polypseg.bench.memprobe", args],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )
+    if proc.returncode != 0:
+        return {}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare_export(
+    cases: list[ModelCase], x: torch.Tensor, device: torch.device, repeats: int, warmup: int
+) -> list[dict[str, Any]]:
+    """Inference of each zoo model against its ``export()``-ed plain twin, interleaved."""
+    steps: dict[str, Callable[[], None]] = {}
+    diffs: dict[str, float] = {}
+    for case in cases:
+        if case.spec["kind"] != "zoo" or not hasattr(case.model, "export"):
+            continue
+        case.model.eval()
+        exported = case.model.export().to(device).eval()
+        with torch.inference_mode():
+            diffs[case.name] = float((case.model(x) - exported(x)).abs().max())
+        steps[f"{case.name}/original"] = infer_step_fn(case.model, x)
+        steps[f"{case.name}/exported"] = infer_step_fn(exported, x)
+    times = time_interleaved(steps, device, repeats, warmup)
+    rows = []
+    batch = x.shape[0]
+    for name, diff in diffs.items():
+        original = statistics.median(times[f"{name}/original"])
+        exported_t = statistics.median(times[f"{name}/exported"])
+        rows.append({
+            "name": name,
+            "original_images_per_s": batch / original,
+            "exported_images_per_s": batch / exported_t,
+            "exported_time_ratio": exported_t / original,
+            "max_abs_diff": diff,
+        })
+    return rows
+
+
+def run_speed(
+    *,
+    device: str = "cpu",
+    size: int = 64,
+    batch_size: int = 4,
+    repeats: int = 5,
+    warmup: int = 1,
+    target_params: int = 2_000_000,
+    variants: list[str] | None = None,
+    depth: int | None = None,
+    memory: bool = True,
+    export: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the speed benchmark and return its JSON document (see :func:`write_speed`)."""
+    import zoo
+    from polypseg.bench.compat import se2_inference_mode
+    from polypseg.bench.hardware import hardware_info
+
+    say = progress or (lambda _msg: None)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
+    variants = list(variants or zoo.available())
+    say(f"building {len(variants)} variants + MONAI UNet at ~{target_params:,} parameters")
+    cases = build_cases(variants, target_params, 256, depth)
+    for case in cases:
+        case.model.to(dev)
+    x = torch.randn(batch_size, 3, size, size, device=dev)
+    y = (torch.rand(batch_size, 1, size, size, device=dev) > 0.5).float()
+
+    say("timing training steps (interleaved)")
+    for case in cases:
+        case.model.train()
+    train_steps = {c.name: train_step_fn(c.model, x, y) for c in cases}
+    train_times = time_interleaved(train_steps, dev, repeats, warmup)
+    say("timing inference (interleaved)")
+    for case in cases:
+        case.model.eval()
+    infer_steps = {c.name: infer_step_fn(c.model, x) for c in cases}
+    with se2_inference_mode():
+        infer_times = time_interleaved(infer_steps, dev, repeats, warmup)
+
+    peaks: dict[tuple[str, str], float | None] = {}
+    cpu_method = None
+    if memory:
+        for case in cases:
+            say(f"peak memory: {case.name}")
+            if dev.type == "cuda":
+                for mode, steps in (("infer", infer_steps), ("train", train_steps)):
+                    case.model.train(mode == "train")
+                    with se2_inference_mode():
+                        peaks[case.name, mode] = cuda_peak_mib(steps[case.name], dev)
+            else:
+                probed = cpu_peaks(case.spec, batch_size, size, torch.get_num_threads())
+                cpu_method = probed.get("method", cpu_method)
+                for mode in ("infer", "train"):
+                    peaks[case.name, mode] = probed.get(mode)
+
+    base_train = statistics.median(train_times["monai-unet"])
+    base_infer = statistics.median(infer_times["monai-unet"])
+    rows = []
+    for case in cases:
+        t_train = statistics.median(train_times[case.name])
+        t_infer = statistics.median(infer_times[case.name])
+        rows.append({
+            "name": case.name,
+            "spec": case.spec,
+            "width": case.spec.get("width", case.spec.get("channels", [None])[0]),
+            "params": case.params,
+            "macs": case.macs,
+            "macs_size": 256,
+            "train_seconds": train_times[case.name],
+            "infer_seconds": infer_times[case.name],
+            "train_images_per_s": batch_size / t_train,
+            "infer_images_per_s": batch_size / t_infer,
+            "train_time_ratio": t_train / base_train,
+            "infer_time_ratio": t_infer / base_infer,
+            "train_peak_mib": peaks.get((case.name, "train")),
+            "infer_peak_mib": peaks.get((case.name, "infer")),
+        })
+    exported = []
+    if export:
+        say("timing exported models against the originals")
+        with se2_inference_mode():
+            exported = compare_export(cases, x, dev, repeats, warmup)
+    info = hardware_info(device)
+    return {
+        "kind": "polypseg-speed/1",
+        "date": time.strftime("%Y-%m-%d"),
+        "device": device,
+        "device_name": info["device_name"],
+        "torch": info["torch"],
+        "hardware": info,
+        "settings": {
+            "size": size, "batch_size": batch_size, "repeats": repeats, "warmup": warmup,
+            "target_params": target_params, "threads": info["threads"], "depth": depth,
+        },
+        "memory_method": (
+            "torch.cuda.max_memory_allocated over one step (weights + optimiser + activations)"
+            if dev.type == "cuda" else
+            f"peak resident memory (RSS) during one step minus the RSS after building the "
+            f"model and its input, one fresh subprocess per model ({cpu_method}); "
+            "tracemalloc cannot see torch's allocations"
+        ) if memory else "not measured",
+        "models": rows,
+        "exported": exported,
+    }
+
+
+def write_speed(doc: dict[str, Any], out_dir: str | Path, stem: str = "speed") -> tuple[Path, Path]:
+    """Write ``STEM.json`` and ``STEM.md`` into ``out_dir`` (atomically); return both paths."""
+    from polypseg.atomic import atomic_write_json, atomic_write_text
+    from polypseg.bench.report import speed_markdown
+
+    out = Path(out_dir)
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    atomic_write_json(json_path, doc)
+    atomic_write_text(md_path, speed_markdown(doc))
+    return json_path, md_path

@@ -1,0 +1,47 @@
+"""The speed benchmark on tiny models: side-by-side ratios, export parity, memory probe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from polypseg.bench.memprobe import probe
+from polypseg.bench.speed import count_params, match_monai, run_speed, write_speed
+
+
+def test_monai_unet_is_parameter_matched() -> None:
+    from polypseg.bench.speed import build_from_spec
+
+    spec = match_monai(2_000_000)
+    params = count_params(build_from_spec(spec))
+    assert abs(params - 2_000_000) / 2_000_000 < 0.2
+    assert spec["channels"][1] == 2 * spec["channels"][0]
+
+
+def test_run_speed_tiny(tmp_path: Path) -> None:
+    doc = run_speed(device="cpu", size=32, batch_size=1, repeats=2, warmup=0,
+                    target_params=3000, variants=["unet", "p4"], depth=2, memory=False)
+    names = [m["name"] for m in doc["models"]]
+    assert names == ["monai-unet", "unet", "p4"]
+    base = doc["models"][0]
+    assert base["train_time_ratio"] == pytest.approx(1.0)
+    assert base["infer_time_ratio"] == pytest.approx(1.0)
+    for row in doc["models"]:
+        assert row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0
+        assert len(row["train_seconds"]) == 2  # every repeat kept
+    assert [r["name"] for r in doc["exported"]] == ["unet", "p4"]
+    assert all(r["max_abs_diff"] < 1e-4 for r in doc["exported"])
+    assert doc["device_name"]
+    json_path, md_path = write_speed(doc, tmp_path, "speed-test")
+    assert json.loads(json_path.read_text())["models"][2]["name"] == "p4"
+    text = md_path.read_text()
+    assert "| monai-unet |" in text and "1.00x" in text and "## Exported" in text
+
+
+def test_memory_probe_reports_a_rise() -> None:
+    spec = {"kind": "zoo", "variant": "unet", "width": 4, "depth": 2}
+    result = probe(spec, batch=2, size=32, threads=1)
+    assert result["train"] >= 0 and result["infer"] >= 0
+    assert isinstance(result["method"], str)
