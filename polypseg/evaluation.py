@@ -49,7 +49,7 @@ def evaluate_run(
     tta: str | None = None,
     out: str | Path | None = None,
     which: str = "best",
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 8,
     limit: int | None = None,
     write: bool = True,

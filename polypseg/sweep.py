@@ -82,7 +82,7 @@ def sweep_runs(
     limit: int | None = None,
     out: str | Path | None = None,
     batch_size: int = 24,
-    device: str = "cpu",
+    device: str = "auto",
     which: str = "best",
     tta: str | None = None,
     progress: bool | None = False,

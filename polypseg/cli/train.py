@@ -190,7 +190,7 @@ def evaluate(
         Path | None, typer.Option("--out", help="Folder of the results (default RUN/eval).")
     ] = None,
     which: WhichOption = "best",
-    device: DeviceOption = "cpu",
+    device: DeviceOption = "auto",
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Images per forward pass.")
     ] = 8,
@@ -226,7 +226,7 @@ def sweep(
         int, typer.Option("--batch-size", min=1, help="Rotated copies per forward pass.")
     ] = 24,
     which: WhichOption = "best",
-    device: DeviceOption = "cpu",
+    device: DeviceOption = "auto",
     tta: TtaOption = None,
     progress: Annotated[
         bool | None,
