@@ -39,6 +39,16 @@ N = 12
 SIZES = ((17, 17), (16, 23))
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tensors are tiny: one torch thread (on a shared 2-core machine, two OpenMP threads
+    spin against other jobs and made these tests ~5x slower). Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _kernel(k: int, seed: int, smooth: bool = False) -> np.ndarray:
     """A random ``(k*k,)`` kernel: white noise, or a smooth bump ``exp(-r^2/2)`` with a tilt."""
     rng = np.random.default_rng(seed)
