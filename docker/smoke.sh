@@ -43,9 +43,12 @@ fi
 
 # ---- cleanup ----------------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/polypseg-smoke.XXXXXX")
-CONTAINER="polypseg-smoke-$$"
+CONTAINER=""  # the running one; each gets its own name
+CONTAINERS=()
 cleanup() {
-  podman rm --force --time 2 "$CONTAINER" >/dev/null 2>&1 || true
+  for name in "${CONTAINERS[@]}"; do
+    podman rm --force --time 2 "$name" >/dev/null 2>&1 || true
+  done
   # stale layers of earlier builds of this Dockerfile (untagged, unused); the cache stays
   podman image prune --force --filter label=org.opencontainers.image.vendor=polypseg >/dev/null \
     2>&1 || true
@@ -97,9 +100,15 @@ fi
 build_args+=(--build-arg "PIP_EXTRA_ARGS=$pip_extra")
 log "building $IMAGE on $BASE"
 build_start=$(date +%s)
-podman build --pull=never --format docker --layers "${build_args[@]}" "${volumes[@]}" \
-  -f docker/Dockerfile -t "$IMAGE" . >"$WORK/build.log" 2>&1 \
-  || { tail -n 40 "$WORK/build.log" >&2; fail "podman build"; }
+# The deps and app stages are tagged too: the runtime image only copies from them, so untagged
+# they would look unused to the prune on exit, and the next build would start from scratch.
+for target in deps app runtime; do
+  tag="$IMAGE"
+  [ "$target" = runtime ] || tag="$IMAGE-$target"
+  podman build --pull=never --format docker --layers "${build_args[@]}" "${volumes[@]}" \
+    --target "$target" -f docker/Dockerfile -t "$tag" . >>"$WORK/build.log" 2>&1 \
+    || { tail -n 40 "$WORK/build.log" >&2; fail "podman build --target $target"; }
+done
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 log "built in $(($(date +%s) - build_start)) s; image size $((size / 1000000)) MB"
 
@@ -109,7 +118,12 @@ URL="http://127.0.0.1:$PORT"
 IMAGE_FILE=$(find "$REPO/../shared/data/Kvasir-SEG/images" -name '*.jpg' 2>/dev/null | sort | head -n1 || true)
 
 serve() {  # serve FORMAT: start the container on the export folder and wait until ready
-  podman rm --force --time 2 "$CONTAINER" >/dev/null 2>&1 || true
+  if [ -n "$CONTAINER" ]; then
+    podman stop --time 5 "$CONTAINER" >/dev/null 2>&1 || true
+    podman rm --force "$CONTAINER" >/dev/null 2>&1 || true
+  fi
+  CONTAINER="polypseg-smoke-$$-$1"
+  CONTAINERS+=("$CONTAINER")
   # podman's stderr goes to a file: without systemd it complains about healthcheck timers
   # (`podman healthcheck run` below still runs the image's HEALTHCHECK)
   podman run --detach --name "$CONTAINER" -p "127.0.0.1:$PORT:8000" \
@@ -183,5 +197,5 @@ log "HEALTHCHECK healthy"
 log "serving the TorchScript export"
 serve torchscript
 check >&2 || fail "checks against the TorchScript export"
-podman stop --time 5 "$CONTAINER" >/dev/null 2>&1
+podman stop --time 5 "$CONTAINER" >/dev/null 2>&1 || fail "podman stop"
 log "OK: image $IMAGE ($((size / 1000000)) MB), total $(($(date +%s) - START)) s"

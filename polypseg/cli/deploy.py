@@ -109,6 +109,7 @@ def predict(
     threads: int | None = typer.Option(None, help="CPU threads (default: torch's)."),
 ) -> None:
     """Segment images and video frames; masks at each input's original size."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from polypseg.deploy.batch import predict_files
@@ -119,7 +120,10 @@ def predict(
     sources = collect_sources(inputs)
     bundle = load_bundle(model, threads=threads)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as progress:
+    console = Console(stderr=True)  # stdout keeps only the summary line
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as progress:
         task = progress.add_task("segmenting", total=estimate_frames(sources) or None)
         summary = predict_files(
             bundle,
