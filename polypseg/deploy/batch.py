@@ -102,13 +102,14 @@ def predict_files(
     if not 0.0 <= cut <= 1.0:
         raise DataError(f"threshold must lie in [0, 1], got {cut}")
     masks_dir, overlays_dir = out / "masks", out / "overlays"
-    masks_dir.mkdir(parents=True, exist_ok=True)
-    if overlay_style != "none":
-        overlays_dir.mkdir(parents=True, exist_ok=True)
     namer = _Namer()
     rows: list[dict[str, object]] = []
     for batch in _batches(iter_frames(sources), batch_size):
         probs = segment(bundle, [frame.image for frame in batch], tta=tta)
+        if not rows:  # created with the first results: a first unreadable input leaves no folder
+            masks_dir.mkdir(parents=True, exist_ok=True)
+            if overlay_style != "none":
+                overlays_dir.mkdir(parents=True, exist_ok=True)
         for frame, prob in zip(batch, probs, strict=True):
             name = namer(frame)
             mask = to_mask(prob, cut)

@@ -64,27 +64,38 @@ def test_predict_tta_threshold_and_real_image(run_dir: Path, tmp_path: Path):
     assert (mask == 255).all()  # threshold 0: every probability is >= 0
 
 
+def _broken_image(folder: Path) -> Path:
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    return folder / "broken.png"
+
+
+def _text_file(folder: Path) -> Path:
+    (folder / "notes.txt").write_text("hello")
+    return folder / "notes.txt"
+
+
+def _empty_folder(folder: Path) -> Path:
+    (folder / "empty").mkdir()
+    return folder / "empty"
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda d: (d / "broken.png").write_bytes(b"\x89PNG not really"), "broken.png"),
-        (lambda d: (d / "notes.txt").write_text("hello"), "unsupported file"),
-        (lambda d: (d / "empty").mkdir(), "holds no images"),
-        (lambda d: None, "no such file or folder"),
+        (_broken_image, "broken.png: not a readable image"),
+        (_text_file, "unsupported file"),
+        (_empty_folder, "holds no images"),
+        (lambda folder: folder / "missing.jpg", "no such file or folder"),
     ],
     ids=["unreadable-image", "unsupported-file", "empty-folder", "missing"],
 )
 def test_predict_errors_are_clear(run_dir: Path, tmp_path: Path, capsys, make, message: str):
-    make(tmp_path)
-    target = {
-        "broken.png": "broken.png",
-        "unsupported file": "notes.txt",
-        "holds no images": "empty",
-    }.get(message, "missing.jpg")
-    status = main(["predict", str(run_dir), str(tmp_path / target), "-o", str(tmp_path / "o")])
+    target = make(tmp_path)
+    status = main(["predict", str(run_dir), str(target), "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert status == 2
     assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing is created before a first result
 
 
 def test_predict_refuses_a_non_model(tmp_path: Path, image_dir: Path, capsys):
