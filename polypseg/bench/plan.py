@@ -15,7 +15,7 @@ benchmark is reproduced by one file and one command. Example (``plans/smoke.yaml
     limit_train: 8                 # optional: a seeded random N training images of the split
     limit_val: 4                   # optional: the same for the validation images
     limit_test: 4                  # optional: the same for the test images
-    sweep_limit: 4                 # optional: the sweep scores the first N test images
+    sweep_limit: 4                 # optional: the sweep scores a seeded random N test images
     out: results                   # where quality-NAME.{json,md} and plots go
     runs: runs/bench/smoke         # run folders (git-ignored)
     depth: 2

@@ -67,7 +67,7 @@ class RunSpec:
     train: dict[str, Any]
     evaluations: list[Evaluation]
     angles: list[float]
-    sweep_limit: int | None = None
+    sweep_split_file: str | None = None
 
     @property
     def key(self) -> str:
@@ -124,6 +124,13 @@ def split_path(plan: Plan, dataset: str) -> Path:
     return plan.runs / "splits" / f"{dataset}.json"
 
 
+def sweep_split_path(plan: Plan, dataset: str) -> Path:
+    """The split file of the sweeps: the runs' split, its test set cut to ``sweep_limit``."""
+    if plan.sweep_limit is None:
+        return split_path(plan, dataset)
+    return plan.runs / "splits" / f"{dataset}-sweep{plan.sweep_limit}.json"
+
+
 def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> list[RunSpec]:
     """Every training run of the plan (dataset x training entry x seed), in plan order."""
     widths = widths if widths is not None else resolve_entries(plan)
@@ -155,18 +162,20 @@ def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> li
                     entry=entry.name, dataset=dataset.key, seed=seed, run_dir=str(run_dir),
                     data_dir=str(dataset.data_dir), split_file=train["split_file"], train=train,
                     evaluations=evaluations, angles=list(plan.angles),
-                    sweep_limit=plan.sweep_limit,
+                    sweep_split_file=str(sweep_split_path(plan, dataset.key)),
                 ))
     return runs
 
 
 # -- splits ---------------------------------------------------------------------------------
 def prepare_splits(plan: Plan, progress: Progress = _quiet) -> dict[str, dict[str, Any]]:
-    """Write (once) each dataset's split file; subsample it per ``limit_train``/``limit_eval``.
+    """Write (once) each dataset's split file, subsampled per ``limit_train``/``limit_val``/
+    ``limit_test``, and the sweeps' split file (test set cut to ``sweep_limit``).
 
     The benchmark split (``make_split``, seed ``split_seed``) is subsampled with a fixed seed
-    so that every run and every evaluation of the plan sees the same images. Returns per
-    dataset the label, split file, rule and image counts.
+    so that every run and every evaluation of the plan sees the same images; a seeded random
+    subset, not the first N, since ClinicDB's file order is by video sequence. Returns per
+    dataset the label, split files, rule and image counts.
     """
     from polypseg.data import discover, load_split, make_split
 
@@ -181,8 +190,12 @@ def prepare_splits(plan: Plan, progress: Progress = _quiet) -> dict[str, dict[st
             split = subsample_split(split, limits, plan.split_seed)
             split.save(path)
             progress(f"split {dataset.key}: {split.counts()} -> {path}")
+        sweep_path = sweep_split_path(plan, dataset.key)
+        if not sweep_path.is_file():
+            subsample_split(split, {"test": plan.sweep_limit}, plan.split_seed).save(sweep_path)
         info[dataset.key] = {"label": dataset.label, "split_file": str(path),
-                             "rule": split.rule, "counts": split.counts()}
+                             "sweep_split_file": str(sweep_path), "rule": split.rule,
+                             "counts": split.counts()}
     return info
 
 
@@ -281,7 +294,7 @@ def _sweep(spec: RunSpec, evaluation: Evaluation, device: str, progress: Progres
         return
     progress(f"{spec.key}: sweeping {evaluation.entry} over {len(spec.angles)} angles")
     sweep_runs([spec.run_dir], spec.data_dir, spec.angles, subset="test",
-               split_file=spec.split_file, limit=spec.sweep_limit, tta=evaluation.tta,
+               split_file=spec.sweep_split_file or spec.split_file, tta=evaluation.tta,
                out=sweep_file(spec, evaluation).parent, device=device)
 
 

@@ -216,7 +216,10 @@ def _entry_notes(doc: dict[str, Any]) -> list[str]:
         "Bold: best mean of the column within the dataset. Sweep Dice: accuracy "
         "Dice(pred(rot x), rot y) in the inscribed disc, mean and minimum over the angles. "
         "Consistency off-90: Dice(rot pred(x), pred(rot x)) averaged over the angles that are "
-        "not multiples of 90 degrees (exactly 1 at multiples of 90 for p4-invariant models).",
+        "not multiples of 90 degrees (exactly 1 at multiples of 90 for p4-invariant models). "
+        "Train time/run: wall time of one training run on the recorded hardware, where runs "
+        "may share it (--jobs) with each other and other work; the controlled cost comparison "
+        "is the speed benchmark.",
     ]
     return lines
 
@@ -232,7 +235,7 @@ def speed_markdown(doc: dict[str, Any]) -> str:
         f"{settings.get('threads', '?')}",
         f"- Input: batch {settings.get('batch_size')} x 3 x {settings.get('size')} x "
         f"{settings.get('size')}; {settings.get('repeats')} interleaved repeats after "
-        f"{settings.get('warmup')} warm-up steps; median time per step.",
+        f"{settings.get('warmup')} warm-up step(s) per model; median time per step.",
         f"- Memory: {doc.get('memory_method', '?')}",
     ]
     if doc.get("label"):

@@ -43,6 +43,7 @@ def tiny_plan(root: Path, data_dir: Path, **changes: object) -> Path:
         "seeds": [0],
         "angles": [0, 45, 90],
         "limit_train": 8,
+        "sweep_limit": 1,
         "out": "results",
         "runs": "runs",
         "datasets": {"kvasir": {"data_dir": str(data_dir)}},

@@ -34,6 +34,7 @@ def test_results_have_the_right_rows(tiny_bench: Path, first_run: dict) -> None:
         assert set(row["metrics"]) == {"dice", "iou", "precision", "recall", "hd95"}
         assert 0.0 <= row["metrics"]["dice"] <= 1.0
         assert {"accuracy_mean", "accuracy_min", "consistency_off90"} <= set(row["sweep"])
+        assert row["sweep_images"] == 1 and row["n_test_images"] == 2  # sweep_limit: 1
     by_entry = {r["entry"]: r for r in doc["results"]}
     assert by_entry["unet+tta"]["tta"] == "rot90" and by_entry["unet+tta"]["train_seconds"] is None
     assert by_entry["unet"]["train_seconds"] > 0
