@@ -113,3 +113,19 @@ def test_parallel_jobs_use_worker_subprocesses(
     assert errors == {s.key: None for s in specs}
     assert sorted(Path(c[3]).parent.parent.parent.name for c in calls) == ["p4", "unet"]
     assert all(is_complete(s) for s in specs)
+
+
+def test_shipped_smoke_plan_on_real_data(tmp_path: Path) -> None:
+    """``plans/smoke.yaml`` end to end on the shared data (skipped where it is absent)."""
+    import dataclasses
+
+    root = Path(__file__).resolve().parents[2]
+    plan = load_plan(root / "plans" / "smoke.yaml", check_paths=False)
+    if not all(d.data_dir.is_dir() for d in plan.datasets):
+        pytest.skip("the shared data (../shared/data) is not here")
+    plan = dataclasses.replace(plan, out=tmp_path / "results", runs=tmp_path / "runs")
+    outcome = run_quality(plan)
+    assert outcome.failed == {} and len(outcome.trained) == 2
+    doc = json.loads((tmp_path / "results" / "quality-smoke.json").read_text())
+    assert [r["entry"] for r in doc["summary"]] == ["unet", "unet+tta", "p4"]
+    assert doc["datasets"]["kvasir"]["counts"] == {"train": 8, "val": 4, "test": 4}
