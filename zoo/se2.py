@@ -184,7 +184,9 @@ class _SE2Conv(ExpandedConv2d):
         op = self.operator
         if op.dtype != w.dtype:  # e.g. a float64 weight with a float32 buffer
             op = op.to(w.dtype)
-        return w @ op.t()
+        # sparse.mm(op, w^T)^T rather than w @ op^T: transposing the sparse buffer fails under
+        # torch.inference_mode ("Cannot set version_counter for inference tensor").
+        return torch.sparse.mm(op, w.t()).t()
 
     def _expanded_bias(self) -> torch.Tensor | None:
         """Field bias ``(C_out,)`` repeated over the group axis: ``(C_out*N,)``."""

@@ -59,7 +59,6 @@ def probe(spec: dict, batch: int, size: int, threads: int) -> dict[str, float | 
     """Peak RSS rise (MiB) of one inference and one training step of the model ``spec``."""
     import torch
 
-    from polypseg.bench.compat import se2_inference_mode
     from polypseg.bench.speed import build_from_spec, infer_step_fn, train_step_fn
 
     torch.set_num_threads(max(1, threads))
@@ -69,8 +68,7 @@ def probe(spec: dict, batch: int, size: int, threads: int) -> dict[str, float | 
     y = (torch.rand(batch, 1, size, size) > 0.5).float()
     baseline = _status_mib("VmRSS") or _maxrss_mib()
     model.eval()
-    with se2_inference_mode():
-        infer, method = peak_rise(infer_step_fn(model, x), baseline)
+    infer, method = peak_rise(infer_step_fn(model, x), baseline)
     model.train()
     train, _ = peak_rise(train_step_fn(model, x, y), baseline)
     return {"infer": infer, "train": train, "method": method}

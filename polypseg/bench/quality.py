@@ -305,12 +305,9 @@ def execute(spec: RunSpec, resume: bool = False, device: str | None = None,
     spec.bench_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(spec.bench_dir / "spec.json", spec.to_dict())
     _train(spec, resume, used, progress)
-    from polypseg.bench.compat import se2_inference_mode
-
-    with se2_inference_mode():
-        for evaluation in spec.evaluations:
-            _evaluate(spec, evaluation, used, progress)
-            _sweep(spec, evaluation, used, progress)
+    for evaluation in spec.evaluations:
+        _evaluate(spec, evaluation, used, progress)
+        _sweep(spec, evaluation, used, progress)
 
 
 # -- many runs ------------------------------------------------------------------------------

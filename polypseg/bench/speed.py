@@ -254,7 +254,6 @@ def run_speed(
 ) -> dict[str, Any]:
     """Run the speed benchmark and return its JSON document (see :func:`write_speed`)."""
     import zoo
-    from polypseg.bench.compat import se2_inference_mode
     from polypseg.bench.hardware import hardware_info
 
     say = progress or (lambda _msg: None)
@@ -280,8 +279,7 @@ def run_speed(
     for case in cases:
         case.model.eval()
     infer_steps = {c.name: infer_step_fn(c.model, x) for c in cases}
-    with se2_inference_mode():
-        infer_times = time_interleaved(infer_steps, dev, repeats, warmup)
+    infer_times = time_interleaved(infer_steps, dev, repeats, warmup)
 
     peaks: dict[tuple[str, str], float | None] = {}
     cpu_method = None
@@ -291,8 +289,7 @@ def run_speed(
             if dev.type == "cuda":
                 for mode, steps in (("infer", infer_steps), ("train", train_steps)):
                     case.model.train(mode == "train")
-                    with se2_inference_mode():
-                        peaks[case.name, mode] = cuda_peak_mib(steps[case.name], dev)
+                    peaks[case.name, mode] = cuda_peak_mib(steps[case.name], dev)
             else:
                 probed = cpu_peaks(case.spec, batch_size, size, torch.get_num_threads())
                 cpu_method = probed.get("method", cpu_method)
@@ -324,8 +321,7 @@ def run_speed(
     exported = []
     if export:
         say("timing exported models against the originals")
-        with se2_inference_mode():
-            exported = compare_export(cases, x, dev, repeats, warmup)
+        exported = compare_export(cases, x, dev, repeats, warmup)
     info = hardware_info(device)
     return {
         "kind": "polypseg-speed/1",

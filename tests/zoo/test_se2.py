@@ -312,3 +312,20 @@ def test_family() -> None:
         SE2Family(kernel_size=4)
     with pytest.raises(ValueError, match="odd"):
         family.conv(4, 2, kernel_size=2)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: SE2LiftConv(2, 3, n=12), lambda: SE2GroupConv(2, 3, n=12)]
+)
+def test_inference_mode_gives_the_no_grad_output(make) -> None:
+    """Evaluation, sweeps and predict run under ``torch.inference_mode``: the sparse rotation
+    must work there (a transposed sparse buffer raised there once) and give the same output."""
+    torch.manual_seed(0)
+    layer = make().eval()
+    x = torch.randn(2, layer.in_channels, 10, 10)
+    with torch.no_grad():
+        expected = layer(x)
+    layer.train().eval()  # drop the cache so inference_mode rebuilds the bank itself
+    with torch.inference_mode():
+        got = layer(x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
