@@ -38,10 +38,10 @@ class DemoSettings:
     progress: bool | None = None
     size: int = 64
     depth: int = 3
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 3e-3
-    n_train: int = 80
+    epochs: int = 12
+    batch_size: int = 4
+    lr: float = 2e-3
+    n_train: int = 200
     n_val: int = 24
     n_test: int = 24
     n_sweep: int = 16
@@ -115,7 +115,9 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         runs.append(_train_or_reuse(config))
     _say("\n== evaluating on test images ==")
     evals = {
-        run.name: evaluate_run(run, data, subset="test", limit=settings.n_test) for run in runs
+        run.name: evaluate_run(run, data, subset="test", limit=settings.n_test,
+                               progress=settings.progress)
+        for run in runs
     }
     _say(f"== sweeping {len(settings.angles)} angles ==")
     sweep = sweep_runs(runs, data, settings.angles, limit=settings.n_sweep, out=out / "sweep",

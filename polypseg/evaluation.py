@@ -53,18 +53,20 @@ def evaluate_run(
     batch_size: int = 8,
     limit: int | None = None,
     write: bool = True,
+    progress: bool | None = False,
 ) -> dict[str, Any]:
     """Evaluate run folder (or checkpoint) ``run`` on ``subset`` of its split; return the result.
 
     ``split_file`` overrides the run's own ``split.json``. ``limit`` keeps the first N images.
-    With ``write`` the JSON and CSV go to ``out`` (default ``RUN/eval``) and the result's
-    ``files`` names them.
+    ``progress``: a progress bar (``None``: only on a terminal). With ``write`` the JSON and
+    CSV go to ``out`` (default ``RUN/eval``) and the result's ``files`` names them.
     """
     import torch
 
     from polypseg.data import discover
     from polypseg.inference import check_tta, predict_probs
     from polypseg.training.datasets import choose_split, eval_dataset, subset_pairs
+    from polypseg.training.progress import bars, want_progress
     from polypseg.training.runs import load_run
 
     check_tta(tta)
@@ -81,16 +83,19 @@ def evaluate_run(
     dataset = eval_dataset(pairs, loaded.size, loaded.depth)
     rows: list[dict[str, Any]] = []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for batch in loader:
-        probs = predict_probs(loaded.model, batch["image"], tta=tta)
-        preds = binarize(probs, loaded.threshold)
-        masks = batch["mask"]
-        values = per_image(preds, masks)
-        for i, stem in enumerate(batch["stem"]):
-            row = {"stem": stem, **{name: values[name][i] for name in METRIC_NAMES}}
-            row["mask_fraction"] = float(masks[i].mean())
-            row["pred_fraction"] = float(preds[i].mean())
-            rows.append(row)
+    with bars(want_progress(progress)) as progress_bars:
+        progress_bars.start("eval", f"evaluate {loaded.name} {subset}", total=len(pairs))
+        for batch in loader:
+            probs = predict_probs(loaded.model, batch["image"], tta=tta)
+            preds = binarize(probs, loaded.threshold)
+            masks = batch["mask"]
+            values = per_image(preds, masks)
+            for i, stem in enumerate(batch["stem"]):
+                row = {"stem": stem, **{name: values[name][i] for name in METRIC_NAMES}}
+                row["mask_fraction"] = float(masks[i].mean())
+                row["pred_fraction"] = float(preds[i].mean())
+                rows.append(row)
+            progress_bars.advance("eval", len(batch["stem"]))
     result: dict[str, Any] = {
         "format": FORMAT,
         "run": str(loaded.run_dir or loaded.stem),

@@ -39,10 +39,13 @@ def _pyplot() -> Any:
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
-    """A sweep result from ``sweep.json`` or a folder holding one; RunError otherwise."""
+    """A sweep result from ``sweep.json``, a folder holding one, or a run folder whose
+    ``sweep/`` holds one; RunError otherwise."""
     path = Path(path)
     if path.is_dir():
-        path = path / "sweep.json"
+        nested = path / "sweep" / "sweep.json"
+        path = nested if nested.is_file() and not (path / "sweep.json").is_file() else path
+        path = path if path.suffix == ".json" else path / "sweep.json"
     if not path.is_file():
         raise RunError(f"no sweep result at {path} (run `polypseg sweep` first)")
     try:

@@ -172,7 +172,7 @@ def train(
         if not saved.is_file():
             raise RunError(f"cannot resume: {saved} not found (is {run_dir} a run folder?)")
         base = read_json_config(saved)
-        for key in ("resume", "quiet", "progress"):
+        for key in ("resume", "quiet", "progress", "split_file"):  # split: RUN/split.json
             base.pop(key, None)
         base["out"] = str(run_dir)
     from polypseg.training import train as run_training
@@ -195,13 +195,17 @@ def evaluate(
         int, typer.Option("--batch-size", min=1, help="Images per forward pass.")
     ] = 8,
     limit: LimitOption = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+    ] = None,
 ) -> None:
     """Per-image Dice, IoU, precision, recall, HD95 (mean ± std) -> JSON + CSV."""
     from polypseg.evaluation import evaluate_run, format_summary
 
     result = evaluate_run(
         run, _data_of_run(run, data), subset=split, split_file=split_file, tta=tta, out=out,
-        which=which, device=device, batch_size=batch_size, limit=limit,
+        which=which, device=device, batch_size=batch_size, limit=limit, progress=progress,
     )
     typer.echo(format_summary(result))
     typer.echo(f"wrote {result['files']['json']} and {result['files']['csv']}")

@@ -213,7 +213,8 @@ class _Trainer:
         config, ctx = self.config, self.ctx
         self.show = ctx.is_main and not config.quiet
         self.progress_enabled = self.show and want_progress(config.progress)
-        purge = int(self.saved["step"]) if self.saved is not None else None
+        # events logged after the saved step belong to the lost continuation: drop them
+        purge = int(self.saved["step"]) + 1 if self.saved is not None else None
         self.tb = TensorBoardLog(self.run_dir / "tb", enabled=ctx.is_main, purge_step=purge)
 
     def _restore(self, state: dict[str, Any]) -> None:
