@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from polypseg.data import discover, make_split
 from polypseg.errors import RunError
 from polypseg.training import StepInfo, TrainCallback, TrainConfig, train
 from polypseg.training.logs import read_metrics_csv
@@ -75,12 +76,18 @@ def test_sigint_stops_after_the_step_with_a_resumable_state(
     assert (config.run_dir() / "checkpoints" / "best.safetensors").is_file()
 
 
-def test_resume_refuses_another_model_or_size(tiny_config: Callable[..., TrainConfig]) -> None:
-    train(tiny_config(epochs=1))
+def test_resume_refuses_another_model_size_or_split(
+    tiny_config: Callable[..., TrainConfig],
+) -> None:
+    config = tiny_config(epochs=1)
+    train(config)
     with pytest.raises(RunError, match=r"variant.*p4.*unet"):
         train(tiny_config(epochs=2, model="unet", resume=True))
     with pytest.raises(RunError, match="size: run has 32, now 64"):
         train(tiny_config(epochs=2, size=64, resume=True))
+    other = make_split(discover(config.data), seed=7).save(config.run_dir().parent / "s7.json")
+    with pytest.raises(RunError, match="split_sha256"):
+        train(tiny_config(epochs=2, split_file=str(other), resume=True))
     with pytest.raises(RunError, match="already holds a run"):
         train(tiny_config(epochs=2))
 
