@@ -168,11 +168,21 @@ def write_results(
     missing = []
     for spec in specs:
         for evaluation in spec.evaluations:
+            if evaluation.cross:
+                continue
             row = run_result(spec, evaluation)
             if row is None:
                 missing.append(f"{spec.key}:{evaluation.entry}")
             else:
                 results.append(row)
+    # tables follow the plan (datasets, entries, seeds in its order), not the execution order
+    order = {
+        "entry": {e.name: i for i, e in enumerate(plan.entries)},
+        "dataset": {d.key: i for i, d in enumerate(plan.datasets)},
+        "seed": {s: i for i, s in enumerate(plan.seeds)},
+    }
+    results.sort(key=lambda r: tuple(order[k].get(r[k], len(order[k]))
+                                     for k in ("dataset", "entry", "seed")))
     entry_rows = []
     for entry in plan.entries:
         source = entries.get(entry.source or entry.name, {})

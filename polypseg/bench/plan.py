@@ -16,6 +16,7 @@ benchmark is reproduced by one file and one command. Example (``plans/smoke.yaml
     limit_val: 4                   # optional: the same for the validation images
     limit_test: 4                  # optional: the same for the test images
     sweep_limit: 4                 # optional: the sweep scores a seeded random N test images
+    cross_dataset: false           # optional: also test every run on the other datasets
     out: results                   # where quality-NAME.{json,md} and plots go
     runs: runs/bench/smoke         # run folders (git-ignored)
     depth: 2
@@ -48,7 +49,7 @@ DATASET_LABELS = {"kvasir": "Kvasir-SEG", "cvc": "CVC-ClinicDB"}
 _TOP_KEYS = {
     "name", "description", "reduced", "size", "epochs", "batch_size", "lr", "seeds", "angles",
     "limit_train", "limit_val", "limit_test", "sweep_limit", "out", "runs", "depth", "datasets",
-    "entries", "workers", "split_seed", "train_options",
+    "entries", "workers", "split_seed", "train_options", "cross_dataset",
 }
 _ENTRY_KEYS = {"name", "variant", "width", "match", "rot_aug", "tta", "from", "depth", "note"}
 _DATASET_KEYS = {"data_dir", "label", "split"}
@@ -120,6 +121,8 @@ class Plan:
     workers: int = 0
     split_seed: int = 0
     train_options: dict[str, Any] = field(default_factory=dict)
+    cross_dataset: bool = False
+    """Also evaluate every run on the test split of each other dataset of the plan."""
     source_file: Path | None = None
 
     @property
@@ -355,6 +358,9 @@ def parse_plan(
     reduced = raw.get("reduced", False)
     if not isinstance(reduced, bool):
         raise PlanError(f"reduced must be true or false, got {reduced!r}")
+    cross_dataset = raw.get("cross_dataset", False)
+    if not isinstance(cross_dataset, bool):
+        raise PlanError(f"cross_dataset must be true or false, got {cross_dataset!r}")
     return Plan(
         name=name,
         description=str(raw.get("description", "")).strip(),
@@ -379,6 +385,7 @@ def parse_plan(
         workers=_int(raw.get("workers", 0), "workers", 0),
         split_seed=_int(raw.get("split_seed", 0), "split_seed", 0),
         train_options=dict(train_options),
+        cross_dataset=cross_dataset,
         source_file=source_file,
     )
 

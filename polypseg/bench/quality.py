@@ -48,10 +48,20 @@ def _quiet(_message: str) -> None:
 # -- runs of a plan -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Evaluation:
-    """One evaluation of a trained run: under the name of ``entry``, with ``tta``."""
+    """One evaluation of a trained run: under the name of ``entry``, with ``tta``.
+
+    ``dataset`` names another dataset of the plan whose test split the run is evaluated on
+    (cross-dataset generalisation; no sweep); ``None`` is the run's own test split.
+    """
 
     entry: str
     tta: str | None = None
+    dataset: str | None = None
+
+    @property
+    def cross(self) -> bool:
+        """Whether this evaluation is on another dataset than the run was trained on."""
+        return self.dataset is not None
 
 
 @dataclass
@@ -68,6 +78,8 @@ class RunSpec:
     evaluations: list[Evaluation]
     angles: list[float]
     sweep_split_file: str | None = None
+    others: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per other dataset of a cross-dataset plan: its ``data_dir`` and ``split_file``."""
 
     @property
     def key(self) -> str:
@@ -132,13 +144,22 @@ def sweep_split_path(plan: Plan, dataset: str) -> Path:
 
 
 def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> list[RunSpec]:
-    """Every training run of the plan (dataset x training entry x seed), in plan order."""
+    """Every training run of the plan (dataset x training entry x seed).
+
+    Ordered so that whole seeds finish first (every run of the first seed, on every dataset,
+    before any run of the second), and within a seed the costliest entries (MACs) first, so
+    that parallel jobs end together instead of leaving one long run alone at the end.
+    """
     widths = widths if widths is not None else resolve_entries(plan)
     runs = []
     for dataset in plan.datasets:
+        others = [d for d in plan.datasets if d.key != dataset.key] if plan.cross_dataset else []
         for entry in plan.training_entries():
-            evaluations = [Evaluation(entry.name, entry.tta)] + [
+            own = [Evaluation(entry.name, entry.tta)] + [
                 Evaluation(e.name, e.tta) for e in plan.entries if e.source == entry.name
+            ]
+            evaluations = own + [
+                Evaluation(e.entry, e.tta, other.key) for other in others for e in own
             ]
             for seed in plan.seeds:
                 run_dir = plan.runs / dataset.key / entry.name / f"seed{seed}"
@@ -163,7 +184,12 @@ def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> li
                     data_dir=str(dataset.data_dir), split_file=train["split_file"], train=train,
                     evaluations=evaluations, angles=list(plan.angles),
                     sweep_split_file=str(sweep_split_path(plan, dataset.key)),
+                    others={o.key: {"data_dir": str(o.data_dir),
+                                    "split_file": str(split_path(plan, o.key))}
+                            for o in others},
                 ))
+    seeds = {seed: i for i, seed in enumerate(plan.seeds)}
+    runs.sort(key=lambda r: (seeds[r.seed], -widths[r.entry].get("macs_256", 0)))
     return runs
 
 
@@ -225,7 +251,10 @@ def eval_file(spec: RunSpec, evaluation: Evaluation) -> Path:
     """Where ``evaluate_run`` writes the test evaluation of ``evaluation`` on this run."""
     from polypseg.evaluation import result_stem
 
-    return spec.bench_dir / evaluation.entry / f"{result_stem('test', evaluation.tta)}.json"
+    folder = spec.bench_dir / evaluation.entry
+    if evaluation.cross:
+        folder = folder / f"cross-{evaluation.dataset}"
+    return folder / f"{result_stem('test', evaluation.tta)}.json"
 
 
 def sweep_file(spec: RunSpec, evaluation: Evaluation) -> Path:
@@ -237,7 +266,9 @@ def is_complete(spec: RunSpec) -> bool:
     """Whether every stage of ``spec`` has its file (training marker, evals, sweeps)."""
     needed = [spec.bench_dir / "train.json"]
     for evaluation in spec.evaluations:
-        needed += [eval_file(spec, evaluation), sweep_file(spec, evaluation)]
+        needed.append(eval_file(spec, evaluation))
+        if not evaluation.cross:
+            needed.append(sweep_file(spec, evaluation))
     return all(p.is_file() for p in needed)
 
 
@@ -282,8 +313,13 @@ def _evaluate(spec: RunSpec, evaluation: Evaluation, device: str, progress: Prog
 
     if eval_file(spec, evaluation).is_file():
         return
-    progress(f"{spec.key}: evaluating {evaluation.entry} on the test split")
-    evaluate_run(spec.run_dir, spec.data_dir, subset="test", split_file=spec.split_file,
+    data_dir, split_file = spec.data_dir, spec.split_file
+    if evaluation.cross:
+        other = spec.others[str(evaluation.dataset)]
+        data_dir, split_file = other["data_dir"], other["split_file"]
+    where = f"{evaluation.dataset}'s" if evaluation.cross else "the"
+    progress(f"{spec.key}: evaluating {evaluation.entry} on {where} test split")
+    evaluate_run(spec.run_dir, data_dir, subset="test", split_file=split_file,
                  tta=evaluation.tta, out=eval_file(spec, evaluation).parent, device=device)
 
 
@@ -307,7 +343,8 @@ def execute(spec: RunSpec, resume: bool = False, device: str | None = None,
     _train(spec, resume, used, progress)
     for evaluation in spec.evaluations:
         _evaluate(spec, evaluation, used, progress)
-        _sweep(spec, evaluation, used, progress)
+        if not evaluation.cross:
+            _sweep(spec, evaluation, used, progress)
 
 
 # -- many runs ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -98,6 +99,87 @@ def speed(
     paths = write_speed(doc, out, stem or f"speed-{device.split(':')[0]}")
     for path in paths:
         typer.echo(f"wrote {path}")
+
+
+@bench_app.command("cost")
+def cost(
+    plan: Path = typer.Option(..., "--plan", help="YAML benchmark plan (plans/*.yaml)."),
+    repeats: int = typer.Option(7, "--repeats", min=1, help="Interleaved timed repeats."),
+    warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed steps per model first."),
+    out: Path | None = typer.Option(None, "--out",
+                                    help="Results folder (default: the plan's 'out')."),
+) -> None:
+    """Time one training step of every entry of a plan side by side (CPU, one thread):
+    seconds per image and ratios, for the cost columns and the Pareto plot."""
+    from polypseg.atomic import atomic_write_json, atomic_write_text
+    from polypseg.bench.cost import ModelSpec, step_times
+    from polypseg.bench.hardware import hardware_info
+    from polypseg.bench.plan import load_plan
+    from polypseg.bench.quality import resolve_entries
+
+    spec = load_plan(plan, check_paths=False)
+    widths = resolve_entries(spec)
+    models = [ModelSpec(e.name, e.variant, widths[e.name]["width"],
+                        e.depth if e.depth is not None else spec.depth)
+              for e in spec.training_entries()]
+    rows = step_times(models, size=spec.size, batch_size=spec.batch_size, repeats=repeats,
+                      warmup=warmup, progress=_say)
+    reference = rows[0]["step_seconds"]
+    for row in rows:
+        row["ratio"] = row["step_seconds"] / reference
+    doc = {"kind": "polypseg-cost/1", "plan": spec.name, "command": _command_line(),
+           "date": time.strftime("%Y-%m-%d"),
+           "hardware": hardware_info("cpu"),
+           "settings": {"size": spec.size, "batch_size": spec.batch_size, "depth": spec.depth,
+                        "repeats": repeats, "warmup": warmup, "threads": 1,
+                        "clock": "CPU time of the calling thread"},
+           "models": rows}
+    folder = out or spec.out
+    stem = folder / f"cost-{spec.name}"
+    lines = [f"# Training-step cost, plan {spec.name}", "",
+             f"- {doc['date']}, {doc['hardware'].get('device_name')}; one torch thread, CPU "
+             f"time of one training step (forward, backward, AdamW), batch {spec.batch_size} "
+             f"at {spec.size} px, median of {repeats} interleaved repeats.",
+             f"- Command: `{doc['command']}`", "",
+             f"| entry | variant | width | params | s/step | ms/image | ratio to "
+             f"{rows[0]['name']} |", "|---|---|--:|--:|--:|--:|--:|"]
+    lines += [f"| {r['name']} | {r['variant']} | {r['width']} | {r['params']:,} | "
+              f"{r['step_seconds']:.3f} | {1000 * r['seconds_per_image']:.1f} | "
+              f"{r['ratio']:.2f} |" for r in rows]
+    atomic_write_json(stem.with_suffix(".json"), doc)
+    atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
+    typer.echo("\n".join(lines[6:]))
+    typer.echo(f"wrote {stem.with_suffix('.json')} and .md")
+
+
+@bench_app.command("match-time")
+def match_time(
+    variant: str = typer.Option("unet", "--variant", help="The variant to widen."),
+    to: str = typer.Option(..., "--to",
+                           help="Reference VARIANT:WIDTH whose step time to match (p4:4)."),
+    widths: str = typer.Option("4:25", "--widths", help="Candidate widths, START:STOP or list."),
+    size: int = typer.Option(96, "--size", min=8, help="Input side in pixels."),
+    depth: int | None = typer.Option(None, "--depth", help="U-Net depth (default: zoo's)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per step."),
+    repeats: int = typer.Option(7, "--repeats", min=1, help="Interleaved timed repeats."),
+) -> None:
+    """Find the width of VARIANT whose training step costs what the reference's does
+    (the compute-matched baseline of a plan)."""
+    from polypseg.bench.cost import ModelSpec, match_step_time, parse_widths
+    from polypseg.errors import PolypsegError
+
+    ref_variant, _, ref_width = to.partition(":")
+    if not ref_width.isdigit():
+        raise PolypsegError(f"--to must be VARIANT:WIDTH (e.g. p4:4), got {to!r}")
+    result = match_step_time(ModelSpec(to, ref_variant, int(ref_width), depth), variant,
+                             parse_widths(widths), size=size, batch_size=batch_size,
+                             depth=depth, repeats=repeats, progress=_say)
+    ref = result["reference"]
+    typer.echo(f"reference {to}: {ref['params']:,} parameters, {ref['step_seconds']:.3f} s/step")
+    for row in result["candidates"]:
+        mark = "  <- matched" if row["width"] == result["width"] else ""
+        typer.echo(f"{variant} width {row['width']:>3}: {row['params']:>9,} parameters, "
+                   f"{row['step_seconds']:.3f} s/step, ratio {row['ratio']:.2f}{mark}")
 
 
 @bench_app.command("report")

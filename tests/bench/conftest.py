@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 
-def write_dataset(root: Path, count: int = 20, size: int = 24) -> Path:
+def write_dataset(root: Path, count: int = 20, size: int = 24, seed: int = 0) -> Path:
     """``root/Kvasir-SEG/{images,masks}/NAME.png``: a bright disc ("polyp") on a textured
     background, at a seeded random place and radius, and its mask."""
     from PIL import Image
@@ -17,7 +17,7 @@ def write_dataset(root: Path, count: int = 20, size: int = 24) -> Path:
     folder = root / "Kvasir-SEG"
     (folder / "images").mkdir(parents=True)
     (folder / "masks").mkdir()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
     for i in range(count):
         cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)

@@ -129,3 +129,51 @@ def test_shipped_smoke_plan_on_real_data(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "results" / "quality-smoke.json").read_text())
     assert [r["entry"] for r in doc["summary"]] == ["unet", "unet+tta", "p4"]
     assert doc["datasets"]["kvasir"]["counts"] == {"train": 8, "val": 4, "test": 4}
+
+
+def test_seeds_finish_first_and_costly_entries_start_first(tmp_path: Path) -> None:
+    """Runs are ordered seed by seed (one whole seed on every dataset lands first), and
+    within a seed by MACs, costliest first (parallel jobs then end together)."""
+    from bench_helpers import write_dataset_at
+    from conftest import tiny_plan
+
+    other = write_dataset_at(tmp_path / "other", "CVC-ClinicDB")
+    kvasir = write_dataset_at(tmp_path, "Kvasir-SEG")
+    plan = load_plan(tiny_plan(tmp_path, kvasir, seeds=[3, 1], datasets={
+        "kvasir": {"data_dir": str(kvasir)}, "cvc": {"data_dir": str(other)}}))
+    from polypseg.bench.quality import resolve_entries
+
+    macs = {k: v["macs_256"] for k, v in resolve_entries(plan).items()}
+    keys = [(s.seed, s.entry, s.dataset) for s in plan_runs(plan)]
+    assert [k[0] for k in keys] == [3] * 4 + [1] * 4
+    costs = [macs[entry] for _, entry, _ in keys[:4]]
+    assert costs == sorted(costs, reverse=True) and costs[0] > costs[-1]
+    assert {(e, d) for _, e, d in keys[:4]} == {(e, d) for e in ("unet", "p4")
+                                                 for d in ("kvasir", "cvc")}
+
+
+def test_cross_dataset_evaluations(tmp_path: Path) -> None:
+    """With ``cross_dataset: true`` every run (and its tta entry) is also tested on the other
+    dataset's test split, written apart from its own evaluation, and counted for completion."""
+    from bench_helpers import write_dataset_at
+    from conftest import tiny_plan
+
+    kvasir = write_dataset_at(tmp_path, "Kvasir-SEG")
+    other = write_dataset_at(tmp_path / "other", "Kvasir-SEG", seed=1)
+    plan = load_plan(tiny_plan(tmp_path, kvasir, cross_dataset=True, entries=[
+        {"name": "unet", "variant": "unet", "width": 2},
+        {"name": "unet+tta", "from": "unet", "tta": "rot90"}],
+        datasets={"a": {"data_dir": str(kvasir)}, "b": {"data_dir": str(other)}}))
+    outcome = run_quality(plan)
+    assert outcome.failed == {} and sorted(outcome.trained) == ["a/unet/seed0", "b/unet/seed0"]
+    spec = next(s for s in plan_runs(plan) if s.dataset == "a")
+    cross = [e for e in spec.evaluations if e.cross]
+    assert [(e.entry, e.tta, e.dataset) for e in cross] == [
+        ("unet", None, "b"), ("unet+tta", "rot90", "b")]
+    own = json.loads((spec.bench_dir / "unet" / "test.json").read_text())
+    moved = json.loads((spec.bench_dir / "unet" / "cross-b" / "test.json").read_text())
+    assert moved["data_dir"] == str(other) and own["data_dir"] == str(kvasir)
+    assert {r["stem"] for r in moved["images"]} == set(
+        json.loads((plan.runs / "splits" / "b.json").read_text())["sets"]["test"])
+    (spec.bench_dir / "unet+tta" / "cross-b" / "test-tta-rot90.json").unlink()
+    assert not is_complete(spec)

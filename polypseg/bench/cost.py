@@ -1,0 +1,153 @@
+"""Training-step cost of a plan's entries, measured side by side, and compute matching.
+
+A parameter-matched group U-Net does several times the arithmetic of the plain one (a p4 layer
+with the parameters of a plain layer has twice the channels), so the fair peer at equal compute
+is a *wider* plain U-Net. :func:`step_times` times one training step (forward, backward, AdamW
+update, MONAI ``DiceCELoss``, the plan's batch, size and depth) of several models, interleaved
+repeat by repeat so that a drifting machine affects all of them alike, as CPU time of the
+calling thread with one torch thread (other processes' load does not count).
+:func:`match_step_time` picks the width of a variant whose step costs what a reference's does.
+
+The figures are medians over repeats; ratios to a reference measured in the same process are
+the numbers to compare across machines.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from polypseg.errors import PolypsegError
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to time: a name for the tables, its variant, width and depth."""
+
+    name: str
+    variant: str
+    width: int
+    depth: int | None = None
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def step_times(
+    models: Sequence[ModelSpec],
+    *,
+    size: int,
+    batch_size: int,
+    repeats: int = 5,
+    warmup: int = 1,
+    seed: int = 0,
+    progress: Progress = _quiet,
+) -> list[dict[str, Any]]:
+    """Median CPU seconds of one training step of each model, interleaved.
+
+    Returns, per model in order: ``name``, ``variant``, ``width``, ``depth``, ``params``,
+    ``step_seconds`` (median), ``step_seconds_all`` (every timed repeat) and
+    ``seconds_per_image``. Runs with one torch thread; the thread's CPU time is measured.
+    """
+    import torch
+    from monai.losses import DiceCELoss
+
+    import zoo
+
+    if not models:
+        raise PolypsegError("nothing to time: give at least one model")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        generator = torch.Generator().manual_seed(seed)
+        images = torch.randn(batch_size, 3, size, size, generator=generator)
+        masks = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.7).float()
+        loss_fn = DiceCELoss(sigmoid=True)
+        built = []
+        for spec in models:
+            kwargs = {} if spec.depth is None else {"depth": spec.depth}
+            torch.manual_seed(seed)
+            model = zoo.create(spec.variant, in_channels=3, out_channels=1, width=spec.width,
+                               **kwargs).train()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            built.append((spec, model, optimizer))
+            progress(f"built {spec.name} ({spec.variant}, width {spec.width})")
+
+        def one_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
+            start = time.thread_time()
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(images), masks).backward()
+            optimizer.step()
+            return time.thread_time() - start
+
+        timed: list[list[float]] = [[] for _ in built]
+        for repeat in range(warmup + repeats):
+            for i, (_spec, model, optimizer) in enumerate(built):
+                seconds = one_step(model, optimizer)
+                if repeat >= warmup:
+                    timed[i].append(seconds)
+            if repeat >= warmup:
+                progress(f"repeat {repeat - warmup + 1}/{repeats}")
+    finally:
+        torch.set_num_threads(threads)
+    rows = []
+    for (spec, model, _), seconds in zip(built, timed, strict=True):
+        median = statistics.median(seconds)
+        rows.append({
+            "name": spec.name, "variant": spec.variant, "width": spec.width,
+            "depth": spec.depth, "params": sum(p.numel() for p in model.parameters()),
+            "step_seconds": median, "step_seconds_all": seconds,
+            "seconds_per_image": median / batch_size,
+        })
+    return rows
+
+
+def match_step_time(
+    reference: ModelSpec,
+    variant: str,
+    widths: Sequence[int],
+    *,
+    size: int,
+    batch_size: int,
+    depth: int | None = None,
+    repeats: int = 5,
+    warmup: int = 1,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """The width of ``variant`` (among ``widths``) whose training step costs what
+    ``reference``'s does: the one whose median time ratio is nearest 1 on a log scale.
+
+    Returns ``{"width": W, "reference": row, "candidates": [row + "ratio", ...]}``.
+    """
+    if not widths:
+        raise PolypsegError("give at least one candidate width")
+    candidates = [ModelSpec(f"{variant}-w{w}", variant, int(w), depth) for w in widths]
+    rows = step_times([reference, *candidates], size=size, batch_size=batch_size,
+                      repeats=repeats, warmup=warmup, progress=progress)
+    ref, others = rows[0], rows[1:]
+    for row in others:
+        row["ratio"] = row["step_seconds"] / ref["step_seconds"]
+    best = min(others, key=lambda r: abs(math.log(r["ratio"])))
+    return {"width": best["width"], "reference": ref, "candidates": others}
+
+
+def parse_widths(text: str) -> list[int]:
+    """``"8:20"`` (stop excluded) or ``"8,10,12"`` -> a list of widths >= 1."""
+    try:
+        if ":" in text:
+            start, stop = (int(p) for p in text.split(":"))
+            widths = list(range(start, stop))
+        else:
+            widths = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise PolypsegError(f"widths must be 'START:STOP' or 'W1,W2,...', got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise PolypsegError(f"widths must be >= 1 and not empty, got {text!r}")
+    return widths
