@@ -6,10 +6,18 @@ left out and counted. Per run and entry:
 
 * ``metrics``: the test-set means over images of Dice, IoU, precision, recall, HD95;
 * ``sweep``: ``accuracy_mean`` (mean over angles of the per-angle mean accuracy Dice),
-  ``accuracy_min`` (the worst angle), ``consistency_off90`` (mean consistency over the angles
-  that are not multiples of 90 degrees), ``accuracy_off90``;
+  ``accuracy_min`` (the worst angle), ``accuracy_0`` (the upright input) and
+  ``accuracy_drop`` (``accuracy_0 - accuracy_mean``: what rotating the input costs on
+  average), ``consistency_off90`` (mean consistency over the angles that are not multiples
+  of 90 degrees), ``accuracy_off90``;
 * ``val_dice``: the best checkpoint's validation Dice, which picks the run plotted per entry
-  (selection on validation, never on test).
+  (selection on validation, never on test);
+* ``convergence``: whether the run's validation Dice levelled off (:mod:`.stats`).
+
+With ``cross_dataset`` the runs' tests on the other datasets go to ``cross`` (per run) and
+``cross_summary``; with ``baselines`` every other entry is compared with each baseline on each
+dataset by a paired bootstrap of per-image Dice over images and seeds (``comparisons``).
+Paths in the document are relative to the plan's root.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from typing import Any
 from polypseg.atomic import atomic_write_json, atomic_write_text
 from polypseg.bench.plan import Plan
 from polypseg.bench.quality import Evaluation, RunSpec, eval_file, sweep_file
-from polypseg.bench.report import quality_markdown, summarize
+from polypseg.bench.report import mean_std, quality_markdown, summarize
 
 KIND = "polypseg-quality/1"
 
@@ -52,6 +60,10 @@ def sweep_summary(sweep: dict[str, Any]) -> dict[str, float]:
     if accuracy:
         out["accuracy_mean"] = sum(accuracy) / len(accuracy)
         out["accuracy_min"] = min(accuracy)
+    upright = means("accuracy", lambda a: math.isclose(a % 360, 0, abs_tol=1e-9))
+    if upright and accuracy:
+        out["accuracy_0"] = upright[0]
+        out["accuracy_drop"] = upright[0] - out["accuracy_mean"]
     for metric in ("consistency", "accuracy"):
         values = means(metric, off90)
         if values:
@@ -67,6 +79,82 @@ def _val_dice(run_dir: Path) -> float | None:
         if isinstance(value, (int, float)):
             return float(value)
     return None
+
+
+def _relative(path: str | Path, root: Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def per_image_dice(spec: RunSpec, evaluation: Evaluation) -> dict[str, float] | None:
+    """``stem -> Dice`` of one evaluation of a run (``None`` while it is unfinished)."""
+    evaluated = _read(eval_file(spec, evaluation))
+    if evaluated is None:
+        return None
+    return {str(row["stem"]): float(row["dice"]) for row in evaluated.get("images", [])}
+
+
+def cross_result(spec: RunSpec, evaluation: Evaluation) -> dict[str, Any] | None:
+    """One row of ``cross``: a run tested on another dataset, or ``None`` if unfinished."""
+    evaluated = _read(eval_file(spec, evaluation))
+    if evaluated is None:
+        return None
+    return {
+        "entry": evaluation.entry,
+        "trained_on": spec.dataset,
+        "dataset": evaluation.dataset,
+        "seed": spec.seed,
+        "tta": evaluation.tta,
+        "run": spec.run_dir,
+        "metrics": {k: v.get("mean") for k, v in evaluated["summary"].items()},
+        "n_test_images": evaluated.get("n_images"),
+    }
+
+
+def cross_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean/std/n over seeds of each (entry, trained_on, dataset) of the ``cross`` rows."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["entry"], row["trained_on"], row["dataset"]), []).append(row)
+    out = []
+    for (entry, trained_on, dataset), runs in groups.items():
+        metrics = {}
+        for key in sorted({k for r in runs for k in r["metrics"]}):
+            mean, std, n = mean_std(r["metrics"].get(key) for r in runs)
+            metrics[key] = {"mean": mean, "std": std, "n": n}
+        out.append({"entry": entry, "trained_on": trained_on, "dataset": dataset,
+                    "n": len(runs), "metrics": metrics})
+    return out
+
+
+def compare_to_baselines(plan: Plan, specs: list[RunSpec]) -> list[dict[str, Any]]:
+    """Every entry against every baseline of the plan, per dataset: the paired bootstrap of
+    per-image test Dice over images and seeds (:func:`.stats.paired_bootstrap`)."""
+    from polypseg.bench.stats import paired_bootstrap
+
+    scores: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for spec in specs:
+        for evaluation in spec.evaluations:
+            if evaluation.cross:
+                continue
+            dice = per_image_dice(spec, evaluation)
+            if dice:
+                scores.setdefault((spec.dataset, evaluation.entry), []).append(dice)
+    rows = []
+    for dataset in plan.datasets:
+        for baseline in plan.baselines:
+            base = scores.get((dataset.key, baseline))
+            for entry in plan.entries:
+                runs = scores.get((dataset.key, entry.name))
+                if entry.name in plan.baselines or not base or not runs:
+                    continue
+                result = paired_bootstrap(runs, base)
+                rows.append({"dataset": dataset.key, "entry": entry.name,
+                             "baseline": baseline, **result})
+    return rows
 
 
 def run_result(spec: RunSpec, evaluation: Evaluation) -> dict[str, Any] | None:
@@ -129,7 +217,7 @@ def plot_best(plan: Plan, results: list[dict[str, Any]], out: Path) -> list[Path
             row = best.get((entry.name, dataset.key))
             if row is None:
                 continue
-            sweep = load_sweep(row["sweep_file"])
+            sweep = load_sweep(plan.root / row["sweep_file"])
             for run in sweep["runs"]:
                 run["name"] = entry.name  # the legend names the entry, not the run folder
                 if entry in derived:
@@ -164,17 +252,30 @@ def write_results(
     progress: Callable[[str], None] = lambda _m: None,
 ) -> list[Path]:
     """Write ``quality-PLAN.json``, ``quality-PLAN.md`` and the plots into ``out``."""
-    results = []
-    missing = []
+    from polypseg.bench.stats import convergence
+    from polypseg.training.logs import read_metrics_csv
+
+    def history(spec: RunSpec) -> list[dict[str, float]]:
+        path = Path(spec.run_dir) / "metrics.csv"
+        return read_metrics_csv(path) if path.is_file() else []
+
+    results, cross, missing = [], [], []
+    patience = int(plan.train_options.get("patience", 0) or 0)
     for spec in specs:
         for evaluation in spec.evaluations:
-            if evaluation.cross:
-                continue
-            row = run_result(spec, evaluation)
+            row = (cross_result if evaluation.cross else run_result)(spec, evaluation)
             if row is None:
-                missing.append(f"{spec.key}:{evaluation.entry}")
-            else:
-                results.append(row)
+                where = f"@{evaluation.dataset}" if evaluation.cross else ""
+                missing.append(f"{spec.key}:{evaluation.entry}{where}")
+                continue
+            if not evaluation.cross:
+                row["convergence"] = convergence(
+                    history(spec),
+                    patience=patience, epochs=int(spec.train.get("epochs", plan.epochs)))
+            for key in ("run", "sweep_file"):
+                if key in row:
+                    row[key] = _relative(row[key], plan.root)
+            (cross if evaluation.cross else results).append(row)
     # tables follow the plan (datasets, entries, seeds in its order), not the execution order
     order = {
         "entry": {e.name: i for i, e in enumerate(plan.entries)},
@@ -183,6 +284,8 @@ def write_results(
     }
     results.sort(key=lambda r: tuple(order[k].get(r[k], len(order[k]))
                                      for k in ("dataset", "entry", "seed")))
+    cross.sort(key=lambda r: (order["dataset"].get(r["trained_on"], 0),
+                              order["entry"].get(r["entry"], 0), order["seed"].get(r["seed"], 0)))
     entry_rows = []
     for entry in plan.entries:
         source = entries.get(entry.source or entry.name, {})
@@ -215,16 +318,25 @@ def write_results(
             "limit_train": plan.limit_train, "limit_val": plan.limit_val,
             "limit_test": plan.limit_test, "sweep_limit": plan.sweep_limit,
             "split_seed": plan.split_seed, "train_options": plan.train_options,
+            "cross_dataset": plan.cross_dataset, "baselines": list(plan.baselines),
         },
         "datasets": datasets,
         "entries": entry_rows,
         "missing": missing,
         "summary": summarize(results),
+        "comparisons": compare_to_baselines(plan, specs) if plan.baselines else [],
+        "cross_summary": cross_summary(cross),
         "results": results,
+        "cross": cross,
     }
     out = Path(out)
     written = []
     plots = plot_best(plan, results, out) if results else []
+    cost_doc = _read(out / f"cost-{plan.name}.json")
+    if results:
+        from polypseg.bench.pareto import plot_pareto
+
+        plots += plot_pareto(doc, cost_doc, out)
     doc["plots"] = [p.name for p in plots]
     stem = out / f"quality-{plan.name}"
     atomic_write_json(stem.with_suffix(".json"), doc)

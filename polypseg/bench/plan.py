@@ -17,6 +17,8 @@ benchmark is reproduced by one file and one command. Example (``plans/smoke.yaml
     limit_test: 4                  # optional: the same for the test images
     sweep_limit: 4                 # optional: the sweep scores a seeded random N test images
     cross_dataset: false           # optional: also test every run on the other datasets
+    baselines: [unet]              # optional: every other entry is compared with these
+                                   # (paired bootstrap CI of the per-image Dice difference)
     out: results                   # where quality-NAME.{json,md} and plots go
     runs: runs/bench/smoke         # run folders (git-ignored)
     depth: 2
@@ -49,7 +51,7 @@ DATASET_LABELS = {"kvasir": "Kvasir-SEG", "cvc": "CVC-ClinicDB"}
 _TOP_KEYS = {
     "name", "description", "reduced", "size", "epochs", "batch_size", "lr", "seeds", "angles",
     "limit_train", "limit_val", "limit_test", "sweep_limit", "out", "runs", "depth", "datasets",
-    "entries", "workers", "split_seed", "train_options", "cross_dataset",
+    "entries", "workers", "split_seed", "train_options", "cross_dataset", "baselines",
 }
 _ENTRY_KEYS = {"name", "variant", "width", "match", "rot_aug", "tta", "from", "depth", "note"}
 _DATASET_KEYS = {"data_dir", "label", "split"}
@@ -123,6 +125,8 @@ class Plan:
     train_options: dict[str, Any] = field(default_factory=dict)
     cross_dataset: bool = False
     """Also evaluate every run on the test split of each other dataset of the plan."""
+    baselines: tuple[str, ...] = ()
+    """Entries every other entry is compared with (paired bootstrap of per-image Dice)."""
     source_file: Path | None = None
 
     @property
@@ -361,6 +365,11 @@ def parse_plan(
     cross_dataset = raw.get("cross_dataset", False)
     if not isinstance(cross_dataset, bool):
         raise PlanError(f"cross_dataset must be true or false, got {cross_dataset!r}")
+    baselines = raw.get("baselines") or []
+    names = {e.name for e in entries}
+    if not isinstance(baselines, list) or not all(b in names for b in baselines):
+        raise PlanError(f"baselines must be a list of entry names of the plan "
+                        f"({', '.join(sorted(names))}), got {baselines!r}")
     return Plan(
         name=name,
         description=str(raw.get("description", "")).strip(),
@@ -386,6 +395,7 @@ def parse_plan(
         split_seed=_int(raw.get("split_seed", 0), "split_seed", 0),
         train_options=dict(train_options),
         cross_dataset=cross_dataset,
+        baselines=tuple(str(b) for b in baselines),
         source_file=source_file,
     )
 

@@ -25,6 +25,7 @@ SWEEP_METRICS: tuple[tuple[str, str, bool], ...] = (
     ("accuracy_mean", "Sweep Dice mean", True),
     ("accuracy_min", "Sweep Dice min", True),
     ("consistency_off90", "Consistency off-90", True),
+    ("accuracy_drop", "Dice drop under rotation", False),
 )
 PM = "±"
 
@@ -189,9 +190,114 @@ def quality_markdown(doc: dict[str, Any]) -> str:
         lines.append("")
         for plot in doc.get("plots", []):
             if plot.endswith(f"-{key}.png"):
-                lines += [f"![Dice vs angle, {info.get('label', key)}]({plot})", ""]
+                what = "Pareto" if plot.startswith("pareto-") else "Dice vs angle"
+                lines += [f"![{what}, {info.get('label', key)}]({plot})", ""]
+    lines += comparisons_markdown(doc)
+    lines += cross_markdown(doc)
+    lines += convergence_markdown(doc)
     lines += _entry_notes(doc)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}"
+
+
+def comparisons_markdown(doc: dict[str, Any]) -> list[str]:
+    """Per dataset: each entry's paired Dice difference to each baseline, with its CI."""
+    rows = doc.get("comparisons") or []
+    if not rows:
+        return []
+    datasets = doc.get("datasets", {})
+    baselines = list(dict.fromkeys(r["baseline"] for r in rows))
+    level = rows[0].get("level", 0.95)
+    lines = [
+        "## Paired differences in test Dice",
+        "",
+        f"Entry minus baseline, mean per-image Dice difference with a {level:.0%} bootstrap "
+        "confidence interval over test images and training seeds (paired on images); "
+        "**better** / **worse** when the interval excludes 0, else no difference shown.",
+        "",
+    ]
+    for key in dict.fromkeys(r["dataset"] for r in rows):
+        lines += [f"### {datasets.get(key, {}).get('label', key)}", ""]
+        body = []
+        for entry in dict.fromkeys(r["entry"] for r in rows if r["dataset"] == key):
+            cells = [entry]
+            for baseline in baselines:
+                match = [r for r in rows if r["dataset"] == key and r["entry"] == entry
+                         and r["baseline"] == baseline]
+                if not match:
+                    cells.append("n/a")
+                    continue
+                r = match[0]
+                verdict = r["verdict"]
+                shown = f"**{verdict}**" if verdict in ("better", "worse") else verdict
+                cells.append(f"{_signed(r['diff_mean'])} [{_signed(r['ci_low'])}, "
+                             f"{_signed(r['ci_high'])}] {shown}")
+            seeds = {tuple(r["n_seeds"]) for r in rows if r["dataset"] == key
+                     and r["entry"] == entry}
+            cells.append(", ".join(f"{a} vs {b}" for a, b in sorted(seeds)))
+            body.append(cells)
+        lines += _table(["Entry", *(f"vs {b}" for b in baselines), "seeds"], body)
+        lines.append("")
+    return lines
+
+
+def cross_markdown(doc: dict[str, Any]) -> list[str]:
+    """Cross-dataset generalisation: test Dice of each entry trained on one dataset and
+    tested on another, beside its own test Dice."""
+    rows = doc.get("cross_summary") or []
+    if not rows:
+        return []
+    datasets = doc.get("datasets", {})
+
+    def label(key: str) -> str:
+        return str(datasets.get(key, {}).get("label", key))
+
+    own = {(r["entry"], r["dataset"]): r for r in doc.get("summary", [])}
+    pairs = list(dict.fromkeys((r["trained_on"], r["dataset"]) for r in rows))
+    header = ["Entry"]
+    for trained_on, tested_on in pairs:
+        header += [f"{label(trained_on)} -> {label(tested_on)}",
+                   f"({label(tested_on)}-trained)"]
+    body = []
+    for entry in dict.fromkeys(r["entry"] for r in rows):
+        cells = [entry]
+        for trained_on, tested_on in pairs:
+            match = [r for r in rows if r["entry"] == entry and r["trained_on"] == trained_on
+                     and r["dataset"] == tested_on]
+            cells.append(_cell(match[0]["metrics"].get("dice"), 3, False) if match else "n/a")
+            native = own.get((entry, tested_on))
+            cells.append(_cell(native["metrics"].get("dice"), 3, False) if native else "n/a")
+        body.append(cells)
+    return ["## Cross-dataset generalisation (test Dice)", "",
+            "Each run tested on the other dataset's test split, beside the models trained on "
+            "that dataset (mean ± std over seeds).", "", *_table(header, body), ""]
+
+
+def convergence_markdown(doc: dict[str, Any]) -> list[str]:
+    """One paragraph: how many runs levelled off, and which did not."""
+    runs = [r for r in doc.get("results", []) if r.get("convergence")
+            and r.get("entry") == r.get("trained_as", r.get("entry"))]
+    if not runs:
+        return []
+    levelled = [r for r in runs if r["convergence"].get("levelled_off")]
+    early = [r for r in runs if r["convergence"].get("stopped_early")]
+    epochs = [r["convergence"]["epochs"] for r in runs]
+    patience = (doc.get("settings", {}).get("train_options") or {}).get("patience", 0)
+    text = (f"{len(levelled)} of {len(runs)} runs levelled off: {len(early)} stopped early "
+            f"(no better validation Dice for {patience} epochs), "
+            f"{len(levelled) - len(early)} reached the epoch cap with a validation gain below "
+            f"0.01 over their last {patience} epochs. Epochs trained: {min(epochs)}-"
+            f"{max(epochs)} (median {statistics.median(epochs):g}).")
+    lines = ["## Convergence", "", text]
+    rest = [r for r in runs if not r["convergence"].get("levelled_off")]
+    if rest:
+        lines.append("Not levelled off: " + ", ".join(
+            f"{r['dataset']}/{r['entry']}/seed{r['seed']} (gain "
+            f"{(r['convergence'].get('late_gain') or 0):.3f})" for r in rest) + ".")
+    return [*lines, ""]
 
 
 def _entry_notes(doc: dict[str, Any]) -> list[str]:

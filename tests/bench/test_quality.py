@@ -48,6 +48,8 @@ def test_results_have_the_right_rows(tiny_bench: Path, first_run: dict) -> None:
         assert f"\n| {entry} |" in text
     assert (tiny_bench / "results" / "sweep-tiny-kvasir.png").stat().st_size > 1000
     assert (tiny_bench / "results" / "sweep-tiny-kvasir.svg").is_file()
+    assert (tiny_bench / "results" / "pareto-tiny-kvasir.png").stat().st_size > 1000
+    assert "![Pareto, Kvasir-SEG](pareto-tiny-kvasir.png)" in text
 
 
 def test_second_invocation_trains_nothing(
@@ -160,7 +162,8 @@ def test_cross_dataset_evaluations(tmp_path: Path) -> None:
 
     kvasir = write_dataset_at(tmp_path, "Kvasir-SEG")
     other = write_dataset_at(tmp_path / "other", "Kvasir-SEG", seed=1)
-    plan = load_plan(tiny_plan(tmp_path, kvasir, cross_dataset=True, entries=[
+    plan = load_plan(tiny_plan(tmp_path, kvasir, cross_dataset=True, baselines=["unet"],
+                               entries=[
         {"name": "unet", "variant": "unet", "width": 2},
         {"name": "unet+tta", "from": "unet", "tta": "rot90"}],
         datasets={"a": {"data_dir": str(kvasir)}, "b": {"data_dir": str(other)}}))
@@ -175,5 +178,15 @@ def test_cross_dataset_evaluations(tmp_path: Path) -> None:
     assert moved["data_dir"] == str(other) and own["data_dir"] == str(kvasir)
     assert {r["stem"] for r in moved["images"]} == set(
         json.loads((plan.runs / "splits" / "b.json").read_text())["sets"]["test"])
+    doc = json.loads((tmp_path / "results" / "quality-tiny.json").read_text())
+    assert [(r["entry"], r["trained_on"], r["dataset"]) for r in doc["cross"]] == [
+        ("unet", "a", "b"), ("unet+tta", "a", "b"), ("unet", "b", "a"), ("unet+tta", "b", "a")]
+    assert doc["cross"][0]["metrics"]["dice"] == pytest.approx(moved["summary"]["dice"]["mean"])
+    assert {(r["entry"], r["dataset"], r["baseline"]) for r in doc["comparisons"]} == {
+        ("unet+tta", "a", "unet"), ("unet+tta", "b", "unet")}
+    assert all(r["ci_low"] <= r["diff_mean"] <= r["ci_high"] for r in doc["comparisons"])
+    assert not Path(doc["results"][0]["run"]).is_absolute()
+    text = (tmp_path / "results" / "quality-tiny.md").read_text()
+    assert "## Cross-dataset generalisation" in text and "## Paired differences" in text
     (spec.bench_dir / "unet+tta" / "cross-b" / "test-tta-rot90.json").unlink()
     assert not is_complete(spec)

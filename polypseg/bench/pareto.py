@@ -1,0 +1,99 @@
+"""Pareto plots of a quality benchmark: test Dice against training cost and parameters.
+
+One figure per dataset, two panels: test Dice (mean over seeds, bar: sample std) against the
+training cost per image (CPU seconds of one training step divided by the batch, from
+``polypseg bench cost``: measured side by side, so the entries' costs compare fairly) and
+against the parameter count. The Pareto front, the entries that no other entry beats on both
+cost and Dice, is joined by a line. An evaluation-only entry (``unet+tta``) costs its source's
+training; it is drawn hollow, since it pays at inference (4 forward passes) instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from polypseg.plotting import VARIANT_COLOURS, _pyplot, _save
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points not dominated by another (lower-or-equal cost and higher-or-equal
+    score, one of them strictly), ordered by cost."""
+    front = []
+    for i, (cost, score) in enumerate(points):
+        dominated = any(
+            c <= cost and s >= score and (c < cost or s > score)
+            for j, (c, s) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def _points(doc: dict[str, Any], costs: dict[str, float], dataset: str) -> list[dict[str, Any]]:
+    entries = {e["name"]: e for e in doc.get("entries", [])}
+    points = []
+    for row in doc.get("summary", []):
+        if row["dataset"] != dataset or "dice" not in row.get("metrics", {}):
+            continue
+        entry = entries.get(row["entry"], {})
+        source = entry.get("source") or row["entry"]
+        dice = row["metrics"]["dice"]
+        points.append({
+            "name": row["entry"], "variant": entry.get("variant"), "params": entry.get("params"),
+            "cost": costs.get(source), "dice": dice["mean"], "std": dice.get("std") or 0.0,
+            "derived": bool(entry.get("source") or entry.get("rot_aug")),
+            "eval_only": bool(entry.get("source")),
+        })
+    return points
+
+
+def plot_pareto(doc: dict[str, Any], cost_doc: dict[str, Any] | None, out: Path) -> list[Path]:
+    """Write ``pareto-PLAN-DATASET.{png,svg}`` into ``out`` for every dataset of ``doc``
+    (a ``quality-PLAN.json`` document); ``cost_doc`` is ``cost-PLAN.json`` (``None``: the
+    parameter panel alone). Returns the files written."""
+    plt = _pyplot()
+    costs = {m["name"]: m["seconds_per_image"] for m in (cost_doc or {}).get("models", [])}
+    labels = {k: v.get("label", k) for k, v in doc.get("datasets", {}).items()}
+    written: list[Path] = []
+    taken = set(VARIANT_COLOURS.values())
+    palette = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c not in taken]
+    for dataset in dict.fromkeys(r["dataset"] for r in doc.get("summary", [])):
+        points = _points(doc, costs, dataset)
+        if not points:
+            continue
+        panels = [("params", "parameters")]
+        if costs:
+            panels.insert(0, ("cost", "training CPU seconds per image (one thread)"))
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8),
+                                 squeeze=False)
+        for ax, (key, label) in zip(axes[0], panels, strict=True):
+            usable = [p for p in points if isinstance(p[key], (int, float))]
+            derived = [p["name"] for p in points if p["derived"]]
+            for p in usable:
+                colour = (palette[derived.index(p["name"]) % len(palette)] if p["derived"]
+                          else VARIANT_COLOURS.get(p["variant"], "0.2"))
+                ax.errorbar(p[key], p["dice"], yerr=p["std"], fmt="o", markersize=8,
+                            color=colour, mfc="none" if p["eval_only"] else colour,
+                            capsize=3, label=p["name"])
+                ax.annotate(p["name"], (p[key], p["dice"]), textcoords="offset points",
+                            xytext=(6, 5), fontsize=9)
+            front = pareto_front([(p[key], p["dice"]) for p in usable])
+            ax.plot([usable[i][key] for i in front], [usable[i]["dice"] for i in front],
+                    color="0.4", linestyle="--", linewidth=1, zorder=0, label="Pareto front")
+            ax.set_xscale("log")
+            ax.set_xlabel(label + " (log scale)")
+            ax.set_ylabel("test Dice (mean ± std over seeds)")
+            ax.grid(True, alpha=0.3, which="both")
+        handles, names = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="lower center", ncol=min(5, len(names)), frameon=False,
+                   bbox_to_anchor=(0.5, -0.08), fontsize=9)
+        fig.suptitle(f"{labels.get(dataset, dataset)}, plan {doc.get('label', doc.get('plan'))}: "
+                     "test Dice against cost (hollow: evaluation-only entry, pays at inference)",
+                     fontsize=11)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        try:
+            written += _save(fig, Path(out) / f"pareto-{doc.get('plan')}-{dataset}")
+        finally:
+            plt.close(fig)
+    return written

@@ -1,0 +1,118 @@
+"""Statistics of a quality benchmark: paired bootstrap confidence intervals and convergence.
+
+**Paired per-image differences.** Two entries evaluated on the same test split score every
+test image; entry A is compared with baseline B by the difference of their mean per-image
+Dice. Its uncertainty has two sources: which test images were drawn, and which training seeds
+(initialisation, data order, augmentation). :func:`paired_bootstrap` resamples both, the
+hierarchical bootstrap: in each of ``n_boot`` replicates the images are drawn with replacement
+(the same draw for A and B: the comparison stays paired), and A's and B's seeds are drawn with
+replacement independently (their runs are independent trainings); the replicate's statistic is
+``mean over drawn images of (mean over A's drawn seeds - mean over B's drawn seeds)``. The
+95 % interval is the 2.5 and 97.5 percentiles of the replicates (percentile bootstrap).
+An interval above zero says "better", below zero "worse", and one that holds zero
+"no difference shown" (not "no difference").
+
+**Convergence.** A run levelled off when early stopping ended it (no better validation Dice
+for ``patience`` epochs), or when it reached the epoch cap and gained less than ``tolerance``
+validation Dice over its last ``patience`` epochs; :func:`convergence` reads that from the
+run's ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+#: Verdicts of a comparison, by where its confidence interval lies.
+BETTER, WORSE, UNDECIDED = "better", "worse", "no difference shown"
+
+
+def _matrix(runs: Sequence[Mapping[str, float]], stems: list[str]) -> np.ndarray:
+    return np.array([[float(run[s]) for s in stems] for run in runs], dtype=np.float64)
+
+
+def paired_bootstrap(
+    entry_runs: Sequence[Mapping[str, float]],
+    baseline_runs: Sequence[Mapping[str, float]],
+    *,
+    n_boot: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Difference of mean per-image scores, entry minus baseline, with a bootstrap interval.
+
+    ``entry_runs`` and ``baseline_runs`` hold one mapping ``image stem -> score`` per seed.
+    Images scored by every run of both sides are compared; NaN scores are not allowed (Dice
+    is always defined). Returns ``diff_mean``, ``ci_low``, ``ci_high``, ``level``,
+    ``verdict``, ``n_images``, ``n_seeds`` (entry's, baseline's) and ``n_boot``.
+    """
+    if not entry_runs or not baseline_runs:
+        raise ValueError("both sides need at least one run")
+    common = set(entry_runs[0])
+    for run in [*entry_runs, *baseline_runs]:
+        common &= set(run)
+    stems = sorted(common)
+    if not stems:
+        raise ValueError("the two sides share no scored image")
+    a, b = _matrix(entry_runs, stems), _matrix(baseline_runs, stems)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("scores must be finite")
+    rng = np.random.default_rng(seed)
+    n_images = len(stems)
+    images = rng.integers(0, n_images, size=(n_boot, n_images))
+
+    def seed_means(scores: np.ndarray) -> np.ndarray:
+        """Per replicate and image, the mean over a with-replacement draw of the seeds."""
+        n = scores.shape[0]
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # (n_boot, n)
+        return counts @ scores / n  # (n_boot, n_images)
+
+    diffs = seed_means(a) - seed_means(b)
+    replicates = np.take_along_axis(diffs, images, axis=1).mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(replicates, [tail, 1.0 - tail])
+    verdict = BETTER if low > 0 else WORSE if high < 0 else UNDECIDED
+    return {
+        "diff_mean": float(a.mean() - b.mean()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "level": level,
+        "verdict": verdict,
+        "n_images": n_images,
+        "n_seeds": [int(a.shape[0]), int(b.shape[0])],
+        "n_boot": n_boot,
+    }
+
+
+def convergence(
+    rows: Sequence[Mapping[str, float]], *, patience: int, epochs: int, tolerance: float = 0.01
+) -> dict[str, Any]:
+    """Whether a run's validation Dice levelled off (see the module docstring).
+
+    ``rows`` are its ``metrics.csv`` rows (``epoch``, ``val_dice``); ``patience`` and
+    ``epochs`` are the schedule's. Returns ``epochs`` (trained), ``best_epoch``,
+    ``best_val_dice``, ``stopped_early``, ``late_gain`` (best validation Dice minus the best
+    as of ``patience`` epochs before the end) and ``levelled_off``.
+    """
+    if not rows:
+        return {"epochs": 0, "levelled_off": False}
+    dice = [float(r["val_dice"]) for r in rows]
+    best = max(dice)
+    best_epoch = int(rows[dice.index(best)]["epoch"])
+    trained = int(rows[-1]["epoch"])
+    window = max(1, patience)
+    earlier = max(dice[:-window]) if len(dice) > window else -math.inf
+    late_gain = best - earlier if math.isfinite(earlier) else None
+    stopped_early = patience > 0 and trained < epochs and trained - best_epoch >= patience
+    levelled = stopped_early or (late_gain is not None and late_gain < tolerance)
+    return {
+        "epochs": trained,
+        "best_epoch": best_epoch,
+        "best_val_dice": best,
+        "stopped_early": stopped_early,
+        "late_gain": late_gain,
+        "levelled_off": bool(levelled),
+    }
