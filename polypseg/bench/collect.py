@@ -81,14 +81,6 @@ def _val_dice(run_dir: Path) -> float | None:
     return None
 
 
-def _relative(path: str | Path, root: Path) -> str:
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
-
-
 def per_image_dice(spec: RunSpec, evaluation: Evaluation) -> dict[str, float] | None:
     """``stem -> Dice`` of one evaluation of a run (``None`` while it is unfinished)."""
     evaluated = _read(eval_file(spec, evaluation))
@@ -274,7 +266,7 @@ def write_results(
                     patience=patience, epochs=int(spec.train.get("epochs", plan.epochs)))
             for key in ("run", "sweep_file"):
                 if key in row:
-                    row[key] = _relative(row[key], plan.root)
+                    row[key] = plan.relative(row[key])
             (cross if evaluation.cross else results).append(row)
     # tables follow the plan (datasets, entries, seeds in its order), not the execution order
     order = {

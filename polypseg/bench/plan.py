@@ -134,6 +134,15 @@ class Plan:
         """``NAME`` or ``NAME (REDUCED)``: the label of every table made from this plan."""
         return f"{self.name} (REDUCED)" if self.reduced else self.name
 
+    def relative(self, path: str | Path) -> str:
+        """``path`` relative to the project root when it lies under it (else as given): the
+        form paths take in results that are committed and read on other machines."""
+        path = Path(path)
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
     def entry(self, name: str) -> EntrySpec:
         """The entry called ``name``."""
         for entry in self.entries:

@@ -182,6 +182,31 @@ def match_time(
                    f"{row['step_seconds']:.3f} s/step, ratio {row['ratio']:.2f}{mark}")
 
 
+@bench_app.command("bundle")
+def bundle(
+    plan: Path = typer.Option(..., "--plan", help="YAML benchmark plan (plans/*.yaml)."),
+    out: Path = typer.Option(Path("results/models"), "--out",
+                             help="Folder of the bundles (one per dataset and entry)."),
+) -> None:
+    """Package the best run (by validation Dice) of every entry on every dataset as a ready
+    model folder with a model card; reads the plan's collected quality-PLAN.json."""
+    import json
+
+    from polypseg.bench.bundles import write_bundles
+    from polypseg.bench.plan import load_plan
+    from polypseg.errors import PolypsegError
+
+    spec = load_plan(plan, check_paths=False)
+    results = spec.out / f"quality-{spec.name}.json"
+    try:
+        doc = json.loads(results.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise PolypsegError(f"cannot read {results} (run `polypseg bench quality --plan "
+                            f"{plan}` first): {err}") from None
+    for folder in write_bundles(spec, doc, out):
+        typer.echo(f"wrote {folder}")
+
+
 @bench_app.command("report")
 def report(
     results: Path = typer.Argument(..., help="A quality-*.json or speed*.json file."),

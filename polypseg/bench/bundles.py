@@ -1,0 +1,170 @@
+"""Trained-model bundles: the best run of each entry on each dataset, ready to use.
+
+A bundle is a minimal run folder, so every command that takes a run folder takes it as it is
+(``polypseg predict``, ``serve``, ``export``, ``evaluate``, ``sweep``)::
+
+    BUNDLE/checkpoints/best.safetensors   the weights (safetensors: no pickle)
+    BUNDLE/checkpoints/best.json          variant, model kwargs, input size/mean/std, threshold
+    BUNDLE/config.json                    the training configuration (paths made relative)
+    BUNDLE/split.json                     the split it was trained on
+    BUNDLE/metrics.csv                    its training curve
+    BUNDLE/README.md                      the model card
+
+The run is chosen per (dataset, entry) by validation Dice, never by test (see
+:func:`polypseg.bench.collect.best_runs`); its card reports its test metrics and those of
+every seed.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+from polypseg.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from polypseg.bench.collect import best_runs
+from polypseg.bench.plan import Plan
+
+#: Files copied from the run folder into a bundle.
+COPIED = ("checkpoints/best.safetensors", "checkpoints/best.json", "split.json", "metrics.csv")
+LICENCE = (
+    "Research use only. The weights were trained on {dataset}, which its authors release for "
+    "research and educational use only, not for commercial use; the same terms apply to "
+    "these weights. This is not a medical device: no output of this model may inform a "
+    "clinical decision."
+)
+CITATIONS = {
+    "kvasir": 'Jha et al., "Kvasir-SEG: A Segmented Polyp Dataset", MMM 2020.',
+    "cvc": 'Bernal et al., "WM-DOVA maps for accurate polyp highlighting in colonoscopy: '
+           'Validation vs. saliency maps from physicians", Computerized Medical Imaging and '
+           "Graphics 43 (2015) 99-111.",
+}
+
+
+def bundle_name(dataset: str, entry: str) -> str:
+    """``kvasir-p4``, ``cvc-unet-rotaug``: a folder name for the bundle of an entry."""
+    return f"{dataset}-{entry.replace('+', '-')}"
+
+
+def training_command(train: dict[str, Any], plan: Plan) -> str:
+    """The ``polypseg train`` command line that reproduces a plan's run (paths relative to
+    the project root)."""
+    options = [("model", train["model"]), ("data", plan.relative(train["data"])),
+               ("split-file", plan.relative(train["split_file"])),
+               ("out", plan.relative(train["out"]))]
+    for key in ("size", "depth", "width", "epochs", "batch_size", "lr", "seed", "patience"):
+        if train.get(key) is not None:
+            options.append((key.replace("_", "-"), train[key]))
+    words = ["polypseg", "train"]
+    for key, value in options:
+        words += [f"--{key}", str(value)]
+    if train.get("rot_aug"):
+        words.append("--rot-aug")
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _format_metrics(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
+                     if isinstance(v, (int, float)) and k != "hd95") + (
+        f", HD95 {metrics['hd95']:.1f} px" if isinstance(metrics.get("hd95"), float) else "")
+
+
+def model_card(doc: dict[str, Any], row: dict[str, Any], seeds: list[dict[str, Any]],
+               name: str, command: str, variant: str, params: int | None) -> str:
+    """The README.md of a bundle (markdown)."""
+    datasets = doc.get("datasets", {})
+    info = datasets.get(row["dataset"], {})
+    label = info.get("label", row["dataset"])
+    settings = doc.get("settings", {})
+    sweep = row.get("sweep", {})
+    lines = [
+        f"# {name}: {row['entry']} trained on {label}",
+        "",
+        f"A `{variant}` U-Net ({params:,} parameters) from the polypseg benchmark plan "
+        f"`{doc.get('plan')}` ({doc.get('date')}): binary polyp segmentation of RGB "
+        f"colonoscopy frames at {settings.get('size')}x{settings.get('size')} px.",
+        "",
+        "## Use",
+        "",
+        "```sh",
+        f"polypseg predict results/models/{name} my_images/ --out predictions/"
+        + (" --tta rot90" if row.get("tta") else ""),
+        f"polypseg serve results/models/{name} --host 127.0.0.1 --port 8000",
+        f"polypseg export results/models/{name} --format onnx --out exports/{name}",
+        "```",
+        "",
+        "Inputs of any size are resized to the model's side; masks come back at the input's "
+        "size.",
+        "",
+        "## Training",
+        "",
+        f"- Data: {label}, split `{info.get('rule', '?')}` "
+        f"({', '.join(f'{k} {v}' for k, v in (info.get('counts') or {}).items())} images), "
+        "the split is `split.json` here.",
+        f"- Schedule: {settings.get('epochs')} epochs at most, early stopping on validation "
+        f"Dice (patience {(settings.get('train_options') or {}).get('patience', 0)}), batch "
+        f"{settings.get('batch_size')}, AdamW lr {settings.get('lr')} with warm-up and cosine "
+        "decay, MONAI Dice + cross-entropy loss, flips/scale/colour augmentation"
+        + (" and random rotations" if "rotaug" in row["entry"] else "") + ".",
+        f"- This is seed {row['seed']}, chosen among {len(seeds)} by validation Dice "
+        f"({row.get('val_dice', float('nan')):.3f} at epoch {row.get('epoch')}).",
+        f"- Command: `{command}`",
+        f"- Hardware: {(doc.get('hardware') or {}).get('device_name', '?')}.",
+        "",
+        "## Test results",
+        "",
+        f"- This model, {row.get('n_test_images')} test images: {_format_metrics(row['metrics'])}.",
+    ]
+    if sweep:
+        lines.append(
+            f"- Rotation sweep ({settings.get('angles')} degrees, inscribed disc): mean Dice "
+            f"{sweep.get('accuracy_mean', float('nan')):.3f}, worst angle "
+            f"{sweep.get('accuracy_min', float('nan')):.3f}, consistency off multiples of 90 "
+            f"degrees {sweep.get('consistency_off90', float('nan')):.3f}.")
+    lines.append("- Every seed: " + "; ".join(
+        f"seed {s['seed']}: test Dice {s['metrics']['dice']:.3f} (val {s['val_dice']:.3f})"
+        for s in seeds) + ".")
+    lines += [
+        "",
+        "## Licence and limits",
+        "",
+        LICENCE.format(dataset=label),
+        "",
+        f"Trained at {settings.get('size')} px on one dataset: expect lower Dice on other "
+        "endoscopes and hospitals (see the cross-dataset table of the benchmark).",
+        "",
+        f"Cite the data: {CITATIONS.get(row['dataset'], label)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_bundles(plan: Plan, doc: dict[str, Any], out: Path) -> list[Path]:
+    """A bundle per (dataset, trained entry) of ``doc`` (a collected ``quality-PLAN.json``)
+    in ``out``; returns the bundle folders. Existing bundles are replaced file by file."""
+    from polypseg.bench.quality import plan_runs
+
+    specs = {(s.dataset, s.entry, s.seed): s for s in plan_runs(plan)}
+    entries = {e["name"]: e for e in doc.get("entries", [])}
+    own = [r for r in doc.get("results", []) if r["entry"] == r.get("trained_as", r["entry"])]
+    written = []
+    for (entry, dataset), row in best_runs(own).items():
+        spec = specs.get((dataset, entry, row["seed"]))
+        if spec is None:
+            continue
+        run_dir = Path(spec.run_dir)
+        name = bundle_name(dataset, entry)
+        target = Path(out) / name
+        for relative in COPIED:
+            atomic_write_bytes(target / relative, (run_dir / relative).read_bytes())
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        for key in ("data", "out", "split_file"):
+            if config.get(key):
+                config[key] = plan.relative(config[key])
+        atomic_write_json(target / "config.json", config)
+        seeds = [r for r in own if r["entry"] == entry and r["dataset"] == dataset]
+        card = model_card(doc, row, seeds, name, training_command(spec.train, plan),
+                          spec.train["model"], entries.get(entry, {}).get("params"))
+        atomic_write_text(target / "README.md", card)
+        written.append(target)
+    return written

@@ -1,0 +1,39 @@
+"""Model bundles: the best run of each entry, as a run folder that predict takes as it is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from polypseg.cli import main
+
+
+def test_bundles_are_runs_that_predict_takes(tiny_bench: Path, tmp_path: Path) -> None:
+    plan = tiny_bench / "tiny.yaml"
+    assert main(["bench", "quality", "--plan", str(plan)]) == 0
+    out = tmp_path / "models"
+    assert main(["bench", "bundle", "--plan", str(plan), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["kvasir-p4", "kvasir-unet"]
+    bundle = out / "kvasir-p4"
+    for name in ("checkpoints/best.safetensors", "checkpoints/best.json", "split.json",
+                 "config.json", "metrics.csv", "README.md"):
+        assert (bundle / name).is_file(), name
+    config = json.loads((bundle / "config.json").read_text())
+    assert not Path(config["data"]).is_absolute() and config["model"] == "p4"
+    card = (bundle / "README.md").read_text()
+    doc = json.loads((tiny_bench / "results" / "quality-tiny.json").read_text())
+    row = next(r for r in doc["results"] if r["entry"] == "p4")
+    assert f"test Dice {row['metrics']['dice']:.3f}" in card
+    assert "Research use only" in card and "polypseg train --model p4" in card
+    assert "polypseg predict results/models/kvasir-p4" in card
+    image = next((tiny_bench / "Kvasir-SEG" / "images").iterdir())
+    predictions = tmp_path / "pred"
+    assert main(["predict", str(bundle), str(image), "--out", str(predictions)]) == 0
+    from PIL import Image
+
+    masks = list(predictions.rglob("*.png"))
+    assert masks, "predict wrote no mask"
+    mask = np.asarray(Image.open(sorted(masks)[0]))
+    assert mask.shape[:2] == np.asarray(Image.open(image)).shape[:2]
