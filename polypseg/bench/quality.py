@@ -431,8 +431,10 @@ def run_quality(
     device: str | None = None,
     command: str = "",
     progress: Progress = _quiet,
+    collect_only: bool = False,
 ) -> Outcome:
-    """Run every unfinished run of ``plan``, then collect, tabulate and plot all of them."""
+    """Run every unfinished run of ``plan``, then collect, tabulate and plot all of them
+    (with ``collect_only``: only collect the finished runs, train nothing)."""
     from polypseg.bench.collect import write_results
 
     datasets = prepare_splits(plan, progress)
@@ -445,8 +447,8 @@ def run_quality(
     outcome.reused = [s.key for s in outcome.reused]
     progress(f"plan {plan.label}: {len(specs)} runs, {len(outcome.reused)} finished, "
              f"{len(pending)} to do, jobs {jobs}")
-    errors = run_all(pending, jobs, resume, device, progress)
-    for spec in pending:
+    errors = {} if collect_only else run_all(pending, jobs, resume, device, progress)
+    for spec in [] if collect_only else pending:
         message = errors.get(spec.key)
         if message:
             outcome.failed[spec.key] = message

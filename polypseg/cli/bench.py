@@ -37,6 +37,9 @@ def quality(
                                       help="cpu or cuda (default: cuda when available)."),
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Validate the plan and list the runs; train nothing."),
+    collect: bool = typer.Option(False, "--collect",
+                                 help="Only collect the finished runs into the tables and "
+                                      "plots; train and evaluate nothing."),
 ) -> None:
     """Run a quality plan: train, evaluate (test split), sweep and plot; skip finished runs."""
     from polypseg.bench.plan import load_plan
@@ -48,7 +51,7 @@ def quality(
             typer.echo(f"{run.key}  ->  {run.run_dir}")
         return
     outcome = run_quality(spec, jobs=jobs, out=out, resume=resume, device=device,
-                          command=_command_line(), progress=_say)
+                          command=_command_line(), progress=_say, collect_only=collect)
     typer.echo(f"trained {len(outcome.trained)}, reused {len(outcome.reused)}, "
                f"failed {len(outcome.failed)}")
     for path in outcome.written:

@@ -190,3 +190,15 @@ def test_cross_dataset_evaluations(tmp_path: Path) -> None:
     assert "## Cross-dataset generalisation" in text and "## Paired differences" in text
     (spec.bench_dir / "unet+tta" / "cross-b" / "test-tta-rot90.json").unlink()
     assert not is_complete(spec)
+
+
+def test_collect_only_trains_nothing(tmp_path: Path) -> None:
+    from bench_helpers import write_dataset_at
+    from conftest import tiny_plan
+
+    plan = tiny_plan(tmp_path, write_dataset_at(tmp_path, "Kvasir-SEG"))
+    assert main(["bench", "quality", "--plan", str(plan), "--collect"]) == 0
+    doc = json.loads((tmp_path / "results" / "quality-tiny.json").read_text())
+    assert doc["results"] == [] and len(doc["missing"]) == 3
+    assert not (tmp_path / "runs" / "kvasir").exists() or not any(
+        (tmp_path / "runs" / "kvasir").rglob("*.safetensors"))
