@@ -25,6 +25,7 @@ from typing import Any
 from polypseg.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from polypseg.bench.collect import best_runs
 from polypseg.bench.plan import Plan
+from polypseg.bench.runs import plan_runs
 
 #: Files copied from the run folder into a bundle.
 COPIED = ("checkpoints/best.safetensors", "checkpoints/best.json", "split.json", "metrics.csv")
@@ -142,8 +143,6 @@ def model_card(doc: dict[str, Any], row: dict[str, Any], seeds: list[dict[str, A
 def write_bundles(plan: Plan, doc: dict[str, Any], out: Path) -> list[Path]:
     """A bundle per (dataset, trained entry) of ``doc`` (a collected ``quality-PLAN.json``)
     in ``out``; returns the bundle folders. Existing bundles are replaced file by file."""
-    from polypseg.bench.quality import plan_runs
-
     specs = {(s.dataset, s.entry, s.seed): s for s in plan_runs(plan)}
     entries = {e["name"]: e for e in doc.get("entries", [])}
     own = [r for r in doc.get("results", []) if r["entry"] == r.get("trained_as", r["entry"])]

@@ -31,8 +31,8 @@ from typing import Any
 
 from polypseg.atomic import atomic_write_json, atomic_write_text
 from polypseg.bench.plan import Plan
-from polypseg.bench.quality import Evaluation, RunSpec, eval_file, sweep_file
 from polypseg.bench.report import mean_std, quality_markdown, summarize
+from polypseg.bench.runs import Evaluation, RunSpec, eval_file, sweep_file
 
 KIND = "polypseg-quality/1"
 

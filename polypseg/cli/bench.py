@@ -43,7 +43,8 @@ def quality(
 ) -> None:
     """Run a quality plan: train, evaluate (test split), sweep and plot; skip finished runs."""
     from polypseg.bench.plan import load_plan
-    from polypseg.bench.quality import plan_runs, run_quality
+    from polypseg.bench.quality import run_quality
+    from polypseg.bench.runs import plan_runs
 
     spec = load_plan(plan)
     if dry_run:
@@ -60,6 +61,33 @@ def quality(
         for key, message in outcome.failed.items():
             typer.secho(f"failed {key}: {message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
+
+
+@bench_app.command("worker", hidden=True)
+def worker(
+    spec: Path = typer.Argument(..., help="A run's bench/spec.json."),
+    resume: bool = typer.Option(False, "--resume", help="Resume an interrupted run."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda."),
+) -> None:
+    """Bring one run of a plan to completion (started by `bench quality --jobs N`)."""
+    import json
+    import os
+
+    from polypseg.bench.quality import THREADS_ENV
+    from polypseg.bench.runs import RunSpec
+    from polypseg.bench.worker import execute
+    from polypseg.errors import PolypsegError
+
+    threads = os.environ.get(THREADS_ENV)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    try:
+        run = RunSpec.from_dict(json.loads(spec.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise PolypsegError(f"cannot read run spec {spec}: {err}") from None
+    execute(run, resume, device, lambda m: typer.echo(m))
 
 
 @bench_app.command("speed")
@@ -118,7 +146,7 @@ def cost(
     from polypseg.bench.cost import ModelSpec, step_times
     from polypseg.bench.hardware import hardware_info
     from polypseg.bench.plan import load_plan
-    from polypseg.bench.quality import resolve_entries
+    from polypseg.bench.runs import resolve_entries
 
     spec = load_plan(plan, check_paths=False)
     widths = resolve_entries(spec)

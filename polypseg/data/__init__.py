@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and IDEs
         make_split,
         resolve,
         select,
+        subsample_split,
     )
     from polypseg.data.transforms import NORMALIZE_MEAN, NORMALIZE_STD, build_transforms, check_size
 
@@ -55,6 +56,7 @@ __all__ = [
     "resolve",
     "seed_worker",
     "select",
+    "subsample_split",
 ]
 
 # Searched in this order, lightest first: a name from `layouts` never loads torch.

@@ -17,9 +17,11 @@ for ClinicDB, the sequences of each set. :func:`load_split` validates it (RunErr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,6 +335,24 @@ def make_split(index: DatasetIndex, seed: int = 0) -> Split:
         return Split(index.name, _rule_name(index), seed, sets, groups=groups)
     sets = _split_by_image(index.stems, seed, fractions)
     return Split(index.name, _rule_name(index), seed, sets)
+
+
+def subsample_split(split: Split, limits: dict[str, int | None], seed: int) -> Split:
+    """A copy of ``split`` keeping a seeded random ``limits[SET]`` images of each set
+    (``train``, ``val``, ``test``; the whole set where the limit is ``None``)."""
+    if all(v is None for v in limits.values()):
+        return split
+    rng = random.Random(f"polypseg-bench-{seed}")
+    sets = {}
+    notes = []
+    for name, items in split.sets.items():
+        limit = limits.get(name)
+        if limit is not None and limit < len(items):
+            items = sorted(rng.sample(list(items), limit))
+            notes.append(f"{name} {limit}")
+        sets[name] = list(items)
+    rule = split.rule + ("; subsampled (seeded): " + ", ".join(notes) if notes else "")
+    return dataclasses.replace(split, sets=sets, rule=rule, source=None)
 
 
 def make_kfold(index: DatasetIndex, k: int, fold: int, seed: int = 0) -> Split:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from polypseg.bench.plan import load_plan
-from polypseg.bench.quality import is_complete, plan_runs, run_quality
+from polypseg.bench.quality import run_quality
+from polypseg.bench.runs import is_complete, plan_runs
 from polypseg.cli import main
 
 
@@ -94,8 +95,8 @@ def test_interrupted_run_needs_resume(tiny_bench: Path, first_run: dict) -> None
 def test_parallel_jobs_use_worker_subprocesses(
     tiny_bench: Path, first_run: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``--jobs 2`` hands each run to ``python -m polypseg.bench.quality SPEC``; the worker's
-    entry point is run here in-process (a real subprocess would re-import torch and MONAI)."""
+    """``--jobs 2`` hands each run to ``python -m polypseg bench worker SPEC``; the worker's
+    command is run here in-process (a real subprocess would re-import torch and MONAI)."""
     import subprocess
 
     from polypseg.bench import quality
@@ -105,15 +106,15 @@ def test_parallel_jobs_use_worker_subprocesses(
     calls = []
 
     def fake_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess:
-        assert command[1:3] == ["-m", "polypseg.bench.quality"]
+        assert command[1:5] == ["-m", "polypseg", "bench", "worker"]
         assert int(kwargs["env"][quality.THREADS_ENV]) >= 1
         calls.append(command)
-        return subprocess.CompletedProcess(command, quality.main(command[3:]))
+        return subprocess.CompletedProcess(command, main(command[3:]))
 
     monkeypatch.setattr(quality.subprocess, "run", fake_run)
     errors = quality.run_all(specs, jobs=2, resume=False, device="cpu")
     assert errors == {s.key: None for s in specs}
-    assert sorted(Path(c[3]).parent.parent.parent.name for c in calls) == ["p4", "unet"]
+    assert sorted(Path(c[5]).parent.parent.parent.name for c in calls) == ["p4", "unet"]
     assert all(is_complete(s) for s in specs)
 
 
@@ -143,7 +144,7 @@ def test_seeds_finish_first_and_costly_entries_start_first(tmp_path: Path) -> No
     kvasir = write_dataset_at(tmp_path, "Kvasir-SEG")
     plan = load_plan(tiny_plan(tmp_path, kvasir, seeds=[3, 1], datasets={
         "kvasir": {"data_dir": str(kvasir)}, "cvc": {"data_dir": str(other)}}))
-    from polypseg.bench.quality import resolve_entries
+    from polypseg.bench.runs import resolve_entries
 
     macs = {k: v["macs_256"] for k, v in resolve_entries(plan).items()}
     keys = [(s.seed, s.entry, s.dataset) for s in plan_runs(plan)]

@@ -1,0 +1,239 @@
+"""The runs of a quality plan: what each trains and evaluates, and where its files go.
+
+Layout under the plan's ``runs`` folder::
+
+    splits/DATASET.json                 split file shared by every run of the dataset
+    DATASET/ENTRY/seedS/                a run folder of polypseg.training.train
+        checkpoints/best.*, metrics.csv, config.json      (written by train)
+        bench/spec.json                 what the runner asked for (a :class:`RunSpec`)
+        bench/train.json                completion marker: training finished, its wall time
+        bench/ENTRY/test[-tta-rot90].json   evaluate_run on the test split (one per entry)
+        bench/ENTRY/sweep.json          sweep_runs over the plan's angles (one per entry)
+        bench/ENTRY/cross-OTHER/test*.json  the test split of another dataset (cross_dataset)
+
+An evaluation-only entry (``unet+tta``: ``from: unet, tta: rot90``) adds its own
+``bench/ENTRY/`` files to the runs of its source entry and trains nothing. A run is complete
+when every one of these files exists (:func:`is_complete`), which is all that "finished"
+means: a run folder committed to git and cloned elsewhere counts as finished there too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polypseg.bench.plan import EntrySpec, Plan
+
+Progress = Callable[[str], None]
+
+
+def quiet(_message: str) -> None:
+    """A progress callback that says nothing."""
+    pass
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of a trained run: under the name of ``entry``, with ``tta``.
+
+    ``dataset`` names another dataset of the plan whose test split the run is evaluated on
+    (cross-dataset generalisation; no sweep); ``None`` is the run's own test split.
+    """
+
+    entry: str
+    tta: str | None = None
+    dataset: str | None = None
+
+    @property
+    def cross(self) -> bool:
+        """Whether this evaluation is on another dataset than the run was trained on."""
+        return self.dataset is not None
+
+
+@dataclass
+class RunSpec:
+    """One training run of a plan and the evaluations to make of it (JSON round-trip)."""
+
+    entry: str
+    dataset: str
+    seed: int
+    run_dir: str
+    data_dir: str
+    split_file: str
+    train: dict[str, Any]
+    evaluations: list[Evaluation]
+    angles: list[float]
+    sweep_split_file: str | None = None
+    others: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per other dataset of a cross-dataset plan: its ``data_dir`` and ``split_file``."""
+
+    @property
+    def key(self) -> str:
+        """``DATASET/ENTRY/seedS``: the run's name in messages and results."""
+        return f"{self.dataset}/{self.entry}/seed{self.seed}"
+
+    @property
+    def bench_dir(self) -> Path:
+        """The folder of this runner's own files inside the run folder."""
+        return Path(self.run_dir) / "bench"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for a worker subprocess)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data["evaluations"] = [Evaluation(**e) for e in data["evaluations"]]
+        return cls(**data)
+
+
+def resolve_entries(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Width, parameters and MACs at 256 px of every training entry.
+
+    A ``match`` entry gets ``zoo.match_params(variant, params of the matched entry)``.
+    """
+    import zoo
+
+    depth_kw = {} if plan.depth is None else {"depth": plan.depth}
+    resolved: dict[str, dict[str, Any]] = {}
+
+    def describe(entry: EntrySpec, width: int) -> dict[str, Any]:
+        kw = {"depth": entry.depth} if entry.depth is not None else depth_kw
+        model = zoo.create(entry.variant, in_channels=3, out_channels=1, width=width, **kw)
+        info = zoo.describe(model, (256, 256))
+        return {"width": width, "params": int(info["params"]), "macs_256": int(info["macs"])}
+
+    for entry in plan.training_entries():
+        if entry.width is not None:
+            resolved[entry.name] = describe(entry, entry.width)
+    for entry in plan.training_entries():
+        if entry.match is not None:
+            target = resolved[entry.match]["params"]
+            kw = {"depth": entry.depth} if entry.depth is not None else depth_kw
+            width = int(zoo.match_params(entry.variant, target, **kw))
+            resolved[entry.name] = describe(entry, width)
+    return resolved
+
+
+def split_path(plan: Plan, dataset: str) -> Path:
+    """The split file every run of ``dataset`` shares."""
+    return plan.runs / "splits" / f"{dataset}.json"
+
+
+def sweep_split_path(plan: Plan, dataset: str) -> Path:
+    """The split file of the sweeps: the runs' split, its test set cut to ``sweep_limit``."""
+    if plan.sweep_limit is None:
+        return split_path(plan, dataset)
+    return plan.runs / "splits" / f"{dataset}-sweep{plan.sweep_limit}.json"
+
+
+def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> list[RunSpec]:
+    """Every training run of the plan (dataset x training entry x seed).
+
+    Ordered so that whole seeds finish first (every run of the first seed, on every dataset,
+    before any run of the second), and within a seed the costliest entries (MACs) first, so
+    that parallel jobs end together instead of leaving one long run alone at the end.
+    """
+    widths = widths if widths is not None else resolve_entries(plan)
+    runs = []
+    for dataset in plan.datasets:
+        others = [d for d in plan.datasets if d.key != dataset.key] if plan.cross_dataset else []
+        for entry in plan.training_entries():
+            own = [Evaluation(entry.name, entry.tta)] + [
+                Evaluation(e.name, e.tta) for e in plan.entries if e.source == entry.name
+            ]
+            evaluations = own + [
+                Evaluation(e.entry, e.tta, other.key) for other in others for e in own
+            ]
+            for seed in plan.seeds:
+                run_dir = plan.runs / dataset.key / entry.name / f"seed{seed}"
+                train = {
+                    "model": entry.variant,
+                    "data": str(dataset.data_dir),
+                    "out": str(run_dir),
+                    "split_file": str(split_path(plan, dataset.key)),
+                    "epochs": plan.epochs,
+                    "batch_size": plan.batch_size,
+                    "lr": plan.lr,
+                    "size": plan.size,
+                    "width": widths[entry.name]["width"],
+                    "depth": entry.depth if entry.depth is not None else plan.depth,
+                    "seed": seed,
+                    "rot_aug": entry.rot_aug,
+                    "workers": plan.workers,
+                    **plan.train_options,
+                }
+                runs.append(RunSpec(
+                    entry=entry.name, dataset=dataset.key, seed=seed, run_dir=str(run_dir),
+                    data_dir=str(dataset.data_dir), split_file=train["split_file"], train=train,
+                    evaluations=evaluations, angles=list(plan.angles),
+                    sweep_split_file=str(sweep_split_path(plan, dataset.key)),
+                    others={o.key: {"data_dir": str(o.data_dir),
+                                    "split_file": str(split_path(plan, o.key))}
+                            for o in others},
+                ))
+    seeds = {seed: i for i, seed in enumerate(plan.seeds)}
+    runs.sort(key=lambda r: (seeds[r.seed], -widths[r.entry].get("macs_256", 0)))
+    return runs
+
+
+# -- splits -----------------------------------------------------------------------------
+def prepare_splits(plan: Plan, progress: Progress = quiet) -> dict[str, dict[str, Any]]:
+    """Write (once) each dataset's split file, subsampled per ``limit_train``/``limit_val``/
+    ``limit_test``, and the sweeps' split file (test set cut to ``sweep_limit``).
+
+    The benchmark split (``make_split``, seed ``split_seed``) is subsampled with a fixed seed
+    so that every run and every evaluation of the plan sees the same images; a seeded random
+    subset, not the first N, since ClinicDB's file order is by video sequence. Returns per
+    dataset the label, split files, rule and image counts.
+    """
+    from polypseg.data import discover, load_split, make_split, subsample_split
+
+    info = {}
+    for dataset in plan.datasets:
+        path = split_path(plan, dataset.key)
+        if path.is_file():
+            split = load_split(path)
+        else:
+            split = make_split(discover(dataset.data_dir), seed=plan.split_seed)
+            limits = {"train": plan.limit_train, "val": plan.limit_val, "test": plan.limit_test}
+            split = subsample_split(split, limits, plan.split_seed)
+            split.save(path)
+            progress(f"split {dataset.key}: {split.counts()} -> {path}")
+        sweep_path = sweep_split_path(plan, dataset.key)
+        if not sweep_path.is_file():
+            subsample_split(split, {"test": plan.sweep_limit}, plan.split_seed).save(sweep_path)
+        info[dataset.key] = {"label": dataset.label, "split_file": str(path),
+                             "sweep_split_file": str(sweep_path), "rule": split.rule,
+                             "counts": split.counts()}
+    return info
+
+
+# -- the files of a run ---------------------------------------------------------------------
+def eval_file(spec: RunSpec, evaluation: Evaluation) -> Path:
+    """Where ``evaluate_run`` writes the test evaluation of ``evaluation`` on this run."""
+    from polypseg.evaluation import result_stem
+
+    folder = spec.bench_dir / evaluation.entry
+    if evaluation.cross:
+        folder = folder / f"cross-{evaluation.dataset}"
+    return folder / f"{result_stem('test', evaluation.tta)}.json"
+
+
+def sweep_file(spec: RunSpec, evaluation: Evaluation) -> Path:
+    """Where ``sweep_runs`` writes the sweep of ``evaluation`` on this run."""
+    return spec.bench_dir / evaluation.entry / "sweep.json"
+
+
+def is_complete(spec: RunSpec) -> bool:
+    """Whether every stage of ``spec`` has its file (training marker, evals, sweeps)."""
+    needed = [spec.bench_dir / "train.json"]
+    for evaluation in spec.evaluations:
+        needed.append(eval_file(spec, evaluation))
+        if not evaluation.cross:
+            needed.append(sweep_file(spec, evaluation))
+    return all(p.is_file() for p in needed)

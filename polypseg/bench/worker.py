@@ -1,0 +1,88 @@
+"""One run of a quality plan brought to completion: train (or resume), evaluate, sweep.
+
+:func:`execute` runs the stages of one :class:`~polypseg.bench.runs.RunSpec` in this process;
+each stage is skipped when its file exists. ``polypseg bench worker SPEC.json`` (the command
+that :mod:`polypseg.bench.quality` starts once per run with ``--jobs N``) calls it on the spec
+that the runner wrote into the run folder.
+
+Resume policy: a run folder with a training state but no ``bench/train.json`` was
+interrupted; it continues from its state only when resuming was asked for, and is an error
+otherwise (nothing is overwritten).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from polypseg.atomic import atomic_write_json
+from polypseg.bench.runs import Evaluation, Progress, RunSpec, eval_file, quiet, sweep_file
+from polypseg.errors import RunError
+
+
+def _train(spec: RunSpec, resume: bool, device: str, progress: Progress) -> None:
+    from polypseg.bench.hardware import hardware_info
+    from polypseg.training import TrainConfig, train
+    from polypseg.training.state import state_path
+
+    run_dir = Path(spec.run_dir)
+    marker = spec.bench_dir / "train.json"
+    if marker.is_file():
+        return
+    partial = state_path(run_dir).is_file()
+    if partial and not resume:
+        raise RunError(
+            f"run {spec.key} in {run_dir} was interrupted (a resume state but no "
+            "bench/train.json); rerun with --resume to continue it, or delete the folder"
+        )
+    config = TrainConfig(**dict(spec.train, quiet=True, resume=partial, device=device))
+    progress(f"{spec.key}: training{' (resumed)' if partial else ''}")
+    start = time.perf_counter()
+    train(config.validate())
+    atomic_write_json(marker, {
+        "seconds": time.perf_counter() - start,
+        "resumed": partial,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "hardware": hardware_info(device),
+    })
+
+
+def _evaluate(spec: RunSpec, evaluation: Evaluation, device: str, progress: Progress) -> None:
+    from polypseg.evaluation import evaluate_run
+
+    if eval_file(spec, evaluation).is_file():
+        return
+    data_dir, split_file = spec.data_dir, spec.split_file
+    if evaluation.cross:
+        other = spec.others[str(evaluation.dataset)]
+        data_dir, split_file = other["data_dir"], other["split_file"]
+    where = f"{evaluation.dataset}'s" if evaluation.cross else "the"
+    progress(f"{spec.key}: evaluating {evaluation.entry} on {where} test split")
+    evaluate_run(spec.run_dir, data_dir, subset="test", split_file=split_file,
+                 tta=evaluation.tta, out=eval_file(spec, evaluation).parent, device=device)
+
+
+def _sweep(spec: RunSpec, evaluation: Evaluation, device: str, progress: Progress) -> None:
+    from polypseg.sweep import sweep_runs
+
+    if sweep_file(spec, evaluation).is_file():
+        return
+    progress(f"{spec.key}: sweeping {evaluation.entry} over {len(spec.angles)} angles")
+    sweep_runs([spec.run_dir], spec.data_dir, spec.angles, subset="test",
+               split_file=spec.sweep_split_file or spec.split_file, tta=evaluation.tta,
+               out=sweep_file(spec, evaluation).parent, device=device)
+
+
+def execute(spec: RunSpec, resume: bool = False, device: str | None = None,
+            progress: Progress = quiet) -> None:
+    """Bring one run to completion: train (or resume), then every evaluation and sweep."""
+    from polypseg.training.distributed import resolve_device
+
+    used = str(resolve_device(device or "auto"))
+    spec.bench_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(spec.bench_dir / "spec.json", spec.to_dict())
+    _train(spec, resume, used, progress)
+    for evaluation in spec.evaluations:
+        _evaluate(spec, evaluation, used, progress)
+        if not evaluation.cross:
+            _sweep(spec, evaluation, used, progress)
