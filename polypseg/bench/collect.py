@@ -7,8 +7,8 @@ left out and counted. Per run and entry:
 * ``metrics``: the test-set means over images of Dice, IoU, precision, recall, HD95;
 * ``sweep``: ``accuracy_mean`` (mean over angles of the per-angle mean accuracy Dice),
   ``accuracy_min`` (the worst angle), ``accuracy_0`` (the upright input) and
-  ``accuracy_drop`` (``accuracy_0 - accuracy_mean``: what rotating the input costs on
-  average), ``consistency_off90`` (mean consistency over the angles that are not multiples
+  ``accuracy_drop`` (``accuracy_0`` minus the mean over the other angles: what rotating
+  the input costs on average), ``consistency_off90`` (mean consistency over the angles that are not multiples
   of 90 degrees), ``accuracy_off90``;
 * ``val_dice``: the best checkpoint's validation Dice, which picks the run plotted per entry
   (selection on validation, never on test);
@@ -60,10 +60,14 @@ def sweep_summary(sweep: dict[str, Any]) -> dict[str, float]:
     if accuracy:
         out["accuracy_mean"] = sum(accuracy) / len(accuracy)
         out["accuracy_min"] = min(accuracy)
-    upright = means("accuracy", lambda a: math.isclose(a % 360, 0, abs_tol=1e-9))
-    if upright and accuracy:
-        out["accuracy_0"] = upright[0]
-        out["accuracy_drop"] = upright[0] - out["accuracy_mean"]
+    def upright(angle: float) -> bool:
+        return math.isclose(angle % 360, 0, abs_tol=1e-9)
+
+    at_zero = means("accuracy", upright)
+    rotated = means("accuracy", lambda a: not upright(a))
+    if at_zero and rotated:
+        out["accuracy_0"] = at_zero[0]
+        out["accuracy_drop"] = at_zero[0] - sum(rotated) / len(rotated)
     for metric in ("consistency", "accuracy"):
         values = means(metric, off90)
         if values:
