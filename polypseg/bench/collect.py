@@ -8,8 +8,8 @@ left out and counted. Per run and entry:
 * ``sweep``: ``accuracy_mean`` (mean over angles of the per-angle mean accuracy Dice),
   ``accuracy_min`` (the worst angle), ``accuracy_0`` (the upright input) and
   ``accuracy_drop`` (``accuracy_0`` minus the mean over the other angles: what rotating
-  the input costs on average), ``consistency_off90`` (mean consistency over the angles that are not multiples
-  of 90 degrees), ``accuracy_off90``;
+  the input costs on average), ``consistency_off90`` (mean consistency over the angles
+  that are not multiples of 90 degrees), ``accuracy_off90``;
 * ``val_dice``: the best checkpoint's validation Dice, which picks the run plotted per entry
   (selection on validation, never on test);
 * ``convergence``: whether the run's validation Dice levelled off (:mod:`.stats`).

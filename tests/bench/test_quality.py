@@ -137,8 +137,7 @@ def test_shipped_smoke_plan_on_real_data(tmp_path: Path) -> None:
 def test_seeds_finish_first_and_costly_entries_start_first(tmp_path: Path) -> None:
     """Runs are ordered seed by seed (one whole seed on every dataset lands first), and
     within a seed by MACs, costliest first (parallel jobs then end together)."""
-    from bench_helpers import write_dataset_at
-    from conftest import tiny_plan
+    from bench_helpers import tiny_plan, write_dataset_at
 
     other = write_dataset_at(tmp_path / "other", "CVC-ClinicDB")
     kvasir = write_dataset_at(tmp_path, "Kvasir-SEG")
@@ -158,8 +157,7 @@ def test_seeds_finish_first_and_costly_entries_start_first(tmp_path: Path) -> No
 def test_cross_dataset_evaluations(tmp_path: Path) -> None:
     """With ``cross_dataset: true`` every run (and its tta entry) is also tested on the other
     dataset's test split, written apart from its own evaluation, and counted for completion."""
-    from bench_helpers import write_dataset_at
-    from conftest import tiny_plan
+    from bench_helpers import tiny_plan, write_dataset_at
 
     kvasir = write_dataset_at(tmp_path, "Kvasir-SEG")
     other = write_dataset_at(tmp_path / "other", "Kvasir-SEG", seed=1)
@@ -194,8 +192,7 @@ def test_cross_dataset_evaluations(tmp_path: Path) -> None:
 
 
 def test_collect_only_trains_nothing(tmp_path: Path) -> None:
-    from bench_helpers import write_dataset_at
-    from conftest import tiny_plan
+    from bench_helpers import tiny_plan, write_dataset_at
 
     plan = tiny_plan(tmp_path, write_dataset_at(tmp_path, "Kvasir-SEG"))
     assert main(["bench", "quality", "--plan", str(plan), "--collect"]) == 0
