@@ -25,6 +25,7 @@ from polypseg.atomic import atomic_write_json, atomic_write_text
 from polypseg.bench.plan import Plan
 from polypseg.bench.quality import Evaluation, RunSpec, eval_file, sweep_file
 from polypseg.bench.report import quality_markdown, summarize
+from polypseg.report.build import write_quality_report
 
 KIND = "polypseg-quality/1"
 
@@ -220,6 +221,7 @@ def write_results(
     atomic_write_json(stem.with_suffix(".json"), doc)
     atomic_write_text(stem.with_suffix(".md"), quality_markdown(doc))
     written += [stem.with_suffix(".json"), stem.with_suffix(".md"), *plots]
+    written.append(write_quality_report(stem.with_suffix(".json"), stem.with_suffix(".html")))
     if missing:
         progress(f"{len(missing)} evaluations unfinished, left out: {', '.join(missing[:5])}")
     return written
