@@ -1,8 +1,8 @@
 """Markup of the report: escaped text, tables, figures, the page and its inline style sheet.
 
 Every string that comes from a file goes through :func:`esc`; the page holds no script and
-loads nothing (images are ``data:`` URIs), so it opens offline, from a mail attachment or a
-file share alike.
+loads nothing (images are ``data:`` URIs; its Content-Security-Policy forbids anything else), so
+it opens offline, from a mail attachment or a file share alike.
 """
 
 from __future__ import annotations
@@ -62,6 +62,10 @@ footer { padding: 12px 32px 24px; color: var(--muted); font-size: 13px;
 """
 
 
+#: The browser loads nothing but the page's own style and ``data:`` images, and runs no script.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
 def esc(value: object) -> str:
     """HTML-escaped text of ``value``."""
     return html.escape(str(value), quote=True)
@@ -115,6 +119,7 @@ def page(title: str, header_html: str, sections: Sequence[tuple[str, str, str]],
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
         f"<header>{header_html}<nav>{nav}</nav></header><main>{parts}</main>"
         f"<footer>{footer_html}</footer></body></html>\n"
