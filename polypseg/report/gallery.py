@@ -50,6 +50,9 @@ class GalleryRow:
     stem: str
     note: str
     tiles: list[Tile]
+    score: float
+    """Consistency recomputed now, or the evaluation's Dice."""
+    angle: float | None = None
 
 
 @dataclass
@@ -171,7 +174,7 @@ def _consistency_rows(model: _Model, picks: list[tuple[str, float, float]]) -> l
         rgb = _outside_disc(_display(item["image"], model.run.meta), disc)
         turn = f"{angle:g}°"
         rows.append(GalleryRow(
-            stem=stem,
+            stem=stem, score=consistency, angle=angle,
             note=f"consistency {consistency:.3f} at {turn} (sweep: {recorded:.3f})",
             tiles=[
                 Tile("input", _png(rgb)),
@@ -191,7 +194,7 @@ def _dice_rows(model: _Model, picks: list[tuple[str, float]]) -> list[GalleryRow
         truth = item["mask"][0].numpy() > 0.5
         pred = (model.probs(item["image"][None])[0, 0] >= threshold).numpy()
         rows.append(GalleryRow(
-            stem=stem, note=f"Dice {value:.3f}",
+            stem=stem, note=f"Dice {value:.3f}", score=value,
             tiles=[Tile("input", _png(rgb)), Tile("ground truth", _png(_tint(rgb, truth))),
                    Tile("prediction", _png(_tint(rgb, pred)))],
         ))
