@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from polypseg.bench.report import format_count, format_seconds
 from polypseg.report import html
 from polypseg.report.gallery import ONLY_ROTATED, ONLY_ZERO, Gallery, build_gallery
 from polypseg.report.inputs import Study, SweepResult, collect, read_json, resolve_recorded
@@ -23,13 +24,14 @@ from polypseg.report.summary import comparison_rows, quality_rows, run_row
 
 Progress = Callable[[str], None]
 
-#: Summary columns: metric key, title, digits, whether higher is better.
-COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
+#: Summary columns: metric key, title, digits, whether higher is better (None: no best; a
+#: drop near 0 is the aim, and a negative one is no merit).
+COLUMNS: tuple[tuple[str, str, int, bool | None], ...] = (
     ("dice", "Dice", 3, True),
     ("iou", "IoU", 3, True),
     ("hd95", "HD95 (px)", 1, False),
     ("consistency_off90", "Consistency off-90", 3, True),
-    ("accuracy_drop", "Accuracy drop", 3, False),
+    ("accuracy_drop", "Accuracy drop", 3, None),
 )
 
 
@@ -44,18 +46,6 @@ def _fmt(stat: dict[str, Any] | None, digits: int) -> str:
     if stat.get("std") is not None:
         text += f" ± {stat['std']:.{digits}f}"
     return text
-
-
-def _count(value: float | None) -> str:
-    from polypseg.bench.report import format_count
-
-    return format_count(value)
-
-
-def _seconds(value: float | None) -> str:
-    from polypseg.bench.report import format_seconds
-
-    return format_seconds(value)
 
 
 def _plural(n: int | None, noun: str) -> str:
@@ -76,19 +66,19 @@ def _summary_section(rows: list[dict[str, Any]]) -> str:
         for key, _, _, higher in COLUMNS:
             means = [r["metrics"][key]["mean"] for r in group
                      if (r["metrics"].get(key) or {}).get("mean") is not None]
-            if len(means) > 1:
+            if len(means) > 1 and higher is not None:
                 best[key] = max(means) if higher else min(means)
         body = []
         for row in group:
-            cells = [(html.esc(row["label"]), ""), (_count(row["params"]), ""),
-                     (_count(row["macs_256"]), "")]
+            cells = [(html.esc(row["label"]), ""), (format_count(row["params"]), ""),
+                     (format_count(row["macs_256"]), "")]
             for key, _, digits, _ in COLUMNS:
                 stat = row["metrics"].get(key)
                 is_best = (key in best and stat and stat.get("mean") is not None
                            and round(stat["mean"], digits) == round(best[key], digits))
                 cells.append((_fmt(stat, digits), "best" if is_best else ""))
             spread = _plural(row.get("n"), row["spread"])
-            cells += [(_seconds(row["train_seconds"]), ""), (html.esc(spread), "")]
+            cells += [(format_seconds(row["train_seconds"]), ""), (html.esc(spread), "")]
             body.append(cells)
         header = ["Model", "Params", "MACs@256", *(t for _, t, _, _ in COLUMNS), "Train time",
                   "n"]
@@ -105,8 +95,9 @@ def _summary_section(rows: list[dict[str, Any]]) -> str:
         "off-90: Dice(rot pred(x), pred(rot x)) in the inscribed disc, averaged over the swept "
         "angles that are not multiples of 90°. Accuracy drop: the sweep's accuracy Dice(pred(rot "
         "x), rot y) averaged over the swept multiples of 90° minus its mean over the other "
-        "angles, on the same images (lower is better). MACs per 256×256 image. Train time: "
-        "wall time of one run as recorded (runs may have shared the machine).</p>"
+        "angles, on the same images (near 0: turning off the pixel grid costs nothing). "
+        "MACs per 256×256 image. Train time: wall time of one run as recorded (runs may have "
+        "shared the machine).</p>"
     )
     return "".join(parts)
 
@@ -330,8 +321,10 @@ def render(study: Study, galleries: Sequence[Gallery], title: str | None = None,
             '<p class="note">Computed for this report by running each model\'s best checkpoint '
             "on the named test images at its input size. Least consistent: the swept images "
             "with the lowest consistency at their worst angle. Lowest Dice: the test images "
-            "with the lowest Dice in the evaluation. Tints: the mask on the input.</p>"
-            + gallery_html
+            "with the lowest Dice in the evaluation. Tints: the mask on the input."
+            + (" For a bench result, each entry's run with the best validation Dice (the run "
+               "its Dice-vs-angle curve shows)." if study.quality else "")
+            + "</p>" + gallery_html
         )
     try:
         version = metadata.version("polypseg")

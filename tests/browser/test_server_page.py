@@ -122,12 +122,15 @@ def test_page_shows_the_server_errors(watched: Watched, server: str, tmp_path: P
     page = watched.page
     open_page(watched, server)
 
-    for upload, status in ((big, 413), (text, 415)):
-        answer, body = get(server + "/v1/segment", upload.read_bytes())
-        assert answer == status
-        page.set_input_files("#file", str(upload))
-        expect(page.locator("#error")).to_have_text(f"{status}: {json.loads(body)['error']}")
-        expect(page.locator("#result")).to_be_hidden()
+    page.set_input_files("#file", str(big))
+    # the server may answer before the body is all sent (a client like urllib then sees a
+    # broken pipe instead of the answer), so its words are not fetched separately here
+    expect(page.locator("#error")).to_have_text(re.compile(r"^413: \S.*"))
+    expect(page.locator("#result")).to_be_hidden()
+    status, body = get(server + "/v1/segment", text.read_bytes())
+    assert status == 415
+    page.set_input_files("#file", str(text))
+    expect(page.locator("#error")).to_have_text(f"415: {json.loads(body)['error']}")
     # Chromium logs each 4xx answer as a failed resource load; nothing else may go wrong
     assert all(re.search(r"status of 41[35]", e) for e in watched.console_errors), \
         watched.console_errors
