@@ -25,7 +25,7 @@ from polypseg.report.summary import comparison_rows, quality_rows, run_row
 Progress = Callable[[str], None]
 
 #: Summary columns: metric key, title, digits, whether higher is better (None: no best; a
-#: drop near 0 is the aim, and a negative one is no merit).
+#: drop near 0 is the aim, and a negative one is no merit of the model).
 COLUMNS: tuple[tuple[str, str, int, bool | None], ...] = (
     ("dice", "Dice", 3, True),
     ("iou", "IoU", 3, True),
@@ -94,8 +94,8 @@ def _summary_section(rows: list[dict[str, Any]]) -> str:
         "what the spread is over. Bold: best of the column within the dataset. Consistency "
         "off-90: Dice(rot pred(x), pred(rot x)) in the inscribed disc, averaged over the swept "
         "angles that are not multiples of 90°. Accuracy drop: the sweep's accuracy Dice(pred(rot "
-        "x), rot y) averaged over the swept multiples of 90° minus its mean over the other "
-        "angles, on the same images (near 0: turning off the pixel grid costs nothing). "
+        "x), rot y) at 0° minus its mean over the other swept angles, on the same images "
+        "(positive: worse when the image is turned). "
         "MACs per 256×256 image. Train time: wall time of one run as recorded (runs may have "
         "shared the machine).</p>"
     )

@@ -7,9 +7,9 @@ own tables), for a run folder the test images of its evaluation. Columns:
 * Dice, IoU, HD95: test-set means over images (``evaluate_run``);
 * consistency off-90: ``Dice(rot pred(x), pred(rot x))`` averaged over the swept angles that are
   not multiples of 90 degrees (``polypseg.bench.collect.sweep_summary``);
-* accuracy drop: the mean sweep accuracy ``Dice(pred(rot x), rot y)`` at the swept multiples
-  of 90 degrees minus its mean at the other angles, on the same images: what turning the image
-  off the pixel grid costs (positive: worse off the grid);
+* accuracy drop: the sweep's accuracy ``Dice(pred(rot x), rot y)`` at 0 degrees minus its mean
+  over the other swept angles, on the same images: what turning the image costs (positive:
+  worse when turned);
 * parameters, MACs per 256 x 256 image, training time (wall seconds of the run).
 """
 
@@ -40,33 +40,32 @@ def sweep_run(sweep: dict[str, Any], name: str | None) -> dict[str, Any] | None:
     return next((r for r in runs if r.get("name") == name), None)
 
 
-def _on_grid(angle: float) -> bool:
-    return math.isclose(angle % 90, 0.0, abs_tol=1e-9) or math.isclose(angle % 90, 90.0,
-                                                                        abs_tol=1e-9)
+def _upright(angle: float) -> bool:
+    return math.isclose(angle % 360, 0.0, abs_tol=1e-9) or math.isclose(angle % 360, 360.0,
+                                                                         abs_tol=1e-9)
 
 
 def accuracy_drop(run: dict[str, Any]) -> float | None:
-    """Mean sweep accuracy at the multiples of 90 degrees minus its mean at the other angles
-    (None without both kinds of angle)."""
-    on90, off90 = [], []
+    """Sweep accuracy at 0 degrees minus its mean over the other swept angles (None without
+    both)."""
+    upright, turned = [], []
     for per in run.get("per_angle", []):
         value = per["accuracy"]["mean"]
         if value is not None:
-            (on90 if _on_grid(per["angle"]) else off90).append(value)
-    if not on90 or not off90:
+            (upright if _upright(per["angle"]) else turned).append(value)
+    if not upright or not turned:
         return None
-    return sum(on90) / len(on90) - sum(off90) / len(off90)
+    return upright[0] - sum(turned) / len(turned)
 
 
 def accuracy_drop_of_summary(sweep: dict[str, Any], angles: list[float]) -> float | None:
-    """:func:`accuracy_drop` from a bench row's sweep summary (``accuracy_mean`` over all
-    ``angles``, ``accuracy_off90``), for results whose sweep files are not at hand."""
-    mean, off = sweep.get("accuracy_mean"), sweep.get("accuracy_off90")
-    n_on = sum(1 for a in angles if _on_grid(a))
-    n_off = len(angles) - n_on
-    if mean is None or off is None or n_on == 0 or n_off == 0:
+    """:func:`accuracy_drop` from a bench row's sweep summary, for results whose sweep files
+    are not at hand: needs ``accuracy_0`` (accuracy at 0 degrees) and ``accuracy_mean`` (over
+    all ``angles``, 0 among them); None otherwise."""
+    at_zero, mean = sweep.get("accuracy_0"), sweep.get("accuracy_mean")
+    if at_zero is None or mean is None or len(angles) < 2 or not any(map(_upright, angles)):
         return None
-    return (mean * len(angles) - off * n_off) / n_on - off
+    return at_zero - (mean * len(angles) - at_zero) / (len(angles) - 1)
 
 
 def sweep_numbers(sweep_file: Path | None, name: str | None) -> dict[str, float | None]:

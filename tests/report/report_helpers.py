@@ -30,6 +30,7 @@ def quality_doc(**extra: Any) -> dict[str, Any]:
                 "run": f"runs/gone/{entry}/seed{seed}", "tta": None,
                 "metrics": {"dice": value, "iou": value - 0.1, "hd95": 10.0 + seed},
                 "sweep": {"accuracy_mean": 0.5 + seed / 10, "accuracy_off90": 0.45 + seed / 10,
+                          "accuracy_0": 0.55 + seed / 20,
                           "consistency_off90": 0.8 + seed / 20, "accuracy_min": 0.4},
                 "sweep_file": f"runs/gone/{entry}/seed{seed}/bench/{entry}/sweep.json",
                 "val_dice": value, "train_seconds": 100.0 + seed,

@@ -21,18 +21,21 @@ from polypseg.report.summary import (
 )
 
 
-def test_accuracy_drop_is_on_grid_minus_off_grid() -> None:
+def test_accuracy_drop_is_upright_minus_turned() -> None:
     run = {"per_angle": per_angle({0.0: 0.8, 45.0: 0.7, 90.0: 0.6, 135.0: 0.5})}
-    assert accuracy_drop(run) == pytest.approx((0.8 + 0.6) / 2 - (0.7 + 0.5) / 2)
-    assert accuracy_drop({"per_angle": per_angle({0.0: 0.8, 90.0: 0.7})}) is None
+    assert accuracy_drop(run) == pytest.approx(0.8 - (0.7 + 0.6 + 0.5) / 3)
+    assert accuracy_drop({"per_angle": per_angle({45.0: 0.8, 90.0: 0.7})}) is None
+    assert accuracy_drop({"per_angle": per_angle({0.0: 0.8})}) is None
 
 
 def test_accuracy_drop_from_a_bench_summary_agrees_with_the_sweep() -> None:
     accuracy = {float(a): 0.3 + 0.01 * (a % 70) for a in range(0, 360, 30)}
     run = {"per_angle": per_angle(accuracy)}
-    summary = sweep_summary({"runs": [run]})
+    summary = {**sweep_summary({"runs": [run]}), "accuracy_0": accuracy[0.0]}
     from_summary = accuracy_drop_of_summary(summary, list(accuracy))
     assert from_summary == pytest.approx(accuracy_drop(run), abs=1e-12)
+    del summary["accuracy_0"]  # what the bench summary does not hold cannot be made up
+    assert accuracy_drop_of_summary(summary, list(accuracy)) is None
 
 
 def test_bench_rows_are_mean_and_std_over_seeds(tmp_path: Path) -> None:
@@ -47,6 +50,7 @@ def test_bench_rows_are_mean_and_std_over_seeds(tmp_path: Path) -> None:
     drops = [accuracy_drop_of_summary(r["sweep"], [float(a) for a in range(0, 360, 45)])
              for r in doc["results"] if r["entry"] == "unet"]
     assert unet["metrics"]["accuracy_drop"]["mean"] == pytest.approx(statistics.fmean(drops))
+    assert unet["metrics"]["accuracy_drop"]["std"] is not None
     assert unet["train_seconds"] == pytest.approx(100.5)
 
 
