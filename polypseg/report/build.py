@@ -102,12 +102,21 @@ def _summary_section(rows: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _seeds(value: Any) -> str:
+    """``3`` or, for ``[entry seeds, baseline seeds]``, ``3 / 3``."""
+    if isinstance(value, (list, tuple)):
+        return " / ".join(str(v) for v in value)
+    return str(value) if value is not None else "n/a"
+
+
 def _comparisons_section(study: Study) -> str:
     parts = []
+    level = 0.95
     for result in study.quality:
         rows = comparison_rows(result)
         if not rows:
             continue
+        level = float(rows[0].get("level") or level)
         body = []
         for row in rows:
             verdict = str(row.get("verdict", ""))
@@ -121,16 +130,17 @@ def _comparisons_section(study: Study) -> str:
                 (html.esc(row.get("baseline", "")), ""),
                 (f"{diff:+.3f}" if isinstance(diff, (int, float)) else "n/a", ""),
                 (ci, ""), (html.esc(verdict), cls),
-                (html.esc(row.get("n_images", "")), ""), (html.esc(row.get("n_seeds", "")), ""),
+                (html.esc(row.get("n_images", "")), ""), (html.esc(_seeds(row.get("n_seeds"))), ""),
             ])
         parts.append(html.table(
-            ["Dataset", "Entry", "Baseline", "Dice difference", "95% CI", "Verdict", "Images",
-             "Seeds"], body, "comparisons"))
+            ["Dataset", "Entry", "Baseline", "Dice difference", f"{level:.0%} CI", "Verdict",
+             "Images", "Seeds"], body, "comparisons"))
     if not parts:
         return ""
     parts.append('<p class="note">Paired per-image test Dice differences (entry minus '
-                 "baseline), mean and 95% bootstrap confidence interval, as computed by the "
-                 "bench; \"no difference shown\" when the interval contains 0.</p>")
+                 f"baseline), mean and {level:.0%} bootstrap confidence interval over images and "
+                 "seeds, as computed by the bench; \"no difference shown\" when the interval "
+                 "contains 0. Seeds: the entry's / the baseline's.</p>")
     return "".join(parts)
 
 
@@ -171,6 +181,20 @@ def _bench_sweeps(study: Study) -> list[tuple[str, str]]:
             if sweeps:
                 plots.append((sweep_plot(sweeps, f"{label}: best run per entry"), label))
     return plots
+
+
+def _other_bench_plots(study: Study) -> str:
+    """The bench's other SVG plots beside its result (e.g. Dice against cost), as they are."""
+    from polypseg.report.figures import file_uri
+
+    parts = []
+    for result in study.quality:
+        for name in result.doc.get("plots", []):
+            path = result.path.parent / name
+            if name.endswith(".svg") and not name.startswith("sweep-") and path.is_file():
+                parts.append(html.plot(file_uri(path), name, f"{name} (written by the bench)",
+                                       "bench"))
+    return "".join(parts)
 
 
 def _rotation_section(study: Study) -> str:
@@ -338,6 +362,7 @@ def render(study: Study, galleries: Sequence[Gallery], title: str | None = None,
         ("comparisons", "Paired comparisons", _comparisons_section(study)),
         ("rotation", "Dice against rotation angle", _rotation_section(study)),
         ("training", "Training curves", _training_section(study, progress)),
+        ("bench-plots", "More plots of the bench", _other_bench_plots(study)),
         ("gallery", "Gallery", gallery_html),
         ("provenance", "Configuration and provenance", _provenance_section(study)),
     ]

@@ -47,7 +47,7 @@ def _upright(angle: float) -> bool:
 
 def accuracy_drop(run: dict[str, Any]) -> float | None:
     """Sweep accuracy at 0 degrees minus its mean over the other swept angles (None without
-    both)."""
+    both); the bench's own ``sweep_summary`` gives the same where it records the drop."""
     upright, turned = [], []
     for per in run.get("per_angle", []):
         value = per["accuracy"]["mean"]
@@ -79,8 +79,9 @@ def sweep_numbers(sweep_file: Path | None, name: str | None) -> dict[str, float 
     if run is None:
         return empty
     summary = sweep_summary({"runs": [run]})
+    drop = summary.get("accuracy_drop")
     return {"consistency_off90": summary.get("consistency_off90"),
-            "accuracy_drop": accuracy_drop(run)}
+            "accuracy_drop": accuracy_drop(run) if drop is None else drop}
 
 
 def _train_seconds(run_dir: Path | None) -> float | None:
@@ -126,10 +127,13 @@ def quality_rows(result: QualityResult) -> list[dict[str, Any]]:
     drops: dict[tuple[str, str], list[float | None]] = {}
     angles = _angles(doc)
     for row in doc.get("results", []):
-        sweep_file = resolve_recorded(row.get("sweep_file"), result.path)
-        drop = sweep_numbers(sweep_file, None)["accuracy_drop"]
+        sweep = row.get("sweep") or {}
+        drop = sweep.get("accuracy_drop")  # recorded by the bench since it knows the drop
+        if drop is None:
+            sweep_file = resolve_recorded(row.get("sweep_file"), result.path)
+            drop = sweep_numbers(sweep_file, None)["accuracy_drop"]
         if drop is None and angles:
-            drop = accuracy_drop_of_summary(row.get("sweep") or {}, angles)
+            drop = accuracy_drop_of_summary(sweep, angles)
         drops.setdefault((row["entry"], row["dataset"]), []).append(drop)
     rows = []
     for group in doc.get("summary", []):

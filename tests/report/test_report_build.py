@@ -41,7 +41,8 @@ def test_the_demo_wrote_the_same_report(demo: Path) -> None:
 def test_a_bench_result_with_comparisons_and_seeds(tmp_path: Path) -> None:
     comparisons = [
         {"dataset": "kvasir", "entry": "p4", "baseline": "unet", "diff_mean": 0.085,
-         "ci_low": 0.021, "ci_high": 0.149, "verdict": "better", "n_images": 6, "n_seeds": 2},
+         "ci_low": 0.021, "ci_high": 0.149, "level": 0.9, "verdict": "better", "n_images": 6,
+         "n_seeds": [2, 2]},
         {"dataset": "kvasir", "entry": "unet+tta", "baseline": "unet", "diff_mean": -0.004,
          "ci_low": -0.03, "ci_high": 0.02, "verdict": "no difference shown", "n_images": 6,
          "n_seeds": 2},
@@ -52,7 +53,8 @@ def test_a_bench_result_with_comparisons_and_seeds(tmp_path: Path) -> None:
     table = table[:table.index("</table>")]
     assert table.count("<tr><td>") == 2
     assert '<td>+0.085</td><td>[+0.021, +0.149]</td><td class="better">better</td>' in table
-    assert "no difference shown" in table
+    assert "no difference shown" in table and "<th>90% CI</th>" in table
+    assert "<td>2 / 2</td>" in table and "<td>2</td>" in table  # seeds as the bench gives them
     assert "0.620 ± 0.028" in page  # unet's Dice over its two seeds
     assert page.count("2 seeds") == 2
     assert "polypseg bench quality --plan hand.yaml" in page  # provenance: the command
@@ -62,6 +64,16 @@ def test_a_bench_result_without_comparisons_has_no_such_table(tmp_path: Path) ->
     path = write_json(tmp_path / "quality-hand.json", quality_doc())
     page = build_report([path], tmp_path / "r.html").read_text()
     assert "comparisons" not in page and '<table class="summary">' in page
+
+
+def test_the_bench_plots_beside_the_result_are_shown(tmp_path: Path) -> None:
+    plots = ["sweep-hand-kvasir.svg", "pareto-hand-kvasir.svg", "pareto-hand-kvasir.png"]
+    for name in plots:
+        (tmp_path / name).write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    path = write_json(tmp_path / "quality-hand.json", quality_doc(plots=plots))
+    page = build_report([path], tmp_path / "r.html").read_text()
+    assert page.count('data-kind="sweep"') == 1 and page.count('data-kind="bench"') == 1
+    assert 'alt="pareto-hand-kvasir.svg"' in page
 
 
 def test_text_from_files_is_escaped(tmp_path: Path) -> None:
