@@ -86,7 +86,10 @@ def test_bench_report_renders(watched: Watched, bench_report: Path) -> None:
     for i in range(3):  # two seeds: mean ± std, and n says so
         cells = rows.nth(i).locator("td")
         assert "±" in cells.nth(3).inner_text() and cells.last.inner_text() == "2 seeds"
-    check_images(watched, "figure.plot img", 2)  # the bench's Dice vs angle, training curves
+    # the bench's Dice vs angle, training curves (and whatever else it plotted, e.g. cost)
+    assert page.locator('figure.plot[data-kind="sweep"]').count() == 1
+    assert page.locator('figure.plot[data-kind="training"]').count() == 1
+    check_images(watched, "figure.plot img", page.locator("figure.plot img").count())
     assert page.locator("article.model").count() == 3
     check_images(watched, "figure.tile img", 3 * (3 * 4 + 3 * 3))
     runs = page.locator("#provenance details")  # one per run shown (2 or 3: best seeds)
