@@ -184,6 +184,7 @@ assert status == 415 and kind == "application/json", (status, kind)
 assert b"Traceback" not in body and b"/opt/venv" not in body, body
 assert json.loads(urllib.request.urlopen(f"{url}/healthz").read()) == {"status": "ok"}
 info = json.loads(urllib.request.urlopen(f"{url}/v1/model").read())
+assert b"v1/segment" in urllib.request.urlopen(f"{url}/").read()  # the browser page (package data)
 print(f"mask {width}x{height} ok ({'shared image' if path else 'generated image'}), "
       f"garbage -> 415, model {info['model_id']} ({info['format']})")
 EOF

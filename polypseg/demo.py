@@ -12,6 +12,7 @@ file is. Everything lands in ``OUT`` (default ``runs/demo``)::
     OUT/sweep/dice_vs_angle.{png,svg}
     OUT/training.{png,svg}         loss, val Dice and lr per epoch
     OUT/summary.json               the numbers printed at the end
+    OUT/report.html                the report of both runs (``polypseg report``), one file
 
 A second call reuses finished runs (delete ``OUT`` to retrain).
 """
@@ -81,6 +82,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     from polypseg.data import discover, make_split
     from polypseg.evaluation import evaluate_run
     from polypseg.plotting import plot_sweeps, plot_training
+    from polypseg.report.build import build_report
     from polypseg.sweep import angle_summary, sweep_runs
     from polypseg.training import TrainConfig
     from polypseg.training.synthetic import make_synthetic
@@ -124,6 +126,9 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
                        progress=settings.progress)
     sweep_figure = plot_sweeps([sweep], out / "sweep" / "dice_vs_angle.png")
     training_figure = plot_training(runs, out / "training.png")
+    _say("== writing the report ==")
+    report = build_report([*runs, out / "sweep"], out / "report.html",
+                          title=f"polypseg demo: {', '.join(r.name for r in runs)}")
     summary: dict[str, Any] = {
         "data": str(data),
         "dataset": index.name,
@@ -141,6 +146,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
             "training_figure": [str(p) for p in training_figure],
             "runs": [str(r) for r in runs],
             "evaluations": [e["files"]["json"] for e in evals.values()],
+            "report": str(report),
         },
     }
     for run in sweep["runs"]:
@@ -181,4 +187,5 @@ def _print_summary(summary: dict[str, Any]) -> None:
     _say(f"  sweep             {files['sweep_json']} (+ .csv)")
     _say(f"  Dice vs angle     {files['sweep_figure'][0]} (+ .svg)")
     _say(f"  training curves   {files['training_figure'][0]} (+ .svg)")
+    _say(f"  report            {files['report']}  (open it in a browser)")
     _say(f"done in {summary['seconds']:.0f} s")

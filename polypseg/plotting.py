@@ -103,8 +103,18 @@ def _run_label(run: dict[str, Any]) -> str:
 def plot_sweeps(
     sweeps: Sequence[dict[str, Any]], out: str | Path, title: str | None = None
 ) -> list[Path]:
+    """Dice versus angle (:func:`sweep_figure`) written as PNG and SVG; returns both paths."""
+    fig = sweep_figure(sweeps, title)
+    try:
+        return _save(fig, Path(out))
+    finally:
+        _pyplot().close(fig)
+
+
+def sweep_figure(sweeps: Sequence[dict[str, Any]], title: str | None = None) -> Any:
     """Dice versus angle: one curve per run (mean, interquartile band), two panels
-    (consistency, accuracy); exact multiples of 90 degrees are marked. Returns PNG and SVG."""
+    (consistency, accuracy); exact multiples of 90 degrees are marked. Returns the figure
+    (the caller closes it)."""
     plt = _pyplot()
     runs = [(sweep, run) for sweep in sweeps for run in sweep["runs"]]
     if not runs:
@@ -145,28 +155,41 @@ def plot_sweeps(
     fig.legend(loc="lower center", ncol=min(4, len(runs)), frameon=False,
                bbox_to_anchor=(0.5, -0.06), fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    try:
-        return _save(fig, Path(out))
-    finally:
-        plt.close(fig)
+    return fig
 
 
 def plot_training(run_dirs: Sequence[str | Path], out: str | Path) -> list[Path]:
+    """Training curves (:func:`training_figure`) written as PNG and SVG; returns both paths."""
+    fig = training_figure(run_dirs)
+    try:
+        return _save(fig, Path(out))
+    finally:
+        _pyplot().close(fig)
+
+
+def training_figure(
+    run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None
+) -> Any:
     """Training curves of one or more runs: loss (train solid, val dashed), validation Dice
-    and learning rate versus epoch, from each ``RUN/metrics.csv``. Returns PNG and SVG."""
+    and learning rate versus epoch, from each ``RUN/metrics.csv``; each run is labelled by
+    ``labels`` (default: its folder name). Returns the figure (the caller closes it)."""
     from polypseg.training.logs import read_metrics_csv
 
     plt = _pyplot()
+    names = list(labels) if labels is not None else [Path(r).name for r in run_dirs]
+    if len(names) != len(run_dirs):
+        raise ValueError(f"{len(names)} labels for {len(run_dirs)} runs")
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     colours = _colours([_run_variant(Path(r)) for r in run_dirs])
-    for run_dir, colour in zip(run_dirs, colours, strict=True):
+    for run_dir, colour, name in zip(run_dirs, colours, names, strict=True):
         path = Path(run_dir) / "metrics.csv"
         if not path.is_file():
+            plt.close(fig)
             raise RunError(f"no training log at {path} (is {run_dir} a run folder?)")
         rows = read_metrics_csv(path)
         if not rows:
+            plt.close(fig)
             raise RunError(f"{path} has no epochs yet")
-        name = Path(run_dir).name
         epochs = [r["epoch"] for r in rows]
         axes[0].plot(epochs, [r["train_loss"] for r in rows], color=colour, label=f"{name} train")
         axes[0].plot(epochs, [r["val_loss"] for r in rows], color=colour, linestyle="--",
@@ -191,7 +214,4 @@ def plot_training(run_dirs: Sequence[str | Path], out: str | Path) -> list[Path]
         ax.legend(fontsize=9)
     axes[2].set_yscale("log")
     fig.tight_layout()
-    try:
-        return _save(fig, Path(out))
-    finally:
-        plt.close(fig)
+    return fig

@@ -26,6 +26,10 @@ def test_tiny_demo_on_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["models"]
     printed = capsys.readouterr().out
     assert "demo results" in printed and "dice_vs_angle.png" in printed
+    report = Path(summary["files"]["report"])
+    assert report == tmp_path / "demo" / "report.html" and str(report) in printed
+    page = report.read_text()
+    assert "<h1>polypseg demo: unet, p4</h1>" in page and page.count('class="tile"') > 0
 
     again = run_demo(settings)  # finished runs are reused, not retrained
     assert again["models"]["p4"]["test_dice_mean"] == summary["models"]["p4"]["test_dice_mean"]

@@ -41,6 +41,7 @@ from starlette.requests import ClientDisconnect
 
 from polypseg.deploy.bundle import ModelBundle
 from polypseg.deploy.imageio import DEFAULT_MAX_PIXELS, UploadError, decode_image, encode_png
+from polypseg.deploy.page import register as register_page
 from polypseg.deploy.predict import foreground_fraction, mask_geometry, segment, to_mask
 
 log = logging.getLogger("polypseg.serve")
@@ -243,4 +244,5 @@ def create_app(
             }
         )
 
+    register_page(app)
     return app

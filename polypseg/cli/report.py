@@ -1,0 +1,50 @@
+"""CLI command ``polypseg report``: a thin wrapper over
+:func:`polypseg.report.build.build_report`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def report(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Run folders, sweep results (sweep.json or its folder), bench "
+                       "quality results (quality-*.json or its folder), or folders of those "
+                       "(e.g. the demo's).", show_default=False),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path(
+        "report.html"),
+    title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+    gallery: Annotated[
+        int, typer.Option("--gallery", min=0, help="Images per gallery row kind (least "
+                          "consistent, lowest Dice) and model; 0: no pictures.")
+    ] = 3,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Dataset folder for the gallery, where the recorded one "
+                     "has moved."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="Where the gallery's predictions run: cpu, cuda, "
+                          "auto.")
+    ] = "cpu",
+) -> None:
+    """One self-contained HTML report (tables, plots, galleries, provenance) of a study."""
+    from polypseg.report.build import build_report
+
+    command = "polypseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    written = build_report(inputs, out, title=title, gallery=gallery, device=device, data=data,
+                           command=command,
+                           progress=lambda message: typer.echo(message, err=True))
+    typer.echo(f"wrote {written}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` to the main app."""
+    app.command("report")(report)

@@ -1,0 +1,407 @@
+"""One self-contained HTML page for a study: :func:`build_report` and
+:func:`write_quality_report` (what ``polypseg bench quality`` writes next to its tables).
+
+Sections, each left out when there is nothing to show: summary (per dataset, one row per
+model: parameters, MACs, Dice, IoU, HD95, consistency off-90, accuracy drop, training time),
+paired comparisons with confidence intervals (when the bench computed them), Dice against
+rotation angle, training curves, the gallery of each model (:mod:`polypseg.report.gallery`),
+and configuration and provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from polypseg.bench.report import format_count, format_seconds
+from polypseg.report import html
+from polypseg.report.gallery import ONLY_ROTATED, ONLY_ZERO, Gallery, build_gallery
+from polypseg.report.inputs import Study, SweepResult, collect, read_json, resolve_recorded
+from polypseg.report.summary import comparison_rows, quality_rows, run_row
+
+Progress = Callable[[str], None]
+
+#: Summary columns: metric key, title, digits, whether higher is better (None: no best; a
+#: drop near 0 is the aim, and a negative one is no merit of the model).
+COLUMNS: tuple[tuple[str, str, int, bool | None], ...] = (
+    ("dice", "Dice", 3, True),
+    ("iou", "IoU", 3, True),
+    ("hd95", "HD95 (px)", 1, False),
+    ("consistency_off90", "Consistency off-90", 3, True),
+    ("accuracy_drop", "Accuracy drop", 3, None),
+)
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def _fmt(stat: dict[str, Any] | None, digits: int) -> str:
+    if not stat or stat.get("mean") is None:
+        return "n/a"
+    text = f"{stat['mean']:.{digits}f}"
+    if stat.get("std") is not None:
+        text += f" ± {stat['std']:.{digits}f}"
+    return text
+
+
+def _plural(n: int | None, noun: str) -> str:
+    """``1 seed``, ``3 seeds``, ``n/a``; ``noun`` is the plural."""
+    if n is None:
+        return "n/a"
+    return f"{n} {noun[:-1] if n == 1 and noun.endswith('s') else noun}"
+
+
+# -- sections ---------------------------------------------------------------------------------
+def _summary_section(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    parts = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        group = [r for r in rows if r["dataset"] == dataset]
+        best: dict[str, float] = {}
+        for key, _, _, higher in COLUMNS:
+            means = [r["metrics"][key]["mean"] for r in group
+                     if (r["metrics"].get(key) or {}).get("mean") is not None]
+            if len(means) > 1 and higher is not None:
+                best[key] = max(means) if higher else min(means)
+        body = []
+        for row in group:
+            cells = [(html.esc(row["label"]), ""), (format_count(row["params"]), ""),
+                     (format_count(row["macs_256"]), "")]
+            for key, _, digits, _ in COLUMNS:
+                stat = row["metrics"].get(key)
+                is_best = (key in best and stat and stat.get("mean") is not None
+                           and round(stat["mean"], digits) == round(best[key], digits))
+                cells.append((_fmt(stat, digits), "best" if is_best else ""))
+            spread = _plural(row.get("n"), row["spread"])
+            cells += [(format_seconds(row["train_seconds"]), ""), (html.esc(spread), "")]
+            body.append(cells)
+        header = ["Model", "Params", "MACs@256", *(t for _, t, _, _ in COLUMNS), "Train time",
+                  "n"]
+        parts.append(f"<h3>{html.esc(dataset or 'dataset not recorded')}</h3>"
+                     + html.table(header, body, "summary"))
+    spreads = {r["spread"] for r in rows}
+    over = " and ".join({"seeds": "over the seeds of an entry (bench results: its runs' test "
+                                  "means)",
+                         "images": "over the test images (a run folder's evaluation)"}[s]
+                        for s in sorted(spreads))
+    parts.append(
+        '<p class="note">Mean ± sample standard deviation ' + html.esc(over) + "; n counts "
+        "what the spread is over. Bold: best of the column within the dataset. Consistency "
+        "off-90: Dice(rot pred(x), pred(rot x)) in the inscribed disc, averaged over the swept "
+        "angles that are not multiples of 90°. Accuracy drop: the sweep's accuracy Dice(pred(rot "
+        "x), rot y) at 0° minus its mean over the other swept angles, on the same images "
+        "(positive: worse when the image is turned). "
+        "MACs per 256×256 image. Train time: wall time of one run as recorded (runs may have "
+        "shared the machine).</p>"
+    )
+    return "".join(parts)
+
+
+def _seeds(value: Any) -> str:
+    """``3`` or, for ``[entry seeds, baseline seeds]``, ``3 / 3``."""
+    if isinstance(value, (list, tuple)):
+        return " / ".join(str(v) for v in value)
+    return str(value) if value is not None else "n/a"
+
+
+def _comparisons_section(study: Study) -> str:
+    parts = []
+    level = 0.95
+    for result in study.quality:
+        rows = comparison_rows(result)
+        if not rows:
+            continue
+        level = float(rows[0].get("level") or level)
+        body = []
+        for row in rows:
+            verdict = str(row.get("verdict", ""))
+            cls = {"better": "better", "worse": "worse"}.get(verdict, "")
+            ci = (f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+                  if isinstance(row.get("ci_low"), (int, float))
+                  and isinstance(row.get("ci_high"), (int, float)) else "n/a")
+            diff = row.get("diff_mean")
+            body.append([
+                (html.esc(row.get("dataset", "")), ""), (html.esc(row.get("entry", "")), ""),
+                (html.esc(row.get("baseline", "")), ""),
+                (f"{diff:+.3f}" if isinstance(diff, (int, float)) else "n/a", ""),
+                (ci, ""), (html.esc(verdict), cls),
+                (html.esc(row.get("n_images", "")), ""), (html.esc(_seeds(row.get("n_seeds"))), ""),
+            ])
+        parts.append(html.table(
+            ["Dataset", "Entry", "Baseline", "Dice difference", f"{level:.0%} CI", "Verdict",
+             "Images", "Seeds"], body, "comparisons"))
+    if not parts:
+        return ""
+    parts.append('<p class="note">Paired per-image test Dice differences (entry minus '
+                 f"baseline), mean and {level:.0%} bootstrap confidence interval over images and "
+                 "seeds, as computed by the bench; \"no difference shown\" when the interval "
+                 "contains 0. Seeds: the entry's / the baseline's.</p>")
+    return "".join(parts)
+
+
+def _own_sweeps(study: Study) -> list[SweepResult]:
+    """Sweeps of run folders (``RUN/sweep``) that no sweep given on the command line holds."""
+    given = {s.path.resolve() for s in study.sweeps}
+    own: dict[Path, SweepResult] = {}
+    for view in study.models:
+        if view.source != "run" or view.sweep_file is None:
+            continue
+        key = view.sweep_file.resolve()
+        if key not in given and key not in own:
+            own[key] = SweepResult(view.sweep_file, read_json(view.sweep_file))
+    return list(own.values())
+
+
+def _bench_sweeps(study: Study) -> list[tuple[str, str]]:
+    """``(uri, dataset label)`` of each bench Dice-vs-angle plot: the bench's own SVG when it is
+    beside the result, else drawn from the best run of each entry."""
+    from polypseg.report.figures import file_uri, sweep_plot
+
+    plots = []
+    for result in study.quality:
+        labels = {k: v.get("label", k) for k, v in (result.doc.get("datasets") or {}).items()}
+        for key, label in labels.items():
+            name = f"sweep-{result.doc.get('plan')}-{key}.svg"
+            path = result.path.parent / name
+            if name in result.doc.get("plots", []) and path.is_file():
+                plots.append((file_uri(path), label))
+                continue
+            sweeps = []
+            for view in study.models:
+                if view.source == "bench" and view.dataset == label and view.sweep_file:
+                    doc = read_json(view.sweep_file)
+                    for run in doc.get("runs", []):
+                        run["name"] = run["variant"] = view.label
+                    sweeps.append(SweepResult(view.sweep_file, doc))
+            if sweeps:
+                plots.append((sweep_plot(sweeps, f"{label}: best run per entry"), label))
+    return plots
+
+
+def _other_bench_plots(study: Study) -> str:
+    """The bench's other SVG plots beside its result (e.g. Dice against cost), as they are."""
+    from polypseg.report.figures import file_uri
+
+    parts = []
+    for result in study.quality:
+        for name in result.doc.get("plots", []):
+            path = result.path.parent / name
+            if name.endswith(".svg") and not name.startswith("sweep-") and path.is_file():
+                parts.append(html.plot(file_uri(path), name, f"{name} (written by the bench)",
+                                       "bench"))
+    return "".join(parts)
+
+
+def _rotation_section(study: Study) -> str:
+    from polypseg.report.figures import sweep_plot
+
+    parts = []
+    caption = ("Left: consistency Dice(rot(pred(x)), pred(rot(x))); right: accuracy "
+               "Dice(pred(rot(x)), rot(y)); both inside the inscribed disc, mean over the swept "
+               "test images with the 25-75% band. Dotted: multiples of 90°.")
+    for uri, label in _bench_sweeps(study):
+        parts.append(html.plot(uri, f"Dice against rotation angle, {label}",
+                               f"{label}. {caption}", "sweep"))
+    for sweep in [*study.sweeps, *_own_sweeps(study)]:
+        doc = sweep.doc
+        label = f"{doc.get('dataset', '')} {doc.get('subset', '')}, {doc.get('n_images')} images"
+        parts.append(html.plot(sweep_plot([sweep]), f"Dice against rotation angle, {label}",
+                               f"{label} ({sweep.path}). {caption}", "sweep"))
+    return "".join(parts)
+
+
+def _training_section(study: Study, progress: Progress) -> str:
+    from polypseg.errors import PolypsegError
+    from polypseg.report.figures import training_plot
+
+    by_dataset: dict[str, dict[Path, str]] = {}
+    for view in study.models:
+        if view.run_dir is None or not (view.run_dir / "metrics.csv").is_file():
+            continue
+        runs = by_dataset.setdefault(view.dataset, {})
+        runs.setdefault(view.run_dir.resolve(), view.label)
+    parts = []
+    for dataset, runs in by_dataset.items():
+        try:
+            uri = training_plot(list(runs), list(runs.values()))
+        except PolypsegError as err:
+            progress(f"training curves of {dataset}: {err}")
+            parts.append(html.notes([str(err)]))
+            continue
+        parts.append(html.plot(
+            uri, f"Training curves, {dataset}",
+            f"{dataset or 'runs'}: loss (solid: train, dashed: validation), validation Dice "
+            "(star: best epoch, the checkpoint evaluated) and learning rate per epoch.",
+            "training"))
+    return "".join(parts)
+
+
+def _gallery_html(gallery: Gallery) -> str:
+    from polypseg.report.figures import data_uri
+
+    view = gallery.view
+    title = f"{view.label}" + (f" · {view.dataset}" if view.dataset else "")
+    if view.tta:
+        title += f" · test-time {view.tta}"
+    parts = [f'<article class="model"><h3>{html.esc(title)}</h3>']
+    for heading, rows, key in (
+        ("Least consistent under rotation", gallery.consistency, True),
+        ("Lowest Dice", gallery.lowest_dice, False),
+    ):
+        if not rows:
+            continue
+        parts.append(f"<h4>{heading}</h4>")
+        if key:
+            parts.append(
+                '<p class="note key">Difference: <span style="background:rgb'
+                f'{ONLY_ZERO}"></span>only at 0° <span style="background:rgb{ONLY_ROTATED}">'
+                "</span>only on the rotated input; outside the inscribed disc (not scored) "
+                "dimmed.</p>")
+        for row in rows:
+            tiles = "".join(html.tile(data_uri(t.png, "image/png"), t.caption) for t in row.tiles)
+            parts.append(f'<div class="row"><div class="label"><b>{html.esc(row.stem)}</b>'
+                         f'{html.esc(row.note)}</div><div class="tiles">{tiles}</div></div>')
+    parts.append(html.notes(gallery.notes))
+    parts.append("</article>")
+    return "".join(parts)
+
+
+def _split_hashes(study: Study) -> dict[str, str]:
+    """Dataset key -> the split sha256 a bench run of it recorded in its best checkpoint."""
+    hashes: dict[str, str] = {}
+    for result in study.quality:
+        for row in result.doc.get("results", []):
+            if row["dataset"] in hashes:
+                continue
+            run_dir = resolve_recorded(row.get("run"), result.path)
+            meta = run_dir / "checkpoints" / "best.json" if run_dir else None
+            if meta is not None and meta.is_file():
+                value = read_json(meta).get("split_sha256")
+                if value:
+                    hashes[row["dataset"]] = str(value)
+    return hashes
+
+
+def _provenance_section(study: Study) -> str:
+    from polypseg.report.provenance import quality_provenance, run_provenance
+
+    parts = []
+    hashes = _split_hashes(study) if study.quality else {}
+    for result in study.quality:
+        parts.append(f"<h3>Bench result {html.esc(result.path.name)}</h3>")
+        parts.append(html.definition_list(quality_provenance(result.doc, hashes)))
+    shown: set[Path] = set()
+    for view in study.models:
+        if view.run_dir is None or view.run_dir.resolve() in shown:
+            continue
+        shown.add(view.run_dir.resolve())
+        info = run_provenance(view.run_dir)
+        config = json.dumps(info["config"], indent=2) if info["config"] else "(no config.json)"
+        parts.append(
+            f"<details><summary>{html.esc(view.label)}"
+            f"{' · ' + html.esc(view.dataset) if view.dataset else ''}: configuration</summary>"
+            f"{html.definition_list(info['items'])}<pre>{html.esc(config)}</pre></details>"
+        )
+    return "".join(parts)
+
+
+# -- the page ---------------------------------------------------------------------------------
+def _title(study: Study) -> str:
+    if study.quality:
+        labels = ", ".join(str(r.doc.get("label", r.doc.get("plan"))) for r in study.quality)
+        return f"polypseg bench quality: {labels}"
+    names = ", ".join(dict.fromkeys(v.label for v in study.models))
+    return f"polypseg study: {names}" if names else "polypseg study"
+
+
+def render(study: Study, galleries: Sequence[Gallery], title: str | None = None,
+           command: str | None = None, progress: Progress = _quiet) -> str:
+    """The report page of ``study`` with its computed ``galleries`` (one per model)."""
+    from importlib import metadata
+
+    title = title or _title(study)
+    rows: list[dict[str, Any]] = []
+    for result in study.quality:
+        rows += quality_rows(result)
+    for gallery in galleries:
+        if gallery.view.source == "run":
+            rows.append(run_row(gallery.view, gallery.facts))
+    header = [f"<h1>{html.esc(title)}</h1>"]
+    inputs = ", ".join(str(p) for p in study.inputs)
+    header.append(f'<p class="meta">From {html.esc(inputs)}</p>')
+    if any(r.doc.get("reduced") for r in study.quality):
+        header.append('<p class="banner"><b>REDUCED plan</b>: smaller images, narrower models, '
+                      "fewer epochs, seeds and images than the full protocol; the numbers "
+                      "compare the variants under one small budget.</p>")
+    header.append(html.notes(study.notes))
+    gallery_html = "".join(_gallery_html(g) for g in galleries if g.view.run_dir is not None)
+    if gallery_html:
+        gallery_html = (
+            '<p class="note">Computed for this report by running each model\'s best checkpoint '
+            "on the named test images at its input size. Least consistent: the swept images "
+            "with the lowest consistency at their worst angle. Lowest Dice: the test images "
+            "with the lowest Dice in the evaluation. Tints: the mask on the input."
+            + (" For a bench result, each entry's run with the best validation Dice (the run "
+               "its Dice-vs-angle curve shows)." if study.quality else "")
+            + "</p>" + gallery_html
+        )
+    try:
+        version = metadata.version("polypseg")
+    except metadata.PackageNotFoundError:
+        version = "?"
+    footer = (f"Written {time.strftime('%Y-%m-%d %H:%M')} by polypseg {html.esc(version)}"
+              + (f" · <code>{html.esc(command)}</code>" if command else "")
+              + ". Self-contained: no script, nothing loaded from the network.")
+    sections = [
+        ("summary", "Summary", _summary_section(rows)),
+        ("comparisons", "Paired comparisons", _comparisons_section(study)),
+        ("rotation", "Dice against rotation angle", _rotation_section(study)),
+        ("training", "Training curves", _training_section(study, progress)),
+        ("bench-plots", "More plots of the bench", _other_bench_plots(study)),
+        ("gallery", "Gallery", gallery_html),
+        ("provenance", "Configuration and provenance", _provenance_section(study)),
+    ]
+    return html.page(title, "".join(header), sections, footer)
+
+
+def build_report(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    title: str | None = None,
+    gallery: int = 3,
+    device: str = "cpu",
+    data: str | Path | None = None,
+    command: str | None = None,
+    progress: Progress = _quiet,
+) -> Path:
+    """Write the report of ``paths`` (run folders, sweeps, bench results) to ``out``.
+
+    ``gallery`` images per gallery row kind (0: no pictures); ``data`` overrides every model's
+    dataset folder (where the recorded one has moved). Returns ``out``.
+    """
+    from polypseg.atomic import atomic_write_text
+
+    study = collect([Path(p) for p in paths])
+    if data is not None:
+        for view in study.models:
+            view.data_dir = Path(data)
+    galleries = []
+    for view in study.models:
+        progress(f"report: gallery of {view.label}" + (f" ({view.dataset})" if view.dataset
+                                                       else ""))
+        galleries.append(build_gallery(view, gallery, device))
+    page = render(study, galleries, title=title, command=command, progress=progress)
+    out = Path(out)
+    atomic_write_text(out, page)
+    return out
+
+
+def write_quality_report(json_path: str | Path, html_path: str | Path) -> Path:
+    """The report of one bench quality result, written beside it (``quality-PLAN.html``)."""
+    return build_report([json_path], html_path)

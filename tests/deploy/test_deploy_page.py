@@ -1,0 +1,45 @@
+"""``GET /``: the browser page is served, self-contained, and points only at the API.
+
+What the page does in a browser is tested in tests/browser/test_server_page.py (Chromium)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from polypseg.deploy.bundle import load_bundle
+from polypseg.deploy.page import page_html
+from polypseg.deploy.server import create_app
+
+
+@pytest.fixture(scope="module")
+def client(exports: dict[str, Path]) -> Iterator[object]:
+    with warnings.catch_warnings():  # starlette's TestClient warns about httpx at import
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    app = create_app(load_bundle(exports["onnx"]), warm_up=False)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_page_is_served_as_html(client) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.text == page_html()
+    assert "/" not in client.get("/openapi.json").json()["paths"]  # not part of the API
+
+
+def test_page_loads_nothing_from_elsewhere() -> None:
+    html = page_html()
+    assert "<script src" not in html and "<link rel=\"stylesheet\"" not in html
+    # every URL the page names is relative to the server (the API), data: or blob:
+    urls = re.findall(r"(?:fetch\(|src=|href=)\"([^\"]*)\"", html)
+    assert set(urls) <= {"v1/segment", "v1/model", "data:,"}, urls
+    assert not re.search(r"https?://", html.replace("http-equiv", ""))
+    assert "default-src 'none'" in html  # the browser refuses anything else too

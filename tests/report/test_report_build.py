@@ -1,0 +1,108 @@
+"""The report page as HTML: its sections, tables and pictures, that it loads nothing, escapes
+what it shows, and the ``polypseg report`` command (how it looks in a browser:
+tests/browser)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from report_helpers import quality_doc, write_json
+
+from polypseg.cli import main
+from polypseg.report.build import build_report
+
+
+def sources(page: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]*)"', page)
+
+
+def test_the_demo_report(demo: Path, tmp_path: Path) -> None:
+    out = build_report([demo], tmp_path / "r.html")
+    page = out.read_text()
+    for section in ("summary", "rotation", "training", "gallery", "provenance"):
+        assert f'<section id="{section}">' in page
+    assert '<section id="comparisons">' not in page  # no bench comparisons here
+    assert page.count('<table class="summary">') == 1
+    assert page.count("<tr><td>") >= 2  # a row per model
+    assert page.count('class="plot"') == 2
+    assert page.count('<figure class="tile">') == 2 * (3 * 4 + 3 * 3)
+    assert all(s.startswith(("data:image/", "#")) for s in sources(page)), sources(page)
+    assert "default-src 'none'" in page and "<script" not in page
+    assert "polypseg train --model p4" in page  # the equivalent command, from config.json
+
+
+def test_the_demo_wrote_the_same_report(demo: Path) -> None:
+    page = (demo / "report.html").read_text()
+    assert "<h1>polypseg demo: unet, p4</h1>" in page and page.count('class="tile"') > 0
+
+
+def test_a_bench_result_with_comparisons_and_seeds(tmp_path: Path) -> None:
+    comparisons = [
+        {"dataset": "kvasir", "entry": "p4", "baseline": "unet", "diff_mean": 0.085,
+         "ci_low": 0.021, "ci_high": 0.149, "level": 0.9, "verdict": "better", "n_images": 6,
+         "n_seeds": [2, 2]},
+        {"dataset": "kvasir", "entry": "unet+tta", "baseline": "unet", "diff_mean": -0.004,
+         "ci_low": -0.03, "ci_high": 0.02, "verdict": "no difference shown", "n_images": 6,
+         "n_seeds": 2},
+    ]
+    path = write_json(tmp_path / "quality-hand.json", quality_doc(comparisons=comparisons))
+    page = build_report([path], tmp_path / "r.html").read_text()
+    table = page[page.index('<table class="comparisons">'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr><td>") == 2
+    assert '<td>+0.085</td><td>[+0.021, +0.149]</td><td class="better">better</td>' in table
+    assert "no difference shown" in table and "<th>90% CI</th>" in table
+    assert "<td>2 / 2</td>" in table and "<td>2</td>" in table  # seeds as the bench gives them
+    assert "0.620 ± 0.028" in page  # unet's Dice over its two seeds
+    assert page.count("2 seeds") == 2
+    assert "polypseg bench quality --plan hand.yaml" in page  # provenance: the command
+
+
+def test_a_bench_result_without_comparisons_has_no_such_table(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "quality-hand.json", quality_doc())
+    page = build_report([path], tmp_path / "r.html").read_text()
+    assert "comparisons" not in page and '<table class="summary">' in page
+
+
+def test_the_bench_plots_beside_the_result_are_shown(tmp_path: Path) -> None:
+    plots = ["sweep-hand-kvasir.svg", "pareto-hand-kvasir.svg", "pareto-hand-kvasir.png"]
+    for name in plots:
+        (tmp_path / name).write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    path = write_json(tmp_path / "quality-hand.json", quality_doc(plots=plots))
+    page = build_report([path], tmp_path / "r.html").read_text()
+    assert page.count('data-kind="sweep"') == 1 and page.count('data-kind="bench"') == 1
+    assert 'alt="pareto-hand-kvasir.svg"' in page
+
+
+def test_text_from_files_is_escaped(tmp_path: Path) -> None:
+    doc = quality_doc(command="polypseg <script>alert(1)</script>")
+    doc["entries"][0]["name"] = doc["summary"][0]["entry"] = "<b>unet</b>"
+    path = write_json(tmp_path / "quality-hand.json", doc)
+    page = build_report([path], tmp_path / "r.html", title="a <i>study</i>").read_text()
+    assert "<script>" not in page and "<b>unet</b>" not in page and "<i>study" not in page
+    assert "&lt;script&gt;" in page and "&lt;b&gt;unet&lt;/b&gt;" in page
+
+
+def test_the_command(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli.html"
+    assert main(["report", str(demo / "p4"), str(demo / "sweep"), "--out", str(out),
+                 "--gallery", "0", "--title", "two runs"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    page = out.read_text()
+    assert "<h1>two runs</h1>" in page and 'class="tile"' not in page
+    assert "<footer>Written " in page and " by polypseg " in page
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/no/such/run"], "no such file or folder: /no/such/run"),
+    (["README.md"], "README.md is not a run folder"),
+])
+def test_bad_inputs_are_one_line_errors(args: list[str], message: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.html"
+    assert main(["report", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
