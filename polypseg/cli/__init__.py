@@ -24,9 +24,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from polypseg.cli import bench, data, deploy, models, train
+    from polypseg.cli import bench, data, deploy, inspect, models, train
 
-    for module in (data, models, train, deploy, bench):
+    for module in (data, models, train, inspect, deploy, bench):
         module.register(app)
 
 
