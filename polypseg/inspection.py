@@ -69,8 +69,9 @@ def inspect_run(
 ) -> dict[str, Any]:
     """Open run folder (or checkpoint) ``run`` and list what its model learned.
 
-    With ``write`` the result goes to ``out`` (default ``RUN/symmetry.json``, or
-    ``STEM-symmetry.json`` beside a bare checkpoint) and its ``file`` names it.
+    With ``write`` the result goes to ``out`` (default ``RUN/symmetry.json`` for the best
+    checkpoint, ``RUN/symmetry-last.json`` for the last, ``STEM-symmetry.json`` beside a bare
+    checkpoint) and its ``file`` names it.
     """
     from polypseg.training.runs import load_run
 
@@ -91,7 +92,8 @@ def inspect_run(
         if out is not None:
             path = Path(out)
         elif loaded.run_dir is not None:
-            path = loaded.run_dir / FILE_NAME
+            suffix = "" if loaded.stem.name == "best" else f"-{loaded.stem.name}"
+            path = loaded.run_dir / f"{Path(FILE_NAME).stem}{suffix}.json"
         else:
             path = loaded.stem.parent / f"{loaded.stem.name}-{FILE_NAME}"
         atomic_write_json(path, result)

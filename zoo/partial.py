@@ -28,15 +28,18 @@ gives a mask ``m`` on the group axis:
 * evaluation: the deterministic subset ``m_g = [p(g) > 1/2] = [theta_g > 0]``, so a trained
   model is one fixed network and ``export()`` turns it into plain convs.
 
-Where the mask acts (:class:`SubsetGroupBatchNorm2d`): a U-Net layer is conv -> group batch
-norm -> ReLU, all pointwise along the group axis once the norm's per-field statistics are fixed,
-so restricting the conv's output to ``S`` is the same as masking the layer's output, and the
-mask is applied once, at the end of the norm: ``y[c, g] = m_g * GBN(x)[c, g]``. ReLU is
-positively homogeneous, ``ReLU(m y) = m ReLU(y)`` for ``m >= 0``, so masking before the ReLU
-is masking after it. The dropped channels are then exactly zero for every consumer: the next
-group conv (its sum over ``v`` runs over ``S``), the skip connection and the rotation pooling
-(a max over the kept elements; the ReLU outputs are ``>= 0``). In eval mode the mask folds into
-the per-channel affine of the exported ``BatchNorm2d`` (``weight * m``, ``bias * m``), exactly.
+Where the mask acts (:class:`SubsetNormReLU`): a U-Net layer is conv -> group batch norm ->
+ReLU, all pointwise along the group axis once the norm's per-field statistics are fixed, so
+restricting the conv's output to ``S`` is the same as masking the layer's output:
+``y[c, g] = m_g * ReLU(GBN(x))[c, g]``. The dropped channels are then exactly zero for every
+consumer: the next group conv (its sum over ``v`` runs over ``S``), the skip connection and the
+rotation pooling (a max over the kept elements; the ReLU outputs are ``>= 0``). The mask comes
+*after* the ReLU: the values would be the same before it (``ReLU(m y) = m ReLU(y)`` for
+``m >= 0``), but the straight-through gradient of a dropped element, ``sum y dL/dy_out``,
+would be cut by ``ReLU'(0) = 0``. So the partial family's norm module applies norm, ReLU and
+mask, and its activation is the identity. In eval mode (``m`` in {0, 1}) the mask folds into
+the per-channel affine of the exported ``BatchNorm2d`` (``weight * m``, ``bias * m``; the
+ReLU of a zero is zero), exactly.
 
 Initialisation: every ``theta_g`` starts at ``init_logit`` (> 0), the full group: an untrained
 partial model in eval mode *is* its equivariant parent (p4 for ``p4-partial``), to float
@@ -80,7 +83,7 @@ __all__ = [
     "LOGIT_LR_SCALE",
     "GroupSubset",
     "PartialFamily",
-    "SubsetGroupBatchNorm2d",
+    "SubsetNormReLU",
     "element_names",
 ]
 
@@ -148,7 +151,7 @@ class GroupSubset(nn.Module):
         if not self.straight_through:
             return z
         hard = (z > 0.5).to(z.dtype)
-        return hard + z - z.detach()
+        return hard + (z - z.detach())  # exactly ``hard`` in the forward pass
 
     def mask(self) -> torch.Tensor:
         """``(|G|,)`` mask on the group axis: a sample (train) or the kept subset (eval)."""
@@ -166,13 +169,13 @@ class GroupSubset(nn.Module):
         return f"{self.group.name}, tau={self.temperature:g}, {mode}"
 
 
-class SubsetGroupBatchNorm2d(GroupBatchNorm2d):
-    """Group batch norm whose output lives on a learned subset of the group.
+class SubsetNormReLU(GroupBatchNorm2d):
+    """Group batch norm, ReLU and the layer's learned subset: the output lives on the subset.
 
-    ``(B, C*|G|, H, W) -> (B, C*|G|, H, W)``: ``y[c, g] = m_g * GBN(x)[c, g]`` with ``m`` from
-    :attr:`subset` (a :class:`GroupSubset`). Statistics are those of :class:`GroupBatchNorm2d`
-    (per field, over the batch, the whole group axis and the image). The state_dict is the
-    parent's plus ``subset.logits``.
+    ``(B, C*|G|, H, W) -> (B, C*|G|, H, W)``: ``y[c, g] = m_g * ReLU(GBN(x))[c, g]`` with ``m``
+    from :attr:`subset` (a :class:`GroupSubset`). Statistics are those of
+    :class:`GroupBatchNorm2d` (per field, over the batch, the whole group axis and the image).
+    The state_dict is the parent's (the same keys as a p4 norm) plus ``subset.logits``.
     """
 
     def __init__(
@@ -184,33 +187,35 @@ class SubsetGroupBatchNorm2d(GroupBatchNorm2d):
         self.subset = GroupSubset(group, **subset_options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = super().forward(x)
+        y = torch.relu(super().forward(x))
         b, channels, h, w = y.shape
         m = self.subset.mask().to(y.dtype).view(1, 1, self.group_size, 1, 1)
         return (y.view(b, self.num_features, self.group_size, h, w) * m).view(b, channels, h, w)
 
     @torch.no_grad()
-    def to_batchnorm2d(self) -> nn.BatchNorm2d:
-        """Per-channel ``BatchNorm2d(C*|G|)`` with the eval-mode mask folded into its affine."""
-        bn = super().to_batchnorm2d()
+    def to_plain(self) -> nn.Sequential:
+        """``BatchNorm2d(C*|G|)`` with the eval-mode mask folded into its affine, then ReLU."""
+        bn = self.to_batchnorm2d()
         m = self.subset.kept().to(bn.weight.dtype).repeat(self.num_features)
         bn.weight.mul_(m)
         bn.bias.mul_(m)
-        return bn
+        return nn.Sequential(bn, nn.ReLU(inplace=True))
 
 
 class PartialFamily:
     """:class:`~zoo.family.ConvFamily` wrapper: ``base``'s convs, each layer on a learned subset.
 
-    ``base`` must have regular fields of a finite group (its ``group``, no ``norm`` of its own);
-    the skeleton's norm of every layer (lift and group convs) becomes a
-    :class:`SubsetGroupBatchNorm2d`. ``subset_options`` (``init_logit``, ``temperature``,
-    ``straight_through``, ``keep_weight``) go to every layer's :class:`GroupSubset`.
+    ``base`` must have regular fields of a finite group (its ``group``, no ``norm`` or
+    ``activation`` of its own); the skeleton's norm of every layer (lift and group convs) becomes
+    a :class:`SubsetNormReLU` and its activation the identity (the ReLU is inside).
+    ``subset_options`` (``init_logit``, ``temperature``, ``straight_through``, ``keep_weight``)
+    go to every layer's :class:`GroupSubset`.
     """
 
     def __init__(self, base: ConvFamily, **subset_options: Any) -> None:
         group = getattr(base, "group", None)
-        if not isinstance(group, Group) or getattr(base, "norm", None) is not None:
+        own = [getattr(base, name, None) for name in ("norm", "activation")]
+        if not isinstance(group, Group) or any(hook is not None for hook in own):
             raise ValueError(f"partial equivariance needs regular fields of a finite group: {base}")
         self.base = base
         self.group = group
@@ -228,9 +233,13 @@ class PartialFamily:
         """``base.conv``: ``(B, in_fields*|G|, H, W) -> (B, out_fields*|G|, H, W)``."""
         return self.base.conv(in_fields, out_fields, kernel_size)
 
-    def norm(self, fields: int) -> SubsetGroupBatchNorm2d:
-        """The layer's norm, its output restricted to the layer's learned subset."""
-        return SubsetGroupBatchNorm2d(fields, self.group, **self.subset_options)
+    def norm(self, fields: int) -> SubsetNormReLU:
+        """The layer's norm and ReLU, its output restricted to the layer's learned subset."""
+        return SubsetNormReLU(fields, self.group, **self.subset_options)
+
+    def activation(self, fields: int) -> nn.Identity:
+        """The identity: :meth:`norm` applies the ReLU before the subset's mask."""
+        return nn.Identity()
 
     def __repr__(self) -> str:
         return f"PartialFamily({self.base!r})"

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 TASKS = ("orientation", "invariant")
 CELLS, CELL, SIDE = 3, 8, 7
-STEPS, LR, BATCH = 150, 1e-2, 8
+STEPS, LR, BATCH = 250, 1e-2, 8
 SIZES = {"width": 4, "depth": 1}
 
 
