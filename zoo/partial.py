@@ -7,10 +7,14 @@ fourth source talk, "Partial G-CNNs"). A regular group conv on a finite group ``
 
     (psi * f)(u) = sum_{v in S_in} psi(v^{-1} u) f(v)       for u in S_out (p(u) > 0), else 0
 
-so the layer is equivariant to the rotations that keep ``S_out`` (and the subset it reads)
-in place, and to all of ``G`` when ``S = G``. A layer's output domain is the next layer's input
-domain: restricting the output of layer ``l`` to ``S_l`` makes every later sum over ``v`` run over
-``S_l`` alone, exactly the Monte Carlo group conv of the talk evaluated on the sampled elements.
+A rotation ``h`` of the input shifts every field along the group axis (``g -> h g``); the mask
+commutes with that shift exactly when ``h S = S``. So the network is equivariant to the elements
+that map every layer's subset onto itself: to a subgroup ``H`` when every ``S`` is ``H``
+(tested: ``{0, 180}`` gives exact equivariance to 180 degrees and none to 90), to all of ``G``
+when every ``S = G``, and only approximately, or not at all, otherwise. A layer's output domain
+is the next layer's input domain: restricting the output of layer ``l`` to ``S_l`` makes every
+later sum over ``v`` run over ``S_l`` alone, exactly the Monte Carlo group conv of the talk
+evaluated on the sampled elements.
 
 Discrete groups (the talk's "Gumbel softmax trick ... a Bernoulli distribution over each group
 element"): one Bernoulli per element and layer, ``p(g) = sigmoid(theta_g)``, the identity always
@@ -187,9 +191,9 @@ class SubsetNormReLU(GroupBatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(super().forward(x))
-        b, channels, h, w = y.shape
-        m = self.subset.mask().to(y.dtype).view(1, 1, self.group_size, 1, 1)
-        return (y.view(b, self.num_features, self.group_size, h, w) * m).view(b, channels, h, w)
+        # channel c*|G| + g gets m_g; no view of y, so any memory format works
+        m = self.subset.mask().to(y.dtype).repeat(self.num_features)
+        return y * m.view(1, -1, 1, 1)
 
     @torch.no_grad()
     def to_plain(self) -> nn.Sequential:

@@ -17,7 +17,7 @@ p4-rpp       orientation  max ||W_free||/||W_eq|| 0.0043-0.039         max ratio
                           (seed 0: 0.0104)
 p4-rpp       invariant    max ratio 0.00008-0.00048 (seed 0: 0.00008); ratio < 0.001 and 5x
                           13-130 times below the orientation task's    below the orientation's
-p4           orientation  Dice 0.000 on every seed (150 steps)        (reference, not run here)
+p4           orientation  Dice 0.000 on every seed                    (reference, not run here)
 ===========  ===========  ==========================================  =========================
 """
 
