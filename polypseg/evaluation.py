@@ -65,6 +65,7 @@ def evaluate_run(
 
     from polypseg.data import discover
     from polypseg.inference import check_tta, predict_probs
+    from polypseg.inspection import learned_summary
     from polypseg.training.datasets import choose_split, eval_dataset, subset_pairs
     from polypseg.training.progress import bars, want_progress
     from polypseg.training.runs import load_run
@@ -119,6 +120,9 @@ def evaluate_run(
         "summary": summarize_all({name: [r[name] for r in rows] for name in METRIC_NAMES}),
         "images": rows,
     }
+    learned = learned_summary(loaded.model)
+    if learned is not None:  # what a partial / RPP model learned (polypseg inspect)
+        result["learned_symmetry"] = learned
     if write:
         folder = Path(out) if out is not None else _default_out(loaded.run_dir, loaded.stem)
         stem = result_stem(subset, tta)

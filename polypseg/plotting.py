@@ -1,6 +1,7 @@
-"""Figures: Dice versus rotation angle (from sweeps) and training curves (from metrics.csv).
+"""Figures: Dice versus rotation angle (from sweeps), training curves (from metrics.csv) and
+the learned symmetry of partial / RPP runs (from ``symmetry.json``).
 
-Both are drawn with matplotlib's Agg backend and written as PNG and SVG side by side
+All are drawn with matplotlib's Agg backend and written as PNG and SVG side by side
 (``fig.png`` and ``fig.svg``), atomically.
 """
 
@@ -22,6 +23,9 @@ VARIANT_COLOURS: dict[str, str] = {
     "se2n12": "#9467bd",
     "steerable": "#ff7f0e",
     "steerable-flip": "#8c564b",
+    "p4-partial": "#17becf",
+    "p4-rpp": "#e377c2",
+    "se2n12-partial": "#bcbd22",
 }
 PANEL_TITLES: dict[str, str] = {
     "consistency": "Consistency  Dice(rot(pred(x)), pred(rot(x)))",
@@ -215,3 +219,46 @@ def training_figure(
     axes[2].set_yscale("log")
     fig.tight_layout()
     return fig
+
+
+def plot_symmetry(results: Sequence[dict[str, Any]], out: str | Path) -> list[Path]:
+    """What runs learned about their symmetry (:func:`polypseg.inspection.inspect_run` results),
+    one panel per run: for a partial variant a layers x group elements map of ``p(keep)``
+    (crossed: dropped at evaluation), for an RPP variant a bar per layer of
+    ``||W_free|| / ||W_eq||``. Runs with nothing learned are left out. Returns PNG and SVG."""
+    shown = [r for r in results if r["summary"]["kind"] is not None]
+    if not shown:
+        raise RunError("none of these runs learns its symmetry (only *-partial and *-rpp do)")
+    plt = _pyplot()
+    height = max(3.0, 0.32 * max(len(r["layers"]) for r in shown) + 1.2)
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.6 * len(shown), height), squeeze=False)
+    for ax, result in zip(axes[0], shown, strict=True):
+        layers = result["layers"]
+        labels = [row["layer"] for row in layers]
+        if result["summary"]["kind"] == "subset":
+            names = layers[0]["elements"]
+            grid = [row["probabilities"] for row in layers]
+            image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            for i, row in enumerate(layers):
+                for j, (name, p) in enumerate(zip(names, row["probabilities"], strict=True)):
+                    dropped = name not in row["kept"]
+                    ax.text(j, i, "x" if dropped else f"{p:.2f}", ha="center", va="center",
+                            fontsize=7, color="white" if p < 0.6 else "black")
+            ax.set_xticks(range(len(names)), names, fontsize=8)
+            ax.set_xlabel("group element (x: dropped at evaluation)")
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="p(keep)")
+        else:
+            ratios = [row["ratio"] for row in layers]
+            ax.barh(range(len(layers)), ratios, color=VARIANT_COLOURS.get(result["variant"]))
+            ax.set_xlabel("||W_free|| / ||W_eq||")
+            ax.invert_yaxis()
+            ax.grid(True, axis="x", alpha=0.3)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        name, variant = result["name"], result["variant"]
+        ax.set_title(name if name == variant else f"{name} ({variant})", fontsize=10)
+    fig.suptitle("Learned symmetry per layer", fontsize=12)
+    fig.tight_layout()
+    try:
+        return _save(fig, Path(out))
+    finally:
+        plt.close(fig)

@@ -93,3 +93,13 @@ def test_no_polyp_prediction_and_empty_conventions(data: Path, tmp_path: Path) -
     assert result["summary"]["hd95"]["mean"] is None
     assert result["summary"]["hd95"]["n_excluded"] == 4
     assert (run / "eval" / "test-tta-rot90.json").is_file()
+
+
+def test_a_partial_run_records_what_it_learned(data: Path, tmp_path: Path) -> None:
+    model = zoo.create("p4-partial", width=2, depth=2)
+    with torch.no_grad():
+        model.decoder[-1][-1][1].subset.logits.fill_(-1.0)  # the last layer keeps 0 degrees
+    result = evaluate_run(create_run(tmp_path / "partial", model, SIZE, _split()), data)
+    learned = result["learned_symmetry"]
+    assert learned["summary"]["layers_reduced"] == 1 and learned["layers"][-1]["kept"] == ["0°"]
+    assert "learned_symmetry" not in evaluate_run(_constant_run(tmp_path / "u", 1.0), data)

@@ -61,3 +61,20 @@ def test_bad_inputs(tmp_path: Path) -> None:
         load_sweep(tmp_path / "x.json")
     with pytest.raises(RunError, match="no training log"):
         plot_training([tmp_path], tmp_path / "c.png")
+
+
+def test_learned_symmetry_panels(tmp_path: Path) -> None:
+    from polypseg.plotting import plot_symmetry
+
+    partial = {"name": "a", "variant": "p4-partial", "summary": {"kind": "subset"}, "layers": [
+        {"layer": f"layer {i}", "kind": "subset", "elements": ["0°", "90°", "180°", "270°"],
+         "probabilities": [1.0, 0.2 * i, 0.9, 0.7], "kept": ["0°", "180°", "270°"]}
+        for i in range(3)]}  # fmt: skip
+    rpp = {"name": "b", "variant": "p4-rpp", "summary": {"kind": "residual"}, "layers": [
+        {"layer": f"layer {i}", "kind": "residual", "ratio": 0.01 * i} for i in range(3)]}
+    plain = {"name": "c", "variant": "p4", "summary": {"kind": None}, "layers": []}
+    written = plot_symmetry([partial, rpp, plain], tmp_path / "sym.png")
+    assert [p.name for p in written] == ["sym.png", "sym.svg"]
+    assert all(p.stat().st_size > 1000 for p in written)
+    with pytest.raises(RunError, match="none of these runs"):
+        plot_symmetry([plain], tmp_path / "none.png")

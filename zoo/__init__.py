@@ -1,8 +1,10 @@
 """zoo: rotation-equivariant U-Nets behind one factory (knows nothing of datasets or files).
 
 >>> import zoo
->>> zoo.available()
-['unet', 'p4', 'p4m', 'se2n12', 'steerable', 'steerable-flip']
+>>> zoo.available()[:7]
+['unet', 'p4', 'p4m', 'se2n12', 'steerable', 'steerable-flip', 'steerable-so2']
+>>> zoo.available()[7:]
+['p4-partial', 'se2n12-partial', 'p4-rpp']
 >>> model = zoo.create("p4", in_channels=3, out_channels=1, width=8, depth=4)
 >>> zoo.describe(model, size=(256, 256))["params"]
 1962401
@@ -11,7 +13,10 @@ Every variant maps ``(B, in_channels, H, W)`` (H, W divisible by ``2**depth``) t
 ``(B, out_channels, H, W)`` and, for an equivariant one, ``model(g x) = g model(x)`` for the
 rotations by multiples of 90 degrees (and mirrors for ``p4m``/``steerable-flip``) exactly.
 ``model.export()`` gives an equivalent plain torch module; ``model.config`` rebuilds it through
-:func:`from_config`. Layout and group conventions: :mod:`zoo.groups`.
+:func:`from_config`. Layout and group conventions: :mod:`zoo.groups`. The ``*-partial`` and
+``*-rpp`` variants learn how much of their symmetry to keep (:func:`learned_symmetry`); train
+any variant with ``AdamW(param_groups(model, lr, wd))`` and the loss plus
+``regularisation(model)`` (``None`` for most variants).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from zoo.base import ExpandedConv2d
 from zoo.describe import describe
 from zoo.family import ConvFamily
 from zoo.groups import P4, P4M, TRIVIAL, Group, transform_fields, transform_image
+from zoo.learned import learned_symmetry
 from zoo.norm import GroupBatchNorm2d
+from zoo.optim import param_groups, regularisation
 from zoo.pooling import RotationPool, upsample2x
 from zoo.registry import (
     DEFAULT_DEPTH,
@@ -58,7 +65,10 @@ __all__ = [
     "create",
     "describe",
     "from_config",
+    "learned_symmetry",
     "match_params",
+    "param_groups",
+    "regularisation",
     "transform_fields",
     "transform_image",
     "upsample2x",

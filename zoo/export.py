@@ -7,6 +7,8 @@ each leaf for its plain equivalent:
   ``nn.Conv2d`` holding its frozen expanded weight (``to_conv2d``);
 * every :class:`~zoo.norm.GroupBatchNorm2d` becomes a ``BatchNorm2d(C*|G|)`` with each field's
   statistics and affine repeated over its ``|G|`` channels (identical in eval mode);
+* a module with a ``to_plain()`` method becomes what it returns (the norm of a partial layer:
+  ``BatchNorm2d`` with its fixed subset folded in, then ``ReLU``);
 * torch modules (``Conv2d``, ``ReLU``, ``MaxPool2d``, ``Upsample``) are copied; the rest of the
   forward (concatenation, rotation pooling's reshape + max) is traced into plain torch ops.
 
@@ -34,11 +36,22 @@ class _LeafTracer(fx.Tracer):
     """torch.fx tracer that keeps the swapped zoo layers as single ``call_module`` nodes."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, SWAPPED) or super().is_leaf_module(m, module_qualified_name)
+        return (
+            isinstance(m, SWAPPED)
+            or hasattr(m, "to_plain")
+            or super().is_leaf_module(m, module_qualified_name)
+        )
 
 
 def plain_module(module: nn.Module) -> nn.Module:
-    """The torch-only equivalent of one leaf module (eval mode)."""
+    """The torch-only equivalent of one leaf module (eval mode).
+
+    A zoo module may give its own through a ``to_plain()`` method (e.g. the norm of a partial
+    layer, :class:`zoo.partial.SubsetNormReLU`); it is used first.
+    """
+    to_plain = getattr(module, "to_plain", None)
+    if callable(to_plain):
+        return to_plain()
     if isinstance(module, ExpandedConv2d):
         return module.to_conv2d()
     if isinstance(module, GroupBatchNorm2d):

@@ -51,7 +51,8 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
         bn = nn.BatchNorm2d(
             self.num_features * g, self.eps, self.momentum, self.affine, self.track_running_stats
         )
-        state = self.state_dict()
+        own = bn.state_dict()  # a subclass's extra tensors (e.g. a subset's logits) stay out
+        state = {k: v for k, v in self.state_dict().items() if k in own}
         floating = [t for t in state.values() if t.is_floating_point()]
         if floating:
             bn = bn.to(device=floating[0].device, dtype=floating[0].dtype)

@@ -13,7 +13,15 @@ name               convolutions                                group      ``|G|`
 ``steerable``      e2cnn regular fields of ``C8``              ``C8``     8
 ``steerable-flip`` e2cnn regular fields of ``D8``              ``D8``     16
 ``steerable-so2``  SO(2) irreps fields (:mod:`zoo.steerable`)  SO(2)      5 (L = 2)
+``p4-partial``     p4, each layer on a learned subset of C4     ``C4``     4
+``se2n12-partial`` SE(2,12), each layer on a learned subset     ``C12``    12
+``p4-rpp``         p4 + a free conv pathway (:mod:`zoo.rpp`)   ``C4``     4
 =================  ==========================================  =========  ============
+
+The partial variants (:mod:`zoo.partial`, Romero & Lohit's partial G-CNNs) learn per layer the
+subset of the group their output lives on; ``p4-rpp`` (residual pathway priors) adds to every
+conv a plain one, zero at initialisation and held back by a strong weight decay. Untrained, all
+three equal their equivariant parent; what they learned: :func:`zoo.learned.learned_symmetry`.
 
 ``steerable-so2`` has no group axis: its fields are SO(2) irreps (frequencies 0..L), built by
 :mod:`zoo.steerable`'s own model factory; it is exactly equivariant to the rot90 subgroup.
@@ -47,12 +55,34 @@ DEFAULT_FIELDS = 8
 DEFAULT_DEPTH = 4
 #: Options taken by the skeleton itself; every other option goes to the variant's family.
 SKELETON_OPTIONS = ("upsample", "rotation_pool")
+#: Options of the partial variants' learned subsets (:class:`zoo.partial.GroupSubset`).
+PARTIAL_OPTIONS = ("init_logit", "temperature", "straight_through", "keep_weight")
 
 
 def _se2(**options: Any) -> ConvFamily:
     from zoo.se2 import SE2Family
 
     return SE2Family(n=12, **options)
+
+
+def _partial(base: Callable[..., ConvFamily]) -> Callable[..., ConvFamily]:
+    def make(**options: Any) -> ConvFamily:
+        from zoo.partial import PartialFamily
+
+        subset = {k: options.pop(k) for k in PARTIAL_OPTIONS if k in options}
+        return PartialFamily(base(**options), **subset)
+
+    return make
+
+
+def _rpp(base: Callable[..., ConvFamily]) -> Callable[..., ConvFamily]:
+    def make(**options: Any) -> ConvFamily:
+        from zoo.rpp import ResidualPathwayFamily
+
+        free = {k: options.pop(k) for k in ("free_decay",) if k in options}
+        return ResidualPathwayFamily(base(**options), **free)
+
+    return make
 
 
 def _steerable(flip: bool) -> Callable[..., ConvFamily]:
@@ -105,6 +135,12 @@ _VARIANTS: dict[str, Variant] = {
                 "zoo.steerable"),
         Variant("steerable-so2", "e2cnn-basis SO(2) convs, irreps fields (frequencies <= 2)",
                 module="zoo.steerable", model=_steerable_so2, needs="create_so2_unet"),
+        Variant("p4-partial", "p4, every layer on a learned subset of C4 (partial G-CNN)",
+                _partial(Rot90Family), "zoo.partial"),
+        Variant("se2n12-partial", "SE(2,12), every layer on a learned subset of C12 (partial)",
+                _partial(_se2), "zoo.partial"),
+        Variant("p4-rpp", "p4 + a free conv pathway, zero at init, held back by L2 (RPP)",
+                _rpp(Rot90Family), "zoo.rpp"),
     )
 }  # fmt: skip
 

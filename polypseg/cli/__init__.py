@@ -24,9 +24,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from polypseg.cli import bench, data, deploy, models, report, train
+    from polypseg.cli import bench, data, deploy, inspect, models, report, train
 
-    for module in (data, models, train, deploy, bench, report):
+    for module in (data, models, train, inspect, deploy, bench, report):
         module.register(app)
 
 

@@ -45,6 +45,7 @@ from polypseg.training.sampling import ResumableSampler, SeededAugmentation
 from polypseg.training.schedule import warmup_cosine
 from polypseg.training.state import capture_rng, check_identity, load_state, restore_rng, state_path
 from polypseg.training.state import save_state as write_state
+from zoo.optim import param_groups, regularisation
 
 
 @dataclass
@@ -184,8 +185,10 @@ class _Trainer:
         if config.amp and not self.amp and ctx.is_main and not config.quiet:
             print("note: --amp needs CUDA; training in float32 on", ctx.device)
         self.loss_fn = DiceCELoss(sigmoid=True)
+        # per-parameter decay / lr asked for by zoo layers (one group for most variants)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            param_groups(self.model, config.lr, config.weight_decay),
+            lr=config.lr, weight_decay=config.weight_decay,
         )
         self.train_set = SeededAugmentation(train_set, config.seed)
         self.sampler = ResumableSampler(self.train_set, ctx.world_size, ctx.rank, config.seed)
@@ -401,7 +404,8 @@ class _Trainer:
             with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
                 logits = self.net(images)
             loss = self.loss_fn(logits.float(), masks)
-            self.scaler.scale(loss).backward()
+            penalty = regularisation(self.model)  # a zoo layer's prior; logged loss: data only
+            self.scaler.scale(loss if penalty is None else loss + penalty).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()

@@ -18,7 +18,8 @@ from torch import nn
 import zoo
 
 PARITY = 1e-5
-ALLOWED = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Upsample)
+ALLOWED = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Upsample,
+           nn.Identity)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", zoo.available())
