@@ -132,7 +132,9 @@ def train(
                      "(0: off, the default)."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="DataLoader worker processes (default 0).")
+        int | None,
+        typer.Option("--workers", help="DataLoader worker processes (default: 0 on CPU; on "
+                     "CUDA min(4, CPUs per process - 1))."),
     ] = None,
     limit_train: Annotated[
         int | None, typer.Option("--limit-train", help="Train on the first N images only.")

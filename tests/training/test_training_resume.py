@@ -9,35 +9,20 @@ relative; one that repeats a batch changes the batch-norm counters).
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from interrupts import InterruptAt
 from safetensors.torch import load_file
 
 from polypseg.data import discover, make_split
 from polypseg.errors import RunError
-from polypseg.training import StepInfo, TrainCallback, TrainConfig, train
+from polypseg.training import TrainConfig, train
 from polypseg.training.logs import read_metrics_csv
 from polypseg.training.state import load_state, state_path
-
-
-class InterruptAt(TrainCallback):
-    """Raise KeyboardInterrupt (or send SIGINT) after optimiser step ``step``."""
-
-    def __init__(self, step: int, real_signal: bool = False) -> None:
-        self.step, self.real_signal = step, real_signal
-
-    def on_step_end(self, info: StepInfo) -> None:
-        if info.step == self.step:
-            if self.real_signal:
-                os.kill(os.getpid(), signal.SIGINT)
-            else:
-                raise KeyboardInterrupt
-
 
 #: Relative tolerance of "the same run" (see the module docstring).
 SAME = 1e-6
