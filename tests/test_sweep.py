@@ -1,4 +1,11 @@
-"""Rotation sweeps of untrained runs: exact p4 consistency at multiples of 90 degrees."""
+"""Rotation sweeps of untrained runs: exact p4 consistency at multiples of 90 degrees.
+
+Consistency is a Dice of thresholded maps. Rotated and unrotated images go through the model in
+batches of other sizes (other kernels), so their logits agree to float rounding, not to the
+bit; a pixel whose logit sits within rounding of the threshold may flip (each head's bias is set
+to put the threshold at a median logit). ``EXACT`` allows a few such pixels: a flip costs about
+0.003 of Dice on these 32 px images, while the plain U-Net scores 0.47-0.55 at quarter turns.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ from polypseg.training.synthetic import make_synthetic
 
 SIZE = 32
 ANGLES = [0.0, 45.0, 90.0, 180.0, 270.0]
+#: Consistency of an exactly equivariant model, up to pixels at the threshold (see above).
+EXACT = 0.99
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +54,10 @@ def test_p4_is_exactly_consistent_at_quarter_turns_and_unet_is_not(
     result = sweep_runs(folders, data, ANGLES, limit=3, batch_size=4)
     for angle in (0.0, 90.0, 180.0, 270.0):
         stats = angle_summary(result, "p4", angle, "consistency")
-        assert stats["min"] == 1.0, angle
-    assert min(angle_summary(result, "unet", a, "consistency")["mean"] for a in (90, 180, 270)) < 1
-    assert angle_summary(result, "unet", 0.0, "consistency")["mean"] == 1.0
+        assert stats["min"] >= EXACT, (angle, stats)
+    unet = [angle_summary(result, "unet", a, "consistency")["mean"] for a in (90, 180, 270)]
+    assert max(unet) < EXACT, unet
+    assert angle_summary(result, "unet", 0.0, "consistency")["min"] >= EXACT
     assert 0.0 <= angle_summary(result, "p4", 45.0, "accuracy")["mean"] <= 1.0
 
     assert result["n_images"] == 3 and result["angles"] == ANGLES

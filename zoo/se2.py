@@ -137,8 +137,10 @@ def rotation_operator(
     """The sparse COO ``(n*k*k, k*k)`` operator (row ``g*k*k + a``), built once per arguments.
 
     At most 4 non-zeros per row (bilinear); at multiples of 90 degrees exactly one ``1.0`` per
-    row inside the disc. The same tensor is shared by every layer with these arguments (it is a
-    constant; modules register it as a non-persistent buffer, so it is not in state_dicts).
+    row inside the disc. The same tensor is shared by every layer with these arguments. It is a
+    constant, so modules hold it as a plain attribute, not a buffer: it is in no state_dict, and
+    ``DistributedDataParallel`` (which cannot broadcast sparse tensors) never sees it; the layers
+    use a cached copy on their weight's device and dtype (:func:`_operator_like`).
     """
     _check(k, n)
     return _operator(k, n, _radius(k, radius), dtype)
@@ -146,8 +148,16 @@ def rotation_operator(
 
 @functools.cache
 def _operator(k: int, n: int, radius: float, dtype: torch.dtype) -> torch.Tensor:
-    dense = torch.tensor(_operator_dense(k, n, radius), dtype=dtype).reshape(n * k * k, -1)
-    return dense.to_sparse_coo().coalesce()
+    with torch.inference_mode(False):  # a constant for autograd too, whatever mode asked first
+        dense = torch.tensor(_operator_dense(k, n, radius), dtype=dtype).reshape(n * k * k, -1)
+        return dense.to_sparse_coo().coalesce()
+
+
+@functools.lru_cache(maxsize=64)
+def _operator_like(op: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``op`` on ``device`` in ``dtype``, made once per (operator, dtype, device)."""
+    with torch.inference_mode(False):
+        return op.to(device=device, dtype=dtype)
 
 
 def _init_uniform(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int) -> None:
@@ -160,7 +170,8 @@ def _init_uniform(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int) 
 
 
 class _SE2Conv(ExpandedConv2d):
-    """Shared state of the SE(2,N) convs: the rotation operator buffer and the bias."""
+    """Shared state of the SE(2,N) convs: the rotation operator (a constant attribute, not a
+    buffer: see :func:`rotation_operator`) and the bias."""
 
     def __init__(
         self, out_fields: int, kernel_size: int, n: int, bias: bool, radius: float | None
@@ -173,17 +184,15 @@ class _SE2Conv(ExpandedConv2d):
         self.out_fields = out_fields
         self.out_channels = out_fields * n
         self.radius = radius
-        self.register_buffer(
-            "operator", rotation_operator(kernel_size, n, radius), persistent=False
-        )
+        self.operator = rotation_operator(kernel_size, n, radius)
         self.n_taps = int(disc_mask(kernel_size, radius).sum())
         self.bias = nn.Parameter(torch.empty(out_fields)) if bias else None
 
     def _rotate(self, w: torch.Tensor) -> torch.Tensor:
         """``(M, k*k) -> (M, N*k*k)``: every row rotated by every ``g`` (columns ``g*k*k+a``)."""
         op = self.operator
-        if op.dtype != w.dtype:  # e.g. a float64 weight with a float32 buffer
-            op = op.to(w.dtype)
+        if op.dtype != w.dtype or op.device != w.device:  # e.g. float64 or CUDA weights
+            op = _operator_like(op, w.dtype, w.device)
         # sparse.mm(op, w^T)^T rather than w @ op^T: transposing the sparse buffer fails under
         # torch.inference_mode ("Cannot set version_counter for inference tensor").
         return torch.sparse.mm(op, w.t()).t()

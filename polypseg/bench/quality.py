@@ -68,6 +68,33 @@ def _run_subprocess(spec: RunSpec, resume: bool, device: str | None, threads: in
     return f"worker exited {proc.returncode}: {tail[-1] if tail else ''} (see worker.log)"
 
 
+def _device_per_worker(device: str | None) -> Callable[[], str | None]:
+    """``pick()`` for :func:`run_all`'s worker threads: the device of the calling worker's jobs.
+
+    When ``device`` asks for CUDA without an index (``None``, ``auto``, ``cuda``) and torch sees
+    G > 1 GPUs, each worker thread takes its own GPU, round robin (``cuda:0``, ``cuda:1``, ...)
+    and keeps it for all its jobs, so ``--jobs N`` runs at most ceil(N/G) jobs on one GPU at a
+    time. Otherwise every job gets ``device`` as given (``cpu``, ``cuda:K``, one GPU).
+    """
+    import itertools
+    import threading
+
+    import torch
+
+    wants_any_gpu = device in (None, "auto", "cuda") and torch.cuda.is_available()
+    count = torch.cuda.device_count() if wants_any_gpu else 0
+    if count < 2:
+        return lambda: device
+    slots, worker = itertools.count(), threading.local()
+
+    def pick() -> str:
+        if not hasattr(worker, "device"):
+            worker.device = f"cuda:{next(slots) % count}"
+        return worker.device
+
+    return pick
+
+
 def _finished(progress: Progress, key: str, error: str | None) -> None:
     progress(f"{key}: failed: {error}" if error else f"{key}: done")
 
@@ -101,10 +128,11 @@ def run_all(specs: list[RunSpec], jobs: int, resume: bool, device: str | None,
             _finished(progress, spec.key, errors[spec.key])
         return errors
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    worker_device = _device_per_worker(device)
 
     def one(spec: RunSpec) -> None:
         progress(f"{spec.key}: started (subprocess, {threads} threads)")
-        errors[spec.key] = _run_subprocess(spec, resume, device, threads)
+        errors[spec.key] = _run_subprocess(spec, resume, worker_device(), threads)
         _finished(progress, spec.key, errors[spec.key])
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:

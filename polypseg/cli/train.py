@@ -119,6 +119,12 @@ def train(
     amp: Annotated[
         bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA only).")
     ] = None,
+    deterministic: Annotated[
+        bool | None,
+        typer.Option("--deterministic/--no-deterministic",
+                     help="Deterministic algorithms (default on; turn off on CUDA: bilinear "
+                     "upsampling has no deterministic CUDA backward)."),
+    ] = None,
     rot_aug: Annotated[
         bool | None,
         typer.Option("--rot-aug/--no-rot-aug", help="Random rotation augmentation (+rotaug)."),
@@ -132,7 +138,9 @@ def train(
                      "(0: off, the default)."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="DataLoader worker processes (default 0).")
+        int | None,
+        typer.Option("--workers", help="DataLoader worker processes (default: 0 on CPU; on "
+                     "CUDA min(4, CPUs per process - 1))."),
     ] = None,
     limit_train: Annotated[
         int | None, typer.Option("--limit-train", help="Train on the first N images only.")
@@ -159,6 +167,7 @@ def train(
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
         "warmup_epochs": warmup_epochs, "size": size, "width": width, "depth": depth,
         "seed": seed, "out": str(out) if out else None, "device": device, "amp": amp,
+        "deterministic": deterministic,
         "rot_aug": rot_aug, "patience": patience, "workers": workers,
         "limit_train": limit_train, "limit_val": limit_val, "progress": progress,
         "quiet": quiet or None, "resume": resume or None,

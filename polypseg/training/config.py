@@ -74,8 +74,9 @@ class TrainConfig:
     """Continue the run in ``out`` from ``checkpoints/last_state.pt``."""
     patience: int = 0
     """Stop after this many epochs without a better validation Dice (0: never stop early)."""
-    workers: int = 0
-    """DataLoader worker processes (0: load in the training process)."""
+    workers: int | None = None
+    """DataLoader worker processes (0: load in the training process); ``None``: 0 on CPU, on
+    CUDA ``min(4, CPUs per process - 1)`` (:func:`polypseg.training.distributed.auto_workers`)."""
     limit_train: int | None = None
     """Use only the first N training images (quick runs)."""
     limit_val: int | None = None
@@ -118,7 +119,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"'{name}' must be >= 1, got {value}")
-        for name in ("patience", "workers", "split_seed", "seed"):
+        if self.workers is not None and self.workers < 0:
+            problems.append(f"'workers' must be >= 0, got {self.workers}")
+        for name in ("patience", "split_seed", "seed"):
             if getattr(self, name) < 0:
                 problems.append(f"'{name}' must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:

@@ -8,6 +8,7 @@ Handlers are installed only in the main thread and restored on exit.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -28,6 +29,8 @@ class StopFlag:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        if os.environ.get("RANK", "0") != "0":  # under torchrun every rank gets the signal
+            return
         print(
             "\nstop requested: saving a resumable state after this step "
             "(press Ctrl-C again to stop at once)",

@@ -200,12 +200,16 @@ class _Trainer:
             min_ratio=config.min_lr_ratio,
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.workers = (
+            dist_.auto_workers(ctx.device) if config.workers is None else config.workers
+        )
         self.val_set, self.val_indices = shard(val_set, ctx.rank, ctx.world_size)
         self.n_val = len(val_set)
         self.n_params = count_parameters(self.model)
         # position in training
         self.epoch, self.batches_done, self.step = 0, 0, 0
-        self.loss_sum, self.loss_count = 0.0, 0
+        self.loss_sum, self.loss_count = 0.0, 0  # the epoch's, summed over ranks
+        self.pending_loss = (0.0, 0)  # this rank's last step, until _end_step adds it
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.bad_epochs = 0
@@ -257,7 +261,8 @@ class _Trainer:
         atomic_write_json(
             self.run_dir / "config.json",
             {**self.config.to_dict(), "resolved_model": self.model_kwargs,
-             "split_sha256": self.split_choice.sha256, "world_size": self.ctx.world_size},
+             "split_sha256": self.split_choice.sha256, "world_size": self.ctx.world_size,
+             "resolved_workers": self.workers},
         )
 
     def _model_state(self) -> dict[str, torch.Tensor]:
@@ -280,8 +285,10 @@ class _Trainer:
                 "epoch": self.epoch,
                 "batches_done": self.batches_done,
                 "step": self.step,
-                "loss_sum": self.loss_sum,
-                "loss_count": self.loss_count,
+                # a stop between a step and _end_step (Ctrl-C twice, a callback) adds that
+                # step's loss of this rank: exact in a single process
+                "loss_sum": self.loss_sum + self.pending_loss[0],
+                "loss_count": self.loss_count + self.pending_loss[1],
                 "best": self.best,
                 "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs,
@@ -373,18 +380,27 @@ class _Trainer:
             self.train_set,
             batch_size=config.batch_size,
             sampler=self.sampler,
-            num_workers=config.workers,
+            num_workers=self.workers,
             generator=generator,
             pin_memory=self.ctx.device.type == "cuda",
             persistent_workers=False,
         )
 
-    def _stop_requested(self) -> bool:
+    def _end_step(self) -> bool:
+        """Add this step's loss over all ranks to the epoch's; whether any rank asked to stop.
+
+        One all-reduce: every rank must stop at the same step, and every rank then holds the
+        epoch's running loss of the whole job, which the resume state saves and restores.
+        """
+        (loss_sum, count), self.pending_loss = self.pending_loss, (0.0, 0)
         requested = self.flag.requested
-        if self.ctx.enabled:  # every rank must stop at the same step
-            flag = torch.tensor([1.0 if requested else 0.0], device=self.ctx.device)
-            torch.distributed.all_reduce(flag)
-            requested = bool(flag.item() > 0)
+        if self.ctx.enabled:
+            totals = torch.tensor([float(requested), loss_sum, float(count)],
+                                  dtype=torch.float64, device=self.ctx.device)
+            torch.distributed.all_reduce(totals)
+            requested, loss_sum, count = bool(totals[0] > 0), float(totals[1]), int(totals[2])
+        self.loss_sum += loss_sum
+        self.loss_count += count
         return requested
 
     def _train_epoch(self, progress: Bars) -> None:
@@ -411,8 +427,7 @@ class _Trainer:
             self.scheduler.step()
             self.updating = False
             value = float(loss.detach())
-            self.loss_sum += value * images.shape[0]
-            self.loss_count += images.shape[0]
+            self.pending_loss = (value * images.shape[0], images.shape[0])
             self.batches_done += 1
             self.step += 1
             self.rng_snapshot = capture_rng()
@@ -423,7 +438,7 @@ class _Trainer:
             info = StepInfo(self.epoch, self.batches_done, self.step, value)
             for callback in self.callbacks:
                 callback.on_step_end(info)
-            if self._stop_requested():
+            if self._end_step():
                 raise _StopRequested
         progress.finish("train")
 
@@ -434,13 +449,14 @@ class _Trainer:
 
         config, device = self.config, self.ctx.device
         model = self.model
+        dist_.broadcast_buffers(self.ctx, model)  # every rank validates rank 0's checkpoint
         model.eval()
         metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
         batch_size = config.val_batch_size or config.batch_size
         per_image: list[tuple[int, float]] = []
         loss_sum, position = 0.0, 0
         for batch in DataLoader(self.val_set, batch_size=batch_size, shuffle=False,
-                                num_workers=config.workers):
+                                num_workers=self.workers):
             images = batch["image"].to(device)
             masks = batch["mask"].to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
@@ -461,8 +477,7 @@ class _Trainer:
 
     def _end_epoch(self, seconds: float) -> None:
         config = self.config
-        totals = dist_.gather(self.ctx, (self.loss_sum, self.loss_count))
-        train_loss = sum(s for s, _ in totals) / max(1, sum(n for _, n in totals))
+        train_loss = self.loss_sum / max(1, self.loss_count)  # already over every rank
         val_dice, val_loss = self._validate()
         improved = self.best is None or val_dice > self.best
         row = {

@@ -57,7 +57,10 @@ def restore_rng(state: dict[str, Any]) -> None:
     np.random.set_state((npst["name"], keys, npst["pos"], npst["has_gauss"], npst["gauss"]))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # a resume may run on a host with fewer GPUs than the one that saved: restore the
+        # generators of the GPUs present (set_rng_state_all would index past them)
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def state_path(run_dir: str | Path) -> Path:

@@ -9,6 +9,7 @@ import tarfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from data_helpers import CLINICDB_FRAMES, DatasetWriter
@@ -111,14 +112,28 @@ def test_existing_target_refused(kvasir_zip: Path, tmp_path: Path) -> None:
         download_dataset("kvasir-seg", tmp_path / "data", archive=kvasir_zip)
 
 
-def test_unreachable_server_fails_fast_and_leaves_nothing(tmp_path: Path) -> None:
+def test_unreachable_server_fails_at_once_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One connection attempt, no retry loop, no sleeping (no wall clock is measured)."""
+    import polypseg.data.download as download
+
+    attempts: list[str] = []
+    real_urlopen = download.urllib.request.urlopen
+
+    def counting_urlopen(url: str, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(url)
+        return real_urlopen(url, *args, **kwargs)
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", counting_urlopen)
+    monkeypatch.setattr(time, "sleep", lambda seconds: pytest.fail(f"slept {seconds} s"))
     with socket.socket() as sock:  # a port that was free a moment ago: connection refused
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    start = time.monotonic()
+    url = f"http://127.0.0.1:{port}/k.zip"
     with pytest.raises(DataError, match=r"cannot download .*offline"):
-        download_dataset("kvasir-seg", tmp_path / "data", url=f"http://127.0.0.1:{port}/k.zip")
-    assert time.monotonic() - start < 5
+        download_dataset("kvasir-seg", tmp_path / "data", url=url)
+    assert attempts == [url]
     assert not (tmp_path / "data").exists()
 
 

@@ -1,39 +1,48 @@
-"""Resume: interrupted + resumed training equals uninterrupted training, bit for bit."""
+"""Resume: interrupted + resumed training equals uninterrupted training.
+
+Both runs apply the very same kernels to the same data in the same order, so on one machine
+they agree to the bit. The comparisons allow float32 rounding (relative ``SAME`` = 1e-6) so
+that they also hold where a library picks its kernels by memory layout or thread count; a wrong
+resume is far outside it (one that drops the optimizer state moves a weight tensor by 0.015
+relative; one that repeats a batch changes the batch-norm counters).
+"""
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from interrupts import InterruptAt
 from safetensors.torch import load_file
 
 from polypseg.data import discover, make_split
 from polypseg.errors import RunError
-from polypseg.training import StepInfo, TrainCallback, TrainConfig, train
+from polypseg.training import TrainConfig, train
 from polypseg.training.logs import read_metrics_csv
 from polypseg.training.state import load_state, state_path
 
-
-class InterruptAt(TrainCallback):
-    """Raise KeyboardInterrupt (or send SIGINT) after optimiser step ``step``."""
-
-    def __init__(self, step: int, real_signal: bool = False) -> None:
-        self.step, self.real_signal = step, real_signal
-
-    def on_step_end(self, info: StepInfo) -> None:
-        if info.step == self.step:
-            if self.real_signal:
-                os.kill(os.getpid(), signal.SIGINT)
-            else:
-                raise KeyboardInterrupt
+#: Relative tolerance of "the same run" (see the module docstring).
+SAME = 1e-6
 
 
 def _weights(run: Path, which: str = "last") -> dict[str, torch.Tensor]:
     return load_file(str(run / "checkpoints" / f"{which}.safetensors"))
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Same keys; each float tensor within ``SAME`` of the other (relative to its max), the
+    integer ones (batch counts) equal."""
+    assert a.keys() == b.keys()
+    for key in a:
+        if not a[key].is_floating_point():
+            assert torch.equal(a[key], b[key]), key
+            continue
+        scale = float(a[key].abs().max().clamp_min(1e-12))
+        error = float((a[key] - b[key]).abs().max()) / scale
+        assert error <= SAME, (key, error)
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(
@@ -48,29 +57,29 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     assert len(state["history"]) == 1
     resumed = train(tiny_config(out=str(tmp_path / "interrupted"), rot_aug=True, resume=True))
 
-    a, b = _weights(straight), _weights(resumed)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert_same_weights(_weights(straight), _weights(resumed))
     rows_a, rows_b = read_metrics_csv(straight / "metrics.csv"), read_metrics_csv(
         resumed / "metrics.csv"
     )
     assert [r["epoch"] for r in rows_b] == [1, 2]
     for row_a, row_b in zip(rows_a, rows_b, strict=True):
-        for key in ("step", "train_loss", "val_loss", "val_dice", "lr"):
-            assert row_a[key] == row_b[key], key
+        assert row_a["step"] == row_b["step"]
+        for key in ("train_loss", "val_loss", "val_dice", "lr"):
+            assert row_b[key] == pytest.approx(row_a[key], rel=SAME), key
 
 
 def test_sigint_stops_after_the_step_with_a_resumable_state(
     tiny_config: Callable[..., TrainConfig],
 ) -> None:
     config = tiny_config(epochs=1)
+    # whatever this process had: the default handler, or SIG_IGN in a background job
+    handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         train(config, [InterruptAt(step=1, real_signal=True)])
     state = load_state(state_path(config.run_dir()))
     assert (state["epoch"], state["batches_done"], state["step"]) == (0, 1, 1)
     assert not (config.run_dir() / "checkpoints" / "last.json").exists()  # no half epoch saved
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is handler  # handler restored
     train(tiny_config(epochs=1, resume=True))
     assert len(read_metrics_csv(config.run_dir() / "metrics.csv")) == 1
     assert (config.run_dir() / "checkpoints" / "best.safetensors").is_file()
@@ -102,4 +111,4 @@ def test_resume_of_a_finished_run_does_nothing(tiny_config: Callable[..., TrainC
     before = _weights(run)
     train(tiny_config(epochs=1, resume=True))
     after = _weights(run)
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the file, untouched

@@ -30,6 +30,7 @@ from zoo.se2 import (
     SE2Family,
     SE2GroupConv,
     SE2LiftConv,
+    _operator_like,
     disc_mask,
     rotation_operator,
     rotation_operator_dense,
@@ -122,6 +123,23 @@ def test_sparse_operator_is_cached_and_not_saved() -> None:
     layer = SE2GroupConv(2, 3)
     assert layer.operator is op
     assert set(layer.state_dict()) == {"weight", "bias"}
+    # not a buffer: DistributedDataParallel broadcasts buffers and cannot broadcast sparse ones
+    assert all(not b.is_sparse for b in layer.buffers())
+    as_float64 = _operator_like(op, torch.float64, op.device)
+    assert as_float64 is _operator_like(op, torch.float64, op.device)  # made once
+
+
+def test_operator_made_under_inference_mode_still_trains() -> None:
+    """The cached operator may first be asked for under ``torch.inference_mode`` (an evaluation
+    before training); it must not become an inference tensor that autograd refuses."""
+    x = torch.randn(1, 1, 9, 9, dtype=torch.float64)
+    with torch.inference_mode():  # (k, N) = (7, 20) is used by no other test
+        first = SE2LiftConv(1, 1, kernel_size=7, n=20).double()  # builds the shared operator
+        first(x)  # and its float64 copy
+    layer = SE2LiftConv(1, 1, kernel_size=7, n=20).double()
+    assert layer.operator is first.operator
+    layer(x).square().sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
 
 
 # -- the expansion --------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Steerable layers (zoo.steerable, e2cnn regular fields of C_N / D_N).
 
 What is checked: e2cnn's regular representation moves fields exactly as zoo.groups says; the
-layers expand to exactly e2cnn's ``R2Conv.expand_parameters()`` and initialise like e2cnn's
-``generalized_he_init``; exact equivariance to rot90 (and the mirror for D_N); approximate
-equivariance at 45 degrees; the cached basis; state_dict keys stable across train/eval.
+layers expand to e2cnn's ``R2Conv.expand_parameters()`` (up to float rounding: another summation
+order) and initialise like e2cnn's ``generalized_he_init``; exact equivariance to rot90 (and
+the mirror for D_N); approximate equivariance at 45 degrees; the cached basis; state_dict keys
+stable across train/eval.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from equivariance import (
     BROKEN,
     TOL32,
+    assert_same_numbers,
     group_layer_errors,
     lifting_errors,
     model_errors,
@@ -93,7 +95,8 @@ def test_expansion_and_init_are_e2cnns(flip: bool) -> None:
         r2conv = layer.to_r2conv()
         filt, bias = r2conv.expand_parameters()
         ours_w, ours_b = layer.expand()
-        assert torch.equal(ours_w, filt) and torch.equal(ours_b, bias)
+        assert_same_numbers(ours_w, filt)  # one matmul against e2cnn's own expansion
+        assert_same_numbers(ours_b, bias)
         x = torch.randn(2, layer.in_channels, 9, 10)
         out = r2conv(GeometricTensor(x, r2conv.in_type)).tensor
         assert torch.allclose(layer(x), out, atol=1e-6)
@@ -223,7 +226,7 @@ def test_so2_action_is_e2cnns() -> None:
         x = torch.randn(2, layer.in_channels, 9, 8)
         for q in (1, 2, 3):
             expected = GeometricTensor(x, layer.in_type()).transform(q * math.pi / 2).tensor
-            assert torch.equal(so2_transform(x, max_frequency, q), expected)
+            assert_same_numbers(so2_transform(x, max_frequency, q), expected)
 
 
 @pytest.mark.parametrize("in_kind", ["trivial", "irreps"])
@@ -236,7 +239,8 @@ def test_so2_layers_are_e2cnns_and_exactly_rot90_equivariant(in_kind: str) -> No
         layer.bias.normal_()
     r2conv = layer.to_r2conv()
     filt, bias = r2conv.expand_parameters()
-    assert torch.equal(layer.expand()[0], filt) and torch.equal(layer.expand()[1], bias)
+    assert_same_numbers(layer.expand()[0], filt)
+    assert_same_numbers(layer.expand()[1], bias)
     assert torch.allclose(layer.init_std(), _generalized_he_init_variances(r2conv.basisexpansion))
     act_in = (
         (lambda x, q: torch.rot90(x, q, (-2, -1)))
