@@ -120,7 +120,8 @@ class Plan:
     limit_test: int | None = None
     sweep_limit: int | None = None
     depth: int | None = None
-    workers: int = 0
+    workers: int | None = None
+    """DataLoader workers of every run (``None``: the trainer's automatic choice)."""
     split_seed: int = 0
     train_options: dict[str, Any] = field(default_factory=dict)
     cross_dataset: bool = False
@@ -400,7 +401,7 @@ def parse_plan(
         limit_test=_optional_int(raw, "limit_test"),
         sweep_limit=_optional_int(raw, "sweep_limit"),
         depth=_optional_int(raw, "depth"),
-        workers=_int(raw.get("workers", 0), "workers", 0),
+        workers=None if raw.get("workers") is None else _int(raw["workers"], "workers", 0),
         split_seed=_int(raw.get("split_seed", 0), "split_seed", 0),
         train_options=dict(train_options),
         cross_dataset=cross_dataset,
