@@ -139,6 +139,8 @@ def predict(
         f"{summary.images} masks in {summary.out} (CSV {summary.csv}, "
         f"mean foreground {summary.mean_foreground:.3f})"
     )
+    if summary.problems:  # after writing everything that could be read: exit status 2
+        raise PolypsegError("; ".join(summary.problems) + "; the frames read have their masks")
 
 
 def serve(
