@@ -49,14 +49,16 @@ WORST_SIDE = 6324
 PHASES = ("memory", "slow", "flood", "url")
 
 
-def worst_case_png(side: int = WORST_SIDE) -> bytes:
-    """A PNG of ``side x side`` zero RGB pixels (117 KB for 6324: it compresses 1000:1)."""
+def worst_case_png(side: int = WORST_SIDE, noise_bytes: int = 0) -> bytes:
+    """A PNG of ``side x side`` zero RGB pixels (117 KB for 6324: it compresses 1000:1), its
+    first rows random so that the file is about ``noise_bytes`` larger (a large body too)."""
     import cv2
     import numpy as np
 
-    ok, encoded = cv2.imencode(
-        ".png", np.zeros((side, side, 3), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9]
-    )
+    pixels = np.zeros((side, side, 3), np.uint8)
+    rows = min(side, -(-noise_bytes // (side * 3)))
+    pixels[:rows] = np.random.default_rng(0).integers(0, 256, (rows, side, 3), dtype=np.uint8)
+    ok, encoded = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     assert ok
     return encoded.tobytes()
 
@@ -347,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default=",".join(PHASES), help=f"of {', '.join(PHASES)}")
     parser.add_argument("-n", "--uploads", type=int, default=16, help="concurrent uploads")
     parser.add_argument("--side", type=int, default=WORST_SIDE, help="side of the zero PNG")
+    parser.add_argument("--noise-mib", type=float, default=0.0,
+                        help="make the PNG about this much larger with random rows")  # fmt: skip
     parser.add_argument("--slow-clients", type=int, default=4, help="slow clients of each kind")
     parser.add_argument("--slow-limit", type=float, default=90.0, help="seconds a slow client "
                         "waits for the server to answer or close")  # fmt: skip
@@ -359,9 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     if set(phases) - set(PHASES):
         parser.error(f"--phases: choose from {', '.join(PHASES)}")
     if not (1 <= args.uploads <= 64 and 1 <= args.slow_clients <= 64 and 1 <= args.flood <= 2000
-            and 1 <= args.side <= 20000 and 1 <= args.slow_limit <= 600):  # fmt: skip
+            and 1 <= args.side <= 20000 and 1 <= args.slow_limit <= 600
+            and 0 <= args.noise_mib <= 64):  # fmt: skip
         parser.error("bounds: -n 1..64, --slow-clients 1..64, --flood 1..2000, --side, "
-                     "--slow-limit 1..600")  # fmt: skip
+                     "--slow-limit 1..600, --noise-mib 0..64")  # fmt: skip
     try:
         if args.url:
             check_loopback(args.url)
@@ -380,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             url, pid, log = check_loopback(args.url), args.pid, None
         report["server"] = {"url": url, "serve_args": args.serve_args, "nofile": args.nofile}
         if "memory" in phases:
-            report["memory"] = memory_phase(url, pid, args.uploads, worst_case_png(args.side))
+            body = worst_case_png(args.side, int(args.noise_mib * 2**20))
+            report["memory"] = memory_phase(url, pid, args.uploads, body)
         if "slow" in phases:
             report["slow"] = slow_phase(url, args.slow_clients, args.slow_limit)
         if "flood" in phases:

@@ -22,7 +22,8 @@ asyncio logs a traceback per failed ``accept``. :class:`GuardedH11Protocol` adds
   briefly before closing, so the client reads it;
 * **a bounded log**: repeated warnings (invalid requests, timeouts, ``accept`` failures) are
   logged at most once per :data:`LOG_INTERVAL_S` per kind, with a count of those suppressed,
-  and without tracebacks for running out of file descriptors.
+  and without tracebacks for running out of file descriptors; OpenCV's own messages about
+  undecodable uploads are silenced.
 
 :func:`serve_app` runs an app with these settings (see ``polypseg serve --help``).
 """
@@ -311,6 +312,14 @@ def connection_cap(requested: int, reserve: int = FD_RESERVE) -> int:
     return min(requested, free)
 
 
+def _quiet_opencv() -> None:
+    """OpenCV logs each image it cannot decode to stderr: a line per hostile upload, which the
+    JSON error already answers. (libpng still prints one line for a truncated PNG.)"""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def serve_app(
     app: Any,
     *,
@@ -340,6 +349,7 @@ def serve_app(
         ours.handlers, ours.propagate = list(uvicorns.handlers), False
         ours.setLevel(uvicorns.level)
     install_log_limits()
+    _quiet_opencv()
     server = uvicorn.Server(config)
 
     async def run() -> None:

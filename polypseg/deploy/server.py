@@ -310,7 +310,7 @@ def create_app(
             raise HTTPException(503, "model not ready")
         with engine.admitted():
             data = await _image_bytes(request, settings.max_bytes)
-            header = read_header(data, settings.max_pixels)
+            header = await run_in_threadpool(read_header, data, settings.max_pixels)
             use_tta = settings.tta if tta is None else (None if tta == "none" else tta)
             cut = bundle.threshold if threshold is None else threshold
             try:
