@@ -43,6 +43,8 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from polypseg.deploy.memory import map_large_allocations
+
 log = logging.getLogger("polypseg.serve")
 
 #: Seconds between two log records of the same kind (the others are counted, not written).
@@ -350,6 +352,7 @@ def serve_app(
         ours.setLevel(uvicorns.level)
     install_log_limits()
     _quiet_opencv()
+    map_large_allocations()
     server = uvicorn.Server(config)
 
     async def run() -> None:

@@ -11,9 +11,10 @@ The model's own working memory (activations of one forward pass, which onnxrunti
 several requests at once) is measured once at warm-up with :func:`transient_bytes` and added to
 every reservation.
 
-glibc keeps freed memory in its heaps (one per thread that allocated); :func:`trim_heap`
-(``malloc_trim``) returns it after a large request, so the resident size falls back instead of
-staying at its peak.
+glibc keeps freed memory in its heaps (one per thread that allocated):
+:func:`map_large_allocations` (set once by the server) gives image-sized buffers back to the OS
+when freed, and :func:`trim_heap` (``malloc_trim``) returns what is left after a large request,
+so the resident size falls back instead of staying at its peak.
 """
 
 from __future__ import annotations
@@ -99,6 +100,28 @@ def _libc_trim() -> object | None:
         return libc.malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
         return None
+
+
+#: ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (glibc's malloc.h).
+_M_MMAP_THRESHOLD = -3
+#: Allocations at least this large get their own memory map, unmapped when freed.
+MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024
+
+
+def map_large_allocations(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Serve allocations of ``threshold`` bytes or more from their own memory maps (glibc).
+
+    glibc raises its threshold to the size of each large block freed (up to 32 MiB), after
+    which image-sized buffers come from per-thread heaps that keep them after they are freed;
+    a fixed threshold gives them back to the OS when freed. Below it (the model's activations)
+    nothing changes. Returns whether it could be set.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, int(threshold)))
 
 
 def trim_heap() -> bool:

@@ -42,16 +42,15 @@ def test_concurrent_worst_case_uploads_stay_within_the_memory_budget(
 ):
     """6 concurrent 6.8-megapixel zero PNGs (34 MB of work each, 20 KB uploads) under a
     64 MiB budget: the server's peak grows by the budget and some slack, not by 6 requests'
-    worth (about 0.5 GB before). A second round holds nothing more afterwards (the first
-    one's threads keep their one-time allocations)."""
+    worth, and less than the budget stays held afterwards (before: +675 MiB at peak and
+    +447 MiB held, measured with scripts/abuse_test.py -n 6 --side 2600)."""
     url, pid, _ = guarded
-    body = abuse_test.worst_case_png(2600)
-    first = abuse_test.memory_phase(url, pid, 6, body)
-    assert first["statuses"] == {"200": 6}, first
-    assert first["rss_peak_mib"] - first["rss_before_mib"] <= BUDGET_MIB + SLACK_MIB, first
-    second = abuse_test.memory_phase(url, pid, 6, body)
-    assert second["rss_peak_mib"] - second["rss_before_mib"] <= BUDGET_MIB + SLACK_MIB, second
-    assert second["held_after_mib"] <= 16, (first, second)
+    # small images first, so that the threads exist with their one-time allocations
+    abuse_test.memory_phase(url, pid, 6, abuse_test.worst_case_png(64))
+    report = abuse_test.memory_phase(url, pid, 6, abuse_test.worst_case_png(2600))
+    assert report["statuses"] == {"200": 6}, report
+    assert report["rss_peak_mib"] - report["rss_before_mib"] <= BUDGET_MIB + SLACK_MIB, report
+    assert report["held_after_mib"] < BUDGET_MIB / 2, report
 
 
 @pytest.mark.parametrize("kind", ["slow-body", "slow-headers", "no-body"])
