@@ -272,6 +272,13 @@ class GuardedH11Protocol(H11Protocol):
             return
         self._answer(400, "invalid HTTP request")
 
+    def shutdown(self) -> None:
+        """Server shutdown: a draining connection (h11 may be in its error state) just closes."""
+        if self._draining:
+            self.transport.close()
+            return
+        super().shutdown()
+
     def timeout_keep_alive_handler(self) -> None:
         if not self._draining:
             super().timeout_keep_alive_handler()
