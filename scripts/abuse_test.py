@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -113,10 +114,12 @@ def serving(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     """``polypseg serve MODEL ARGS`` on a free loopback port, until the block ends.
 
-    Yields ``(url, process, log file)``; ``nofile`` sets the server's open-file limit.
+    Yields ``(url, process, log file)``; ``nofile`` sets the server's open-file limit. Without
+    ``log``, the log lies in a temporary folder removed afterwards.
     """
     port = free_port()
-    log = log or Path(tempfile.mkdtemp(prefix="polypseg-abuse-")) / "serve.log"
+    scratch = None if log is not None else Path(tempfile.mkdtemp(prefix="polypseg-abuse-"))
+    log = log or scratch / "serve.log"  # type: ignore[operator]
     command = [sys.executable, "-m", "polypseg", "serve", str(model), "--host", "127.0.0.1",
                "--port", str(port), *args]  # fmt: skip
 
@@ -148,6 +151,8 @@ def serving(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 # -- phases -----------------------------------------------------------------------------------
