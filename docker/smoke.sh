@@ -78,7 +78,9 @@ save_checkpoint(f"{sys.argv[1]}/checkpoints/best", model, meta)
 EOF
 "$PY" -m polypseg export "$WORK/run" --format onnx --out "$WORK/onnx" >&2
 "$PY" -m polypseg export "$WORK/run" --format torchscript --out "$WORK/torchscript" >&2
-chmod -R a+rX "$WORK"  # the container runs as uid 10001
+# No chmod: the export folder and its files get the modes mkdir/open give under the umask, so
+# the container's uid 10001 reads them as the README mounts them (umask 022, the default).
+[ "$(stat -c %a "$WORK/onnx")" = 755 ] || log "note: umask $(umask) makes the export unreadable by uid 10001"
 
 # ---- build ------------------------------------------------------------------------------------
 build_args=(--build-arg "BASE_IMAGE=$BASE")
@@ -126,8 +128,10 @@ serve() {  # serve FORMAT: start the container on the export folder and wait unt
   CONTAINERS+=("$CONTAINER")
   # podman's stderr goes to a file: without systemd it complains about healthcheck timers
   # (`podman healthcheck run` below still runs the image's HEALTHCHECK)
+  # mounted as the README shows: the export folder read-only, a read-only root, /tmp in memory
   podman run --detach --name "$CONTAINER" -p "127.0.0.1:$PORT:8000" \
-    -v "$WORK/$1:/models/model:ro" "$IMAGE" /models/model --threads 2 >/dev/null 2>"$WORK/run.err" \
+    -v "$WORK/$1:/models/model:ro" --read-only --tmpfs /tmp \
+    "$IMAGE" /models/model --threads 2 >/dev/null 2>"$WORK/run.err" \
     || { cat "$WORK/run.err" >&2; fail "podman run"; }
   for _ in $(seq 1 120); do
     if "$PY" -c "import urllib.request as u; u.urlopen('$URL/readyz', timeout=2)" 2>/dev/null; then

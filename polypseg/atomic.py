@@ -1,7 +1,13 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
 
 A reader (or a resumed run after Ctrl-C or a crash) sees either the old file or the new one,
-never a half-written file.
+never a half-written file. Files and folders get the mode a plain ``open()`` / ``mkdir()``
+would give them (``0666`` / ``0777`` less the umask), whatever the writing library does, so an
+artifact written by one user can be read by another (e.g. a container's unprivileged user)
+whenever the umask allows it.
+
+Temporary names are ``.NAME.PID.XXXXXXXX.tmp`` (``PID``: the writing process), so that
+:func:`remove_stale_temps` can tell the leftovers of a killed writer from a write in progress.
 """
 
 from __future__ import annotations
@@ -9,32 +15,144 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+#: ``.NAME.PID.XXXXXXXX.tmp`` (``PID.`` absent in older versions): NAME may hold dots, the
+#: random part never does.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.tmp$")
+_TEMP_TAIL = re.compile(r"^(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.tmp$")
+_UMASK_LOCK = threading.Lock()
+#: Temporary paths this process is writing right now (never stale, whatever their PID says).
+_LIVE_TEMPS: set[str] = set()
+
+
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` where possible (no change to it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _UMASK_LOCK:  # elsewhere: set and restore (a restrictive value meanwhile, never 0)
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` the mode ``open()`` (files: ``0666``) or ``mkdir()`` (folders: ``0777``)
+    would give it under the current umask; the contents of a folder are left as they are."""
+    base = 0o777 if Path(path).is_dir() else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of this process's temporary files for a target called ``name``."""
+    return f".{name}.{os.getpid()}."
+
+
+@contextlib.contextmanager
+def live_temp(path: Path) -> Iterator[Path]:
+    """Mark ``path`` as being written by this process while the block runs."""
+    key = os.fspath(path)
+    _LIVE_TEMPS.add(key)
+    try:
+        yield path
+    finally:
+        _LIVE_TEMPS.discard(key)
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process's live temps are in _LIVE_TEMPS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def stale_temps(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Temporary files and folders in ``folder`` (for target ``name``, or any) whose writer is
+    gone: a process killed between creating them and renaming or removing them. Temporaries
+    without a PID come from older versions and count as stale."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if name is None:
+            match = _TEMP_NAME.match(entry.name)
+        elif entry.name.startswith(f".{name}."):
+            match = _TEMP_TAIL.match(entry.name[len(name) + 2 :])
+        else:
+            continue
+        if match is None:
+            continue
+        if os.fspath(entry) in _LIVE_TEMPS:
+            continue
+        if match["pid"] is not None and _writer_alive(int(match["pid"])):
+            continue
+        found.append(entry)
+    return found
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Remove :func:`stale_temps` (files and folders); return what was removed."""
+    removed = []
+    for entry in stale_temps(folder, name):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def make_temp_dir(target: str | os.PathLike[str]) -> Path:
+    """A new empty folder beside ``target`` (``.NAME.PID.XXXXXXXX.tmp``, umask mode), to be
+    filled and then renamed to ``target``; the caller removes it on failure. It never counts
+    as stale for this process."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=target.parent))
+    _LIVE_TEMPS.add(os.fspath(tmp))
+    apply_umask(tmp)  # mkdtemp creates 0700
+    return tmp
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched. The file gets
+    the mode of a plain ``open()`` (``0666`` less the umask) after the writer has run, since
+    some libraries (safetensors) create their file anew with mode ``0600``.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=temp_prefix(target.name), suffix=".tmp", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp creates 0600; give the file the mode a plain open() would (0666 less the umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        with live_temp(tmp):
+            yield tmp
+            apply_umask(tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from polypseg.atomic import atomic_path, atomic_write_json, atomic_write_text
+from polypseg.atomic import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+    current_umask,
+    make_temp_dir,
+    remove_stale_temps,
+    stale_temps,
+)
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
@@ -37,3 +48,75 @@ def test_mode_is_that_of_a_plain_open(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_mode_follows_the_umask_even_when_the_writer_recreates_the_file(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    """safetensors' save_file replaces the file with a 0600 one; the umask must still rule."""
+
+    def recreate_0600(path: Path) -> None:
+        path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, b"weights")
+        os.close(fd)
+
+    previous = os.umask(umask)
+    try:
+        atomic_write_with(tmp_path / "w.safetensors", recreate_0600)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == mode
+
+
+def test_current_umask_reads_without_changing(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+        assert current_umask() == 0o027
+    finally:
+        os.umask(previous)
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return int(done.stdout)
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    dead = dead_pid()
+    stale_file = tmp_path / f".best.safetensors.{dead}.abc123_x.tmp"
+    stale_file.write_bytes(b"half")
+    legacy = tmp_path / ".last.json.k2j4h5g6.tmp"  # older versions wrote no PID
+    legacy.write_text("{")
+    stale_dir = tmp_path / f".p4-onnx.{dead}.q1w2e3r4.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "model.onnx").write_bytes(b"x")
+    alive = tmp_path / f".metrics.csv.{os.getppid()}.abcdefgh.tmp"  # a writer still running
+    alive.write_text("epoch")
+    keep = [tmp_path / "best.json", tmp_path / ".hidden", tmp_path / "notes.tmp"]
+    for path in keep:
+        path.write_text("x")
+    assert set(stale_temps(tmp_path, "best.safetensors")) == {stale_file}
+    removed = remove_stale_temps(tmp_path)
+    assert set(removed) == {stale_file, legacy, stale_dir}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [alive.name, *(p.name for p in keep)]
+    )
+
+
+def test_this_process_keeps_its_own_temporaries(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    with atomic_path(target) as tmp:
+        assert tmp.name.startswith(f".out.json.{os.getpid()}.")
+        assert remove_stale_temps(tmp_path) == [] and tmp.exists()
+        tmp.write_text("{}")
+    folder = make_temp_dir(tmp_path / "export")
+    assert remove_stale_temps(tmp_path) == [] and folder.is_dir()
+    # a leftover with this PID that this process did not create: a reused PID, stale
+    reused = tmp_path / f".other.{os.getpid()}.zzzzzzzz.tmp"
+    reused.write_text("x")
+    assert remove_stale_temps(tmp_path) == [reused]

@@ -139,6 +139,8 @@ def predict(
         f"{summary.images} masks in {summary.out} (CSV {summary.csv}, "
         f"mean foreground {summary.mean_foreground:.3f})"
     )
+    if summary.problems:  # after writing everything that could be read: exit status 2
+        raise PolypsegError("; ".join(summary.problems) + "; the frames read have their masks")
 
 
 def serve(
@@ -148,15 +150,29 @@ def serve(
     threads: int | None = typer.Option(None, help="Torch/onnxruntime intra-op CPU threads."),
     max_bytes: str = typer.Option("10MiB", help="Largest request body (e.g. 10MiB, 500kB)."),
     max_pixels: int = typer.Option(40_000_000, min=1, help="Largest image (width x height)."),
-    max_pending: int = typer.Option(32, min=1, help="Requests waiting for inference before 503."),
+    max_pending: int = typer.Option(
+        32, min=1, help="Segment requests in progress (body, queue, inference) before 503."
+    ),
+    max_memory: str = typer.Option(
+        "512MiB", help="Decoded-image work memory shared by concurrent requests; larger waits."
+    ),
+    header_timeout: float = typer.Option(
+        10.0, min=0.1, help="Seconds for a request line and headers to arrive, else 408."
+    ),
+    body_timeout: float = typer.Option(
+        60.0, min=0.1, help="Seconds for a request body to arrive after its headers, else 408."
+    ),
+    keep_alive: float = typer.Option(5.0, min=1.0, help="Seconds an idle connection stays open."),
+    max_connections: int = typer.Option(
+        256, min=4, help="Open connections (lowered to fit the open-file limit)."
+    ),
     tta: Tta = typer.Option(Tta.none, help="Default test-time augmentation."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(True, help="Log one line per request."),
 ) -> None:
     """Serve the model over HTTP (POST /v1/segment, GET /healthz /readyz /v1/model)."""
-    import uvicorn
-
     from polypseg.deploy.bundle import load_bundle
+    from polypseg.deploy.http import FD_RESERVE, ConnectionLimits, connection_cap, serve_app
     from polypseg.deploy.server import ServerSettings, create_app
 
     _set_threads(threads)
@@ -165,11 +181,24 @@ def serve(
         max_pixels=max_pixels,
         max_pending=max_pending,
         tta=None if tta is Tta.none else tta.value,
+        max_memory=parse_size(max_memory),
     )
+    if settings.max_memory < 1:
+        raise PolypsegError(f"--max-memory must be positive, got {max_memory!r}")
     bundle = load_bundle(model, threads=threads)
-    typer.echo(f"serving {bundle.model_id} ({bundle.kind}) on http://{host}:{port}", err=True)
+    backlog = ConnectionLimits.backlog
+    try:  # with the model loaded, so that its files count among those in use
+        connections = connection_cap(max_connections, FD_RESERVE + max_pending + 2 * backlog)
+    except ValueError as err:
+        raise PolypsegError(str(err)) from None
+    limits = ConnectionLimits(header_timeout, body_timeout, keep_alive, connections, backlog)
+    typer.echo(
+        f"serving {bundle.model_id} ({bundle.kind}) on http://{host}:{port} "
+        f"(at most {connections} connections)",
+        err=True,
+    )
     app = create_app(bundle, settings)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    serve_app(app, host=host, port=port, limits=limits, log_level=log_level, access_log=access_log)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,13 +1,16 @@
 """Reading images and masks: RGB ``uint8`` images and ``{0, 1}`` ``uint8`` masks.
 
 OpenCV decodes every format the datasets use (JPEG, PNG, TIFF, BMP) but returns BGR(A) or
-grayscale arrays, sometimes 16-bit; this module turns each into the one form the rest of the
-package expects, and raises :class:`~polypseg.errors.DataError` naming the file otherwise.
+grayscale arrays, sometimes 16-bit or floating point; this module turns each into the one form
+the rest of the package expects (scaling pixels by their type's range, never clipping), and
+raises :class:`~polypseg.errors.DataError` naming the file otherwise. ``predict`` and the HTTP
+server decode with the same functions, so a file gives the same pixels everywhere.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,30 +32,105 @@ LOSSY_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg"})
 MASK_THRESHOLD = 127
 
 
-def _decode(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode ``path`` as it is stored (any channel count), as 8-bit; DataError if unreadable."""
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def not_a_file(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` is not a regular file one can read (``None`` when it is one).
+
+    Distinguishes a missing path from a broken symbolic link, a folder, and special files
+    (FIFO, device, socket), which would block or never end if read: a symbolic link to
+    ``/dev/zero`` is "a character device", not "no such file".
+    """
     file = Path(path)
+    try:
+        mode = file.stat().st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if file.is_symlink() else "no such file"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file"
+    via = " (through a symbolic link)" if file.is_symlink() else ""
+    for test, kind in _SPECIAL_KINDS:
+        if test(mode):
+            return f"{kind}{via}, not a regular file"
+    return f"not a regular file{via}"
+
+
+def to_uint8(array: np.ndarray, source: str | os.PathLike[str]) -> np.ndarray:
+    """Pixels as ``uint8``, scaled by their type's range; :class:`DataError` where no scale is
+    defined. Never clips silently.
+
+    ``uint8`` as it is; ``uint16`` divided by 257 (65535 -> 255, rounded); floating point in
+    ``[0, 1]`` times 255 (rounded). Floating point outside ``[0, 1]`` (or not finite) and other
+    integer types are refused: their range is not known, so any scaling would be a guess.
+    """
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return cv2.convertScaleAbs(array, alpha=1.0 / 257.0)  # rounds; no float64 copy
+    if np.issubdtype(array.dtype, np.floating):
+        values = array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if not (np.isfinite(low) and np.isfinite(high) and low >= 0.0 and high <= 1.0):
+            raise DataError(
+                f"{source}: floating-point pixels in [{low:.4g}, {high:.4g}]; only floating-point "
+                "images scaled to [0, 1] are accepted (or 8/16-bit integers)"
+            )
+        return cv2.convertScaleAbs(values, alpha=255.0)
+    raise DataError(
+        f"{source}: unsupported pixel type {array.dtype} "
+        "(expected 8 or 16-bit unsigned integers, or floating point in [0, 1])"
+    )
+
+
+def _imdecode(raw: np.ndarray, source: str | os.PathLike[str]) -> np.ndarray:
+    array = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    if array is None:
+        raise DataError(f"{source}: not a readable image (empty, corrupt or unsupported format)")
+    return array
+
+
+def decode_stored(raw: np.ndarray, source: str | os.PathLike[str]) -> np.ndarray:
+    """Decode encoded image bytes (a ``uint8`` buffer) as stored: any channel count, 8-bit
+    (see :func:`to_uint8`); :class:`DataError` naming ``source`` if they do not decode."""
+    return to_uint8(_imdecode(raw, source), source)
+
+
+def _decode(path: str | os.PathLike[str], keep_16bit_binary: bool = False) -> np.ndarray:
+    """Decode ``path`` as it is stored (any channel count), as 8-bit; DataError if unreadable.
+
+    ``keep_16bit_binary``: a 16-bit file whose values are only 0 and 1 (a binary mask) keeps
+    them instead of being scaled to 0.
+    """
+    file = Path(path)
+    reason = not_a_file(file)
+    if reason is not None:
+        raise DataError(f"{file}: {reason}")
     try:
         raw = np.fromfile(file, dtype=np.uint8)
     except OSError as err:
         raise DataError(f"{file}: cannot read file ({err.strerror or err})") from err
-    array = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    if array is None:
-        raise DataError(f"{file}: not a readable image (empty, corrupt or unsupported format)")
-    if array.dtype == np.uint16:
-        array = np.round(array / 257.0).astype(np.uint8)
-    elif array.dtype != np.uint8:
-        raise DataError(f"{file}: unsupported pixel type {array.dtype} (expected 8 or 16 bit)")
-    return array
+    array = _imdecode(raw, file)
+    if keep_16bit_binary and array.dtype == np.uint16 and array.size and int(array.max()) <= 1:
+        return array.astype(np.uint8)
+    return to_uint8(array, file)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image as an ``(H, W, 3)`` RGB ``uint8`` array.
+def as_rgb(array: np.ndarray, source: str | os.PathLike[str]) -> np.ndarray:
+    """An 8-bit decoded image (OpenCV's BGR(A) or gray) as ``(H, W, 3)`` RGB.
 
-    Grayscale images are repeated over three channels; an alpha channel is dropped.
-    Raises DataError naming the file when it cannot be decoded.
+    Grayscale is repeated over three channels; an alpha channel is dropped. A 3-channel array
+    is converted in place.
     """
-    array = _decode(path)
     if array.ndim == 2:
         return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
     channels = array.shape[2]
@@ -61,10 +139,20 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     if channels == 2:  # gray + alpha
         return cv2.cvtColor(np.ascontiguousarray(array[:, :, 0]), cv2.COLOR_GRAY2RGB)
     if channels == 3:
-        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB, dst=array)
     if channels == 4:
         return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
-    raise DataError(f"{path}: image with {channels} channels (expected 1, 3 or 4)")
+    raise DataError(f"{source}: image with {channels} channels (expected 1, 3 or 4)")
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image as an ``(H, W, 3)`` RGB ``uint8`` array.
+
+    Grayscale images are repeated over three channels; an alpha channel is dropped; 16-bit
+    and floating-point pixels are scaled by their range (:func:`to_uint8`).
+    Raises DataError naming the file when it cannot be decoded.
+    """
+    return as_rgb(_decode(path), path)
 
 
 def read_mask_raw(path: str | os.PathLike[str]) -> np.ndarray:
@@ -73,7 +161,7 @@ def read_mask_raw(path: str | os.PathLike[str]) -> np.ndarray:
     Colour masks are reduced by the maximum over their colour channels (alpha is ignored), so
     a white, red or green polyp on black all give the same mask.
     """
-    array = _decode(path)
+    array = _decode(path, keep_16bit_binary=True)
     if array.ndim == 2:
         return array
     reduced = array[:, :, 0]

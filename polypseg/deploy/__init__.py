@@ -8,5 +8,7 @@
   or an onnxruntime backend.
 * :mod:`~polypseg.deploy.predict` segments images and video frames at their original size.
 * :mod:`~polypseg.deploy.imageio` decodes untrusted uploads with size, pixel and format limits.
+* :mod:`~polypseg.deploy.memory` bounds the memory of concurrent requests (a byte budget).
 * :mod:`~polypseg.deploy.server` is the FastAPI app factory behind ``polypseg serve``.
+* :mod:`~polypseg.deploy.http` runs it under uvicorn with deadlines and a connection cap.
 """

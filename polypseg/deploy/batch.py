@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -40,6 +40,8 @@ class PredictSummary:
     out: Path
     csv: Path
     mean_foreground: float
+    #: Inputs that were read only in part (a truncated video), one line each.
+    problems: list[str] = field(default_factory=list)
 
 
 def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
@@ -91,8 +93,9 @@ def predict_files(
 ) -> PredictSummary:
     """Segment every image and video frame of ``sources`` into ``out`` (see module docstring).
 
-    ``threshold`` defaults to the model's; ``on_progress(n)`` is called after each batch with
-    the number of images it held.
+    A truncated video gives the masks of the frames it has and a line in the summary's
+    ``problems``. ``threshold`` defaults to the model's; ``on_progress(n)`` is called after
+    each batch with the number of images it held.
     """
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
@@ -104,7 +107,8 @@ def predict_files(
     masks_dir, overlays_dir = out / "masks", out / "overlays"
     namer = _Namer()
     rows: list[dict[str, object]] = []
-    for batch in _batches(iter_frames(sources), batch_size):
+    problems: list[str] = []
+    for batch in _batches(iter_frames(sources, problems), batch_size):
         probs = segment(bundle, [frame.image for frame in batch], tta=tta)
         if not rows:  # created with the first results: a first unreadable input leaves no folder
             masks_dir.mkdir(parents=True, exist_ok=True)
@@ -137,4 +141,6 @@ def predict_files(
     csv_path = out / "predictions.csv"
     atomic_write_text(csv_path, buffer.getvalue())
     mean = sum(float(r["foreground_fraction"]) for r in rows) / len(rows) if rows else 0.0
-    return PredictSummary(images=len(rows), out=out, csv=csv_path, mean_foreground=mean)
+    return PredictSummary(
+        images=len(rows), out=out, csv=csv_path, mean_foreground=mean, problems=problems
+    )

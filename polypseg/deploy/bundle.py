@@ -18,6 +18,7 @@ and ONNX artifacts are checked against the SHA-256 recorded in ``export.json`` b
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,9 +242,20 @@ def load_bundle(path: str | Path, threads: int | None = None) -> ModelBundle:
     """Load a run folder, checkpoint stem or export folder for inference (on CPU).
 
     ``threads`` sets onnxruntime's intra-op threads (torch's are set process-wide by the
-    caller with ``torch.set_num_threads``). Errors name the path and what was expected.
+    caller with ``torch.set_num_threads``). Errors name the path and what was expected; a file
+    or folder this user may not read is a :class:`RunError` too, never a traceback.
     """
-    path = Path(path)
+    try:
+        return _open_bundle(Path(path), threads)
+    except PermissionError as err:
+        where = err.filename or path
+        raise RunError(
+            f"cannot read the model at {where}: permission denied for uid {os.getuid()} "
+            "(its folders need mode a+rx and its files a+r, e.g. exported under umask 022)"
+        ) from None
+
+
+def _open_bundle(path: Path, threads: int | None) -> ModelBundle:
     artifact_names = (EXPORT_META, *ARTIFACTS.values())
     if path.is_file() and path.name in artifact_names and is_export_folder(path.parent):
         path = path.parent

@@ -6,7 +6,9 @@ which rebuilds the plain module through ``zoo``). The artifact is written into a
 folder beside ``out``, loaded back, and its logits are compared with the *original* zoo model's
 on a seeded ``(2, 3, S, S)`` input; only if the maximum absolute difference is within the
 tolerance is ``export.json`` written and the folder moved into place (one rename). A failed
-export leaves nothing behind.
+export leaves nothing behind; the temporary folders of an export that was killed are removed by
+the next export to the same ``out``. The folder and its files get the modes ``mkdir`` and
+``open`` give under the umask (readable by other users, e.g. a container's, with umask 022).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import io
 import logging
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,7 +28,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from polypseg.atomic import atomic_write_json
+from polypseg.atomic import (
+    apply_umask,
+    atomic_write_json,
+    make_temp_dir,
+    remove_stale_temps,
+    stale_temps,
+    temp_prefix,
+)
 from polypseg.deploy.bundle import (
     ARTIFACTS,
     EXPORT_FORMAT,
@@ -166,7 +174,7 @@ def _place(tmp: Path, out: Path, overwrite: bool) -> None:
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         elif overwrite and out.is_dir():
-            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+            backup = out.with_name(f"{temp_prefix(out.name)}old.tmp")
             os.replace(out, backup)
         else:
             raise ExportError(f"output {out} already exists (use --overwrite to replace it)")
@@ -204,6 +212,7 @@ def export_run(
     if onnx_exporter not in ONNX_EXPORTERS:
         raise ExportError(f"unknown ONNX exporter {onnx_exporter!r}: {', '.join(ONNX_EXPORTERS)}")
     out = Path(out)
+    _remove_leftovers(out)
     if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
         raise ExportError(f"output {out} already exists (use --overwrite to replace it)")
     stem = resolve_checkpoint(run, which)
@@ -218,7 +227,7 @@ def export_run(
         plain = frozen(model)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = make_temp_dir(out)
     try:
         artifact = tmp / ARTIFACTS[fmt]
         try:
@@ -229,6 +238,7 @@ def export_run(
                     details = _write_onnx(plain, example, artifact, opset, onnx_exporter)
                 else:
                     details = _write_state(plain, artifact)
+                apply_umask(artifact)  # safetensors writes 0600 whatever the umask
                 reloaded = _reload(fmt, tmp, meta)
                 diff = max_abs_diff(reloaded(example), reference)
                 batch3 = reloaded(parity_input(side, batch=3, seed=PARITY_SEED + 1))
@@ -287,6 +297,15 @@ def export_run(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(out=out, artifact=out / ARTIFACTS[fmt], meta=export_meta)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove the temporary folders that killed exports to ``out`` left beside it; an old
+    export set aside by an interrupted ``--overwrite`` is put back when ``out`` is missing."""
+    backups = [p for p in stale_temps(out.parent, out.name) if p.name.endswith(".old.tmp")]
+    if backups and not out.exists():
+        os.replace(backups[-1], out)
+    remove_stale_temps(out.parent, out.name)
 
 
 def _export_versions(fmt: str) -> dict[str, str]:

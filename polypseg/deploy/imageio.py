@@ -1,19 +1,27 @@
-"""Decoding untrusted image bytes with limits: format, pixel count, truncation.
+"""Decoding untrusted image bytes with limits: format, pixel count, truncation, memory.
 
 The header is read first (PIL opens images lazily), so a decompression bomb, e.g. a small PNG
-whose header claims 100000 x 100000 pixels, is refused before a single pixel is decoded. Each
-refusal is an :class:`UploadError` carrying the HTTP status the server should answer with and a
-message that names neither a file nor a path.
+whose header claims 100000 x 100000 pixels, is refused before a single pixel is decoded; the
+header also gives :attr:`ImageHeader.work_bytes`, the memory one request on that image needs,
+which the server reserves from its budget *before* decoding. Pixels are then decoded by
+:func:`polypseg.data.io.decode_stored` (OpenCV), the same code that ``predict`` and the dataset
+readers use: 16-bit and floating-point pixels are scaled by their type's range, never clipped,
+and pixels of unknown range are refused (415).
+
+Each refusal is an :class:`UploadError` carrying the HTTP status the server should answer with
+and a message that names neither a file nor a path.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-from polypseg.errors import PolypsegError
+from polypseg.errors import DataError, PolypsegError
 
 #: PIL format names accepted for uploads.
 ALLOWED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "BMP", "TIFF"})
@@ -22,8 +30,18 @@ ALLOWED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "BMP", "TIFF"})
 DEFAULT_MAX_PIXELS = 40_000_000
 
 #: Leading bytes of the allowed formats: a file that starts like one but does not open is
-#: corrupt or truncated (422), not of an unsupported type (415).
+#: corrupt, truncated or a variant PIL cannot read (still 415/422), not some other type.
 _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")
+
+#: Bytes per pixel of the arrays made at full size after decoding, whatever the format: the
+#: ``float32`` probability map (4) and the ``uint8`` mask (1) exist together while thresholding.
+OUTPUT_BYTES_PER_PIXEL = 5
+
+#: PNG IHDR colour type -> channels OpenCV decodes it to (palette -> BGR, gray+alpha -> BGRA).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}
+
+#: Name the decoder gives the upload in messages (never a path).
+UPLOAD = "upload"
 
 
 class UploadError(PolypsegError):
@@ -34,12 +52,60 @@ class UploadError(PolypsegError):
         self.status = status
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode ``data`` into an ``(H, W, 3)`` RGB ``uint8`` array, refusing what is unsafe.
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header of an upload says, before any pixel is decoded."""
 
-    Raises :class:`UploadError` with status 400 (empty), 415 (not PNG/JPEG/BMP/TIFF),
-    413 (more than ``max_pixels`` pixels, checked on the header before decoding) or
-    422 (truncated or corrupt pixel data).
+    format: str
+    width: int
+    height: int
+    #: Channels of the array OpenCV decodes (1, 3 or 4).
+    channels: int
+    #: Bytes per sample as stored (1 for 8-bit, 2 for 16-bit, 4 for 32-bit float).
+    sample_bytes: int
+
+    @property
+    def pixels(self) -> int:
+        """Width times height."""
+        return self.width * self.height
+
+    @property
+    def work_bytes(self) -> int:
+        """Most bytes one request on this image holds at once (its body aside).
+
+        Decoding: the array as stored (``channels * sample_bytes`` per pixel), its 8-bit copy
+        when the samples are wider, and its RGB form unless it already has 3 channels (that
+        conversion is in place). The decoded image is released before inference; then the
+        probability map and the mask, both at full size (:data:`OUTPUT_BYTES_PER_PIXEL`).
+        """
+        stored = self.channels * self.sample_bytes
+        eight_bit = self.channels if self.sample_bytes > 1 else 0
+        rgb = 3 if self.channels != 3 else 0
+        return self.pixels * max(stored + eight_bit + rgb, OUTPUT_BYTES_PER_PIXEL)
+
+
+def _sample_layout(image: object, data: bytes) -> tuple[int, int]:
+    """``(channels, sample_bytes)`` of the decoded array, from the header only."""
+    fmt = image.format  # type: ignore[attr-defined]
+    if fmt == "PNG" and len(data) >= 26:  # IHDR: bit depth at byte 24, colour type at 25
+        depth, colour = data[24], data[25]
+        return _PNG_CHANNELS.get(colour, 4), 2 if depth == 16 else 1
+    if fmt == "TIFF":
+        tags = getattr(image, "tag_v2", {})
+        bits = tags.get(258) or (8,)
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        samples = int(tags.get(277) or len(bits))
+        return max(1, samples), max(1, math.ceil(max(int(b) for b in bits) / 8))
+    bands = len(image.getbands())  # type: ignore[attr-defined]
+    return (1 if bands == 1 else 3 if bands == 3 else 4), 1
+
+
+def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """The checked header of ``data``: format, size and sample layout; nothing is decoded.
+
+    Raises :class:`UploadError` with status 400 (empty), 415 (not PNG/JPEG/BMP/TIFF, or a
+    variant that cannot be read), 413 (more than ``max_pixels`` pixels) or 422 (corrupt
+    header).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -48,10 +114,17 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # PIL's notes on odd TIFF tags
             image = Image.open(io.BytesIO(data))  # lazy: reads the header only
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UploadError(f"image too large: more than {max_pixels} pixels", 413) from None
     except UnidentifiedImageError:
+        if data.startswith(_SIGNATURES):
+            raise UploadError(
+                "unsupported or corrupt image: starts like PNG, JPEG, BMP or TIFF but cannot be "
+                "read (e.g. a floating-point RGB TIFF, or a truncated header)",
+                415,
+            ) from None
         raise UploadError("not a supported image: PNG, JPEG, BMP or TIFF expected", 415) from None
     except (OSError, ValueError, SyntaxError):
         raise UploadError("corrupt image header", 422) from None
@@ -67,12 +140,34 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
             raise UploadError(
                 f"image too large: {width}x{height} pixels, at most {max_pixels} allowed", 413
             )
-        try:
-            image.load()
-            rgb = image.convert("RGB")
-        except (OSError, ValueError, SyntaxError, EOFError):
+        channels, sample_bytes = _sample_layout(image, data)
+    return ImageHeader(str(image.format), width, height, channels, sample_bytes)
+
+
+def decode_pixels(data: bytes, header: ImageHeader) -> np.ndarray:
+    """Decode ``data`` (whose :func:`read_header` is ``header``) into ``(H, W, 3)`` RGB ``uint8``.
+
+    Raises :class:`UploadError` 422 for truncated or corrupt pixel data (or a size other than
+    the header's) and 415 for pixels of an unknown range or channel count.
+    """
+    from polypseg.data.io import as_rgb, decode_stored
+
+    raw = np.frombuffer(data, dtype=np.uint8)
+    try:
+        rgb = as_rgb(decode_stored(raw, UPLOAD), UPLOAD)
+    except DataError as err:
+        message = str(err).removeprefix(f"{UPLOAD}: ")
+        if "not a readable image" in message:
             raise UploadError("truncated or corrupt image data", 422) from None
-    return np.asarray(rgb, dtype=np.uint8).copy()
+        raise UploadError(f"unsupported pixels: {message}", 415) from None
+    if rgb.shape[:2] != (header.height, header.width):
+        raise UploadError("corrupt image: its pixel data do not match its header's size", 422)
+    return rgb
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """:func:`read_header` then :func:`decode_pixels`: ``(H, W, 3)`` RGB ``uint8``."""
+    return decode_pixels(data, read_header(data, max_pixels))
 
 
 def encode_png(array: np.ndarray) -> bytes:

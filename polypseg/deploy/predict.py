@@ -103,8 +103,10 @@ def segment(
 
 def to_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
     """``uint8`` mask with values ``{0, 255}``: 255 where ``prob >= threshold`` (as in training's
-    :func:`polypseg.inference.predict_masks`)."""
-    return np.where(prob >= threshold, 255, 0).astype(np.uint8)
+    :func:`polypseg.inference.predict_masks`). One byte per pixel: no wider temporary."""
+    mask = np.greater_equal(prob, threshold).view(np.uint8)
+    mask *= 255
+    return mask
 
 
 def foreground_fraction(mask: np.ndarray) -> float:

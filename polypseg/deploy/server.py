@@ -11,13 +11,23 @@ Routes:
 
 Limits: the request body is counted while it streams in (``Content-Length`` is checked first)
 and refused with 413 past ``max_bytes``; image headers are checked before decoding (413 past
-``max_pixels``, 415 for formats other than PNG/JPEG/BMP/TIFF, 422 when truncated). Every error
-is ``{"error": message, "status": code}``; unexpected exceptions give a generic 500 whose body
-carries no detail (the traceback goes to the server log only).
+``max_pixels``, 415 for formats other than PNG/JPEG/BMP/TIFF and for pixels of unknown range,
+422 when truncated). Every error is ``{"error": message, "status": code}``; unexpected
+exceptions give a generic 500 whose body carries no detail (the traceback goes to the server
+log only).
 
-Concurrency: decoding and inference run in the threadpool; torch models run one batch at a time
-under a lock (onnxruntime sessions are thread-safe and run concurrently), and at most
-``max_pending`` requests wait for inference before new ones get 503.
+Admission and memory, in this order for each ``POST /v1/segment``: a place among the
+``max_pending`` requests in progress (else 503 at once, before the body is read), the body,
+the image header, then a reservation of the image's work memory
+(:attr:`~polypseg.deploy.imageio.ImageHeader.work_bytes`) from a budget of ``max_memory``
+bytes shared by all requests (:class:`~polypseg.deploy.memory.MemoryBudget`; requests wait
+their turn, 503 after ``queue_timeout`` s). Only then are the pixels decoded; decoding,
+inference, thresholding and encoding run in the threadpool within the reservation, the decoded
+image is released before the full-size probability map is made, and after a large request the C
+heap is trimmed. So the memory of concurrent work stays within ``max_memory`` whatever the
+uploads. Torch models run one batch at a time under a lock (onnxruntime sessions are
+thread-safe and run concurrently). Deadlines and the connection cap are the HTTP layer's
+(:mod:`polypseg.deploy.http`).
 """
 
 from __future__ import annotations
@@ -40,14 +50,38 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from polypseg.deploy.bundle import ModelBundle
-from polypseg.deploy.imageio import DEFAULT_MAX_PIXELS, UploadError, decode_image, encode_png
+from polypseg.deploy.imageio import (
+    DEFAULT_MAX_PIXELS,
+    ImageHeader,
+    UploadError,
+    decode_pixels,
+    encode_png,
+    read_header,
+)
+from polypseg.deploy.memory import BudgetTimeout, MemoryBudget, transient_bytes, trim_heap
 from polypseg.deploy.page import register as register_page
-from polypseg.deploy.predict import foreground_fraction, mask_geometry, segment, to_mask
+from polypseg.deploy.predict import (
+    foreground_fraction,
+    mask_geometry,
+    postprocess,
+    predict_probabilities,
+    preprocess,
+    segment,
+    to_mask,
+)
 
 log = logging.getLogger("polypseg.serve")
 
 #: Default request body limit: 10 MiB.
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+#: Default budget of decoded-image work memory across concurrent requests: 512 MiB.
+DEFAULT_MAX_MEMORY = 512 * 1024 * 1024
+#: Requests whose work memory exceeds this give their freed memory back to the OS afterwards.
+TRIM_AFTER_BYTES = 32 * 1024 * 1024
+#: Working memory of one forward pass assumed where it cannot be measured, and the least
+#: assumed where it can.
+DEFAULT_INFERENCE_BYTES = 64 * 1024 * 1024
+MIN_INFERENCE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,10 +92,25 @@ class ServerSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_pending: int = 32
     tta: str | None = None
+    #: Bytes of decoded-image work that concurrent requests may hold together.
+    max_memory: int = DEFAULT_MAX_MEMORY
+    #: Seconds a request may wait for its share of ``max_memory`` before a 503.
+    queue_timeout: float = 120.0
+
+
+@dataclass
+class Segmentation:
+    """What :meth:`_Engine.segment_upload` made of one upload (the mask itself is released)."""
+
+    width: int
+    height: int
+    fraction: float
+    png: bytes | None = None
+    geometry: dict[str, Any] | None = None
 
 
 class _Engine:
-    """Decoding + inference for one request, serialised where the backend needs it."""
+    """Admission, decoding and inference for one request, serialised where the backend needs it."""
 
     def __init__(self, bundle: ModelBundle, settings: ServerSettings) -> None:
         self.bundle = bundle
@@ -69,30 +118,76 @@ class _Engine:
         self.lock: contextlib.AbstractContextManager[Any] = (
             contextlib.nullcontext() if bundle.thread_safe else threading.Lock()
         )
-        self.pending = threading.BoundedSemaphore(settings.max_pending)
+        self.pending = 0  # requests in progress (event loop only)
+        self.budget = MemoryBudget(settings.max_memory)
+        #: Working memory of one forward pass: measured at warm-up, this until then.
+        self.inference_bytes = DEFAULT_INFERENCE_BYTES
         self.ready = threading.Event()
 
     def warm_up(self) -> None:
-        """One inference on a blank image; sets ``ready`` when it succeeds."""
+        """One inference on a blank image, measuring the memory it needs (added to every
+        reservation); sets ``ready`` when it succeeds."""
         try:
             side = self.bundle.side
             with self.lock:
-                segment(self.bundle, [np.zeros((side, side, 3), np.uint8)])
+                measured = transient_bytes(
+                    lambda: segment(self.bundle, [np.zeros((side, side, 3), np.uint8)])
+                )
         except Exception:  # logged; /readyz stays 503
             log.exception("model warm-up failed")
             return
+        if measured is not None:
+            self.inference_bytes = max(measured, MIN_INFERENCE_BYTES)
+        log.info(
+            "memory budget %d MiB; one inference needs about %d MiB",
+            self.budget.capacity >> 20,
+            self.inference_bytes >> 20,
+        )
         self.ready.set()
 
-    def probabilities(self, data: bytes, tta: str | None) -> np.ndarray:
-        """Decode ``data`` (with limits) and return its probability map at its own size."""
-        image = decode_image(data, self.settings.max_pixels)
-        if not self.pending.acquire(blocking=False):
-            raise HTTPException(503, "server busy: too many requests waiting, retry later")
+    def reservation(self, header: ImageHeader) -> int:
+        """Bytes a request on an image with ``header`` reserves from the budget."""
+        return header.work_bytes + self.inference_bytes
+
+    @contextlib.contextmanager
+    def admitted(self) -> Any:
+        """A place among the ``max_pending`` requests in progress, or 503 at once."""
+        if self.pending >= self.settings.max_pending:
+            raise HTTPException(503, "server busy: too many requests in progress, retry later")
+        self.pending += 1
         try:
-            with self.lock:
-                return segment(self.bundle, [image], tta=tta)[0]
+            yield
         finally:
-            self.pending.release()
+            self.pending -= 1
+
+    def probabilities(self, images: list[np.ndarray], tta: str | None) -> np.ndarray:
+        """The probability map (``float32``, at its own size) of the one RGB image in
+        ``images``; the list is emptied once the model input is made, so that the decoded
+        pixels are freed before the full-size map exists (the list is their only reference)."""
+        batch, placements = preprocess(images, self.bundle)
+        images.clear()
+        with self.lock:
+            probs = predict_probabilities(self.bundle.module, batch, tta)
+        return postprocess(probs, placements)[0]
+
+    def segment_upload(
+        self, data: bytes, header: ImageHeader, tta: str | None, threshold: float, fmt: str
+    ) -> Segmentation:
+        """Decode, infer, threshold and encode one upload (inside its memory reservation)."""
+        try:
+            prob = self.probabilities([decode_pixels(data, header)], tta)
+            mask = to_mask(prob, threshold)
+            del prob
+            result = Segmentation(header.width, header.height, foreground_fraction(mask))
+            if fmt == "png":
+                result.png = encode_png(mask)
+            else:
+                result.geometry = mask_geometry(mask)
+            del mask
+            return result
+        finally:
+            if header.work_bytes > TRIM_AFTER_BYTES:
+                trim_heap()
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -184,12 +279,12 @@ def create_app(
         return _error(500, "internal server error")
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         """Readiness: the model is loaded and has run once."""
         if engine.ready.is_set():
             return JSONResponse({"status": "ready", "model_id": bundle.model_id})
@@ -214,32 +309,38 @@ def create_app(
         start = time.perf_counter()
         if not engine.ready.is_set():
             raise HTTPException(503, "model not ready")
-        data = await _image_bytes(request, settings.max_bytes)
-        use_tta = settings.tta if tta is None else (None if tta == "none" else tta)
-        prob = await run_in_threadpool(engine.probabilities, data, use_tta)
-        cut = bundle.threshold if threshold is None else threshold
-        mask = to_mask(prob, cut)
-        fraction = foreground_fraction(mask)
-        if format == "png":
-            png = await run_in_threadpool(encode_png, mask)
-            latency = (time.perf_counter() - start) * 1000.0
+        with engine.admitted():
+            data = await _image_bytes(request, settings.max_bytes)
+            header = await run_in_threadpool(read_header, data, settings.max_pixels)
+            use_tta = settings.tta if tta is None else (None if tta == "none" else tta)
+            cut = bundle.threshold if threshold is None else threshold
+            try:
+                reserved = engine.reservation(header)
+                async with engine.budget.reserve(reserved, settings.queue_timeout):
+                    result = await run_in_threadpool(
+                        engine.segment_upload, data, header, use_tta, cut, format
+                    )
+            except BudgetTimeout:
+                raise HTTPException(
+                    503, "server busy: no memory free for this image in time, retry later"
+                ) from None
+        latency = (time.perf_counter() - start) * 1000.0
+        if result.png is not None:
             headers = {
                 "X-Model-Id": bundle.model_id,
-                "X-Foreground-Fraction": f"{fraction:.6f}",
+                "X-Foreground-Fraction": f"{result.fraction:.6f}",
                 "X-Latency-Ms": f"{latency:.1f}",
             }
-            return Response(png, media_type="image/png", headers=headers)
-        geometry = mask_geometry(mask)
-        latency = (time.perf_counter() - start) * 1000.0
+            return Response(result.png, media_type="image/png", headers=headers)
         return JSONResponse(
             {
                 "model_id": bundle.model_id,
-                "width": int(mask.shape[1]),
-                "height": int(mask.shape[0]),
+                "width": result.width,
+                "height": result.height,
                 "threshold": cut,
                 "tta": use_tta,
-                "foreground_fraction": fraction,
-                **geometry,
+                "foreground_fraction": result.fraction,
+                **(result.geometry or {}),
                 "latency_ms": round(latency, 2),
             }
         )

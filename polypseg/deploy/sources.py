@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polypseg.data.io import IMAGE_SUFFIXES, read_image
+from polypseg.data.io import IMAGE_SUFFIXES, not_a_file, read_image
 from polypseg.errors import DataError
 
 #: Video suffixes read frame by frame through OpenCV.
@@ -73,8 +73,10 @@ def collect_sources(paths: Sequence[str | Path]) -> list[Source]:
             if kind is None:
                 raise DataError(f"unsupported file {path}: expected one of {_supported()}")
             sources.append(Source(path, kind))
-        else:
+        elif not path.exists() and not path.is_symlink():
             raise DataError(f"no such file or folder: {path}")
+        else:
+            raise DataError(f"{path}: {not_a_file(path)}")
     if not sources:
         raise DataError("no inputs given")
     return sources
@@ -93,10 +95,11 @@ def estimate_frames(sources: Sequence[Source]) -> int:
     return total
 
 
-def _video_frames(path: Path) -> Iterator[Frame]:
+def _video_frames(path: Path, problems: list[str] | None = None) -> Iterator[Frame]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise DataError(f"{path}: not a readable video (corrupt or unsupported codec)")
+    announced = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
     index = 0
     try:
         while True:
@@ -109,12 +112,21 @@ def _video_frames(path: Path) -> Iterator[Frame]:
         capture.release()
     if index == 0:
         raise DataError(f"{path}: no frame could be decoded from this video")
+    if index < announced and problems is not None:
+        problems.append(
+            f"{path}: only {index} of the {announced} frames its header announces could be "
+            "decoded (truncated or corrupt video)"
+        )
 
 
-def iter_frames(sources: Sequence[Source]) -> Iterator[Frame]:
-    """Yield each image, and each frame of each video, as RGB ``uint8``."""
+def iter_frames(sources: Sequence[Source], problems: list[str] | None = None) -> Iterator[Frame]:
+    """Yield each image, and each frame of each video, as RGB ``uint8``.
+
+    A video that ends before the frame count in its header (truncated) yields the frames it
+    has; a line saying so is appended to ``problems`` when a list is given.
+    """
     for source in sources:
         if source.kind == "image":
             yield Frame(source.path, None, read_image(source.path))
         else:
-            yield from _video_frames(source.path)
+            yield from _video_frames(source.path, problems)

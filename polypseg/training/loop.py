@@ -15,6 +15,12 @@ cosine schedule steps. After each epoch the validation Dice (MONAI ``DiceMetric`
 ``config.threshold``, per image, gathered over all ranks) picks the best checkpoint and drives
 early stopping. Data order and augmentation depend only on ``(seed, epoch, position)``, so a
 resumed run (``config.resume``) continues exactly where the saved state left off, mid-epoch too.
+
+At the end of an epoch the resume state is written first: it is the commit point. A run killed
+before it resumes from the previous state (that epoch is trained again); one killed after it
+resumes from it and rewrites the ``best``/``last`` checkpoints and ``metrics.csv`` that the kill
+left behind, from the state. ``--resume`` of a run killed before its first resume state starts it
+again from epoch 1. Temporaries of interrupted writes are removed when a run (re)starts.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from polypseg.atomic import atomic_write_bytes, atomic_write_json
+from polypseg.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
 from polypseg.errors import RunError
 from polypseg.training import distributed as dist_
 from polypseg.training.config import TrainConfig
@@ -130,7 +136,14 @@ class _Trainer:
 
     # -- setup ------------------------------------------------------------------------------
     def _load_or_refuse(self) -> dict[str, Any] | None:
+        self.notes: list[str] = []
         if self.config.resume:
+            if not state_path(self.run_dir).exists() and (self.run_dir / "config.json").is_file():
+                self.notes.append(
+                    f"{self.run_dir} holds no resume state: the run was stopped before the end of "
+                    "its first epoch was saved; training it again from epoch 1"
+                )
+                return None
             return load_state(state_path(self.run_dir))
         if state_path(self.run_dir).exists() or (self.ckpt_dir / "best.json").exists():
             raise RunError(
@@ -252,6 +265,11 @@ class _Trainer:
     def _write_run_files(self) -> None:
         if not self.ctx.is_main:
             return
+        leftovers = remove_stale_temps(self.run_dir) + remove_stale_temps(self.ckpt_dir)
+        if leftovers:
+            self.notes.append(f"removed {len(leftovers)} temporary file(s) of interrupted writes")
+        if self.saved is not None:
+            self._repair_epoch_files(self.saved)
         split_copy = self.run_dir / "split.json"
         source = self.config.split_file
         if source is not None and Path(source).resolve() != split_copy.resolve():
@@ -304,6 +322,47 @@ class _Trainer:
             },
         )
 
+    def _repair_epoch_files(self, state: dict[str, Any]) -> None:
+        """Make the checkpoints and ``metrics.csv`` agree with the resume state ``state``.
+
+        A kill between the resume state and the files written after it leaves ``last``
+        (and ``best``) of the epoch before; the state holds the weights and the history to
+        rewrite them. Checkpoints newer than the state (an older version wrote them first) are
+        replaced when that epoch is trained again.
+        """
+        from polypseg.checkpoint import read_meta, save_checkpoint
+        from polypseg.errors import PolypsegError
+
+        def epoch_of(which: str) -> int | None:
+            try:
+                return int(read_meta(self.ckpt_dir / which).get("epoch"))
+            except (PolypsegError, TypeError, ValueError):
+                return None
+
+        epoch, history = int(state["epoch"]), list(state["history"])
+        last = epoch_of("last")
+        if last is not None and last > epoch:
+            self.notes.append(
+                f"checkpoints of epoch {last} were written after the last resume state "
+                f"(epoch {epoch}): epoch(s) {epoch + 1}-{last} are trained again"
+            )
+        if state["batches_done"] or not history or last == epoch:
+            return
+        rewritten = ["last"]
+        stale = [("last", last)]
+        if state["best_epoch"] == epoch and epoch_of("best") != epoch:
+            rewritten.insert(0, "best")
+            stale.insert(0, ("best", epoch_of("best")))
+        meta = self._checkpoint_meta(history[-1])
+        for which in rewritten:
+            save_checkpoint(self.ckpt_dir / which, self.model, meta)
+        write_metrics_csv(self.run_dir / "metrics.csv", history)
+        self.notes.append(
+            f"the run was stopped while writing epoch {epoch}'s files: rewrote "
+            + ", ".join(f"{w} (was {'missing' if e is None else f'epoch {e}'})" for w, e in stale)
+            + " and metrics.csv from its resume state; nothing was lost"
+        )
+
     def _checkpoint_meta(self, row: dict[str, Any]) -> dict[str, Any]:
         from polypseg.checkpoint import library_versions
         from polypseg.data import NORMALIZE_MEAN, NORMALIZE_STD
@@ -337,6 +396,8 @@ class _Trainer:
     def run(self) -> Path:
         """Train the remaining epochs; return the run folder."""
         self._write_run_files()
+        for note in self.notes:
+            self._say(f"note: {note}")
         if self._complete():
             self._say(f"{self.run_dir}: already complete ({self.epoch} epochs); nothing to do")
             self.tb.close()
@@ -516,10 +577,10 @@ class _Trainer:
         from polypseg.checkpoint import save_checkpoint
 
         meta = self._checkpoint_meta(row)
+        self._save_state()  # first: the commit point (see the module docstring)
         if improved:
             save_checkpoint(self.ckpt_dir / "best", self.model, meta)
         save_checkpoint(self.ckpt_dir / "last", self.model, meta)
-        self._save_state()
         write_metrics_csv(self.run_dir / "metrics.csv", self.history)
         self.tb.scalars(
             {

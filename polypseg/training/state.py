@@ -84,7 +84,12 @@ def load_state(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        raise RunError(f"cannot resume: unreadable resume state {path}: {err}") from None
+        # torch's own message suggests weights_only=False, i.e. running a pickle: never repeat it
+        raise RunError(
+            f"cannot resume: the resume state {path} is corrupt or truncated "
+            f"({type(err).__name__}); move it away and train into a new --out, or restore it "
+            "from a backup"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RunError(f"cannot resume: {path} is not a polypseg resume state ({FORMAT})")
     return state

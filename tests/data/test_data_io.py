@@ -123,3 +123,55 @@ def test_read_pair_returns_matching_arrays(tmp_path: Path) -> None:
     image, mask = read_pair(pair)
     assert image.shape == (7, 9, 3) and mask.shape == (7, 9)
     assert mask.dtype == np.uint8 and mask.sum() == 1 and mask[3, 4] == 1
+
+
+def test_float_tiff_in_unit_range_is_scaled_not_clipped(tmp_path: Path) -> None:
+    ramp = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    rgb = np.stack([ramp, 1.0 - ramp, np.full_like(ramp, 0.5)], axis=-1)
+    path = write_rgb(tmp_path / "float.tiff", rgb)
+    image = read_image(path)
+    assert image.dtype == np.uint8
+    np.testing.assert_allclose(image.astype(float), np.round(rgb * 255.0), atol=1.0)
+    assert image[..., 0].max() == 255 and image[..., 1].max() == 255
+
+
+@pytest.mark.parametrize("values", [(0.0, 255.0), (-1.0, 1.0), (0.0, float("nan"))])
+def test_float_pixels_of_unknown_range_are_refused(tmp_path: Path, values) -> None:
+    array = np.array([values, values], np.float32)
+    path = write_rgb(tmp_path / "float.tif", array)
+    with pytest.raises(DataError, match=r"float\.tif: floating-point pixels in .*\[0, 1\]"):
+        read_image(path)
+
+
+def test_other_pixel_types_are_refused_by_name(tmp_path: Path) -> None:
+    path = write_rgb(tmp_path / "signed.tif", np.zeros((4, 4), np.int16))
+    with pytest.raises(DataError, match=r"signed\.tif: unsupported pixel type int16"):
+        read_image(path)
+
+
+def test_sixteen_bit_gray_image_keeps_its_contrast(tmp_path: Path) -> None:
+    """The issue's case: a 16-bit gray PNG must not clip (93% white) but scale by 1/257."""
+    deep = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    image = read_image(write_rgb(tmp_path / "gray16.png", deep))
+    expected = np.round(deep / 257.0).astype(np.uint8)
+    np.testing.assert_array_equal(image[..., 0], expected)
+    assert (image == 255).mean() < 0.01
+
+
+@pytest.mark.parametrize("foreground", [1, 65535])
+def test_sixteen_bit_masks_keep_their_foreground(tmp_path: Path, foreground: int) -> None:
+    raw = np.zeros((6, 6), np.uint16)
+    raw[2:4, 1:5] = foreground
+    mask = read_mask(write_rgb(tmp_path / "m16.png", raw))
+    assert mask.sum() == 8 and mask[2, 1] == 1
+
+
+def test_special_files_are_named_not_read(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")  # reading it would block forever
+    with pytest.raises(DataError, match=r"pipe\.png: a FIFO"):
+        read_image(tmp_path / "pipe.png")
+    (tmp_path / "zero.png").symlink_to("/dev/zero")  # reading it would never end
+    with pytest.raises(DataError, match=r"zero\.png: a character device"):
+        read_mask(tmp_path / "zero.png")

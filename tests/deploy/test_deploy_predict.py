@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import cv2
@@ -79,6 +80,16 @@ def _empty_folder(folder: Path) -> Path:
     return folder / "empty"
 
 
+def _fifo(folder: Path) -> Path:
+    os.mkfifo(folder / "pipe.png")
+    return folder / "pipe.png"
+
+
+def _link(folder: Path, target: str) -> Path:
+    (folder / "frame.png").symlink_to(target)
+    return folder / "frame.png"
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -86,8 +97,12 @@ def _empty_folder(folder: Path) -> Path:
         (_text_file, "unsupported file"),
         (_empty_folder, "holds no images"),
         (lambda folder: folder / "missing.jpg", "no such file or folder"),
+        (_fifo, "pipe.png: a FIFO (named pipe), not a regular file"),
+        (lambda folder: _link(folder, "/dev/zero"), "a character device (through a symbolic"),
+        (lambda folder: _link(folder, str(folder / "gone.png")), "a broken symbolic link"),
     ],
-    ids=["unreadable-image", "unsupported-file", "empty-folder", "missing"],
+    ids=["unreadable-image", "unsupported-file", "empty-folder", "missing", "fifo", "dev-zero",
+         "broken-link"],
 )
 def test_predict_errors_are_clear(run_dir: Path, tmp_path: Path, capsys, make, message: str):
     target = make(tmp_path)
@@ -103,3 +118,28 @@ def test_predict_refuses_a_non_model(tmp_path: Path, image_dir: Path, capsys):
     status = main(["predict", str(tmp_path / "nomodel"), str(image_dir), "-o", str(tmp_path / "o")])
     assert status == 2
     assert "nomodel" in capsys.readouterr().err
+
+
+def test_predict_on_a_truncated_video_says_how_many_frames(
+    run_dir: Path, tmp_path: Path, capsys
+):
+    """A video cut after 3 of its 10 frames: 3 masks and the CSV are written, the command
+    says which video lost frames and exits with status 2."""
+    full = tmp_path / "full.avi"
+    write_video(full, frames=10)
+    clip = tmp_path / "clip.avi"
+    data = full.read_bytes()
+    clip.write_bytes(data[: int(len(data) * 0.35)])
+    capture = cv2.VideoCapture(str(clip))
+    announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    readable = 0
+    while capture.read()[0]:
+        readable += 1
+    capture.release()
+    assert 0 < readable < announced == 10  # the premise: OpenCV reads a part of it
+    out = tmp_path / "out"
+    status = main(["predict", str(run_dir), str(clip), "-o", str(out), "--overlay", "none"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert f"only {readable} of the {announced} frames" in err and "clip.avi" in err
+    assert len(read_rows(out)) == readable == len(list((out / "masks").iterdir()))

@@ -183,3 +183,113 @@ def test_concurrent_requests_give_identical_masks(client):
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(post, range(24)))
     assert all(result == expected[i % 3] for i, result in enumerate(results))
+
+
+def encoded(array: np.ndarray, ext: str) -> bytes:
+    ok, buffer = cv2.imencode(ext, array)
+    assert ok
+    return buffer.tobytes()
+
+
+def served_mask_matches_predict(client, data: bytes, suffix: str, tmp_path: Path) -> None:
+    """The server's mask equals the one computed from the pixels predict's reader gives."""
+    from polypseg.data.io import read_image
+    from polypseg.deploy.predict import segment, to_mask
+
+    path = tmp_path / f"upload{suffix}"
+    path.write_bytes(data)
+    bundle = client.app.state.engine.bundle
+    expected = to_mask(segment(bundle, [read_image(path)])[0], bundle.threshold)
+    response = client.post("/v1/segment", content=data)
+    assert response.status_code == 200, response.text
+    np.testing.assert_array_equal(decode_png(response.content), expected)
+
+
+def test_sixteen_bit_png_is_scaled_like_predict(client, tmp_path: Path):
+    """A 16-bit gray PNG: the server decodes the pixels predict does (value / 257), where it
+    used to clip them (93% of the image became white)."""
+    ramp = (np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) * 21).astype(np.uint16)
+    served_mask_matches_predict(client, encoded(ramp, ".png"), ".png", tmp_path)
+
+
+def test_float_tiff_in_unit_range_is_scaled_like_predict(client, tmp_path: Path):
+    image = pattern(40, 56, 3).astype(np.float32) / 255.0
+    data = encoded(cv2.cvtColor(image, cv2.COLOR_RGB2BGR)[..., 0], ".tiff")  # one float band
+    served_mask_matches_predict(client, data, ".tiff", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("array", "needle"),
+    [
+        (np.full((20, 20), 200.0, np.float32), "floating-point pixels in [200, 200]"),
+        (np.full((20, 20, 3), 0.5, np.float32), "cannot be read"),  # PIL: no float RGB TIFF
+        (np.full((20, 20), -5, np.int16), "unsupported pixel type int16"),
+    ],
+    ids=["float-out-of-range", "float-rgb", "signed-int"],
+)
+def test_pixels_of_unknown_range_are_refused_with_415(client, array, needle: str, tmp_path):
+    response = client.post("/v1/segment", content=encoded(array, ".tiff"))
+    assert_clean_error(response, 415, tmp_path)
+    assert needle in response.json()["error"]
+
+
+def test_work_memory_of_an_upload_comes_from_its_header():
+    from polypseg.deploy.imageio import read_header
+
+    side = 100
+    cases = {
+        "rgb8": (encoded(np.zeros((side, side, 3), np.uint8), ".png"), 5),  # output stage
+        "gray16": (encoded(np.zeros((side, side), np.uint16), ".png"), 6),  # 2 + 1 + 3
+        "rgba16": (encoded(np.zeros((side, side, 4), np.uint16), ".png"), 15),  # 8 + 4 + 3
+        "float": (encoded(np.zeros((side, side), np.float32), ".tiff"), 8),  # 4 + 1 + 3
+        "jpeg": (encoded(np.zeros((side, side, 3), np.uint8), ".jpg"), 5),
+    }
+    for name, (data, per_pixel) in cases.items():
+        header = read_header(data)
+        assert (header.width, header.height) == (side, side), name
+        assert header.work_bytes == per_pixel * side * side, name
+
+
+def test_memory_budget_serves_in_order_and_times_out():
+    import asyncio
+
+    from polypseg.deploy.memory import BudgetTimeout, MemoryBudget
+
+    async def scenario() -> list[str]:
+        budget = MemoryBudget(100)
+        order: list[str] = []
+
+        async def job(name: str, size: int, hold: float) -> None:
+            async with budget.reserve(size):
+                order.append(name)
+                assert budget.reserved <= budget.capacity
+                await asyncio.sleep(hold)
+
+        first = asyncio.create_task(job("a", 70, 0.05))
+        await asyncio.sleep(0)
+        rest = [asyncio.create_task(job(n, s, 0.01)) for n, s in (("b", 60), ("c", 10))]
+        huge = asyncio.create_task(job("huge", 10_000, 0))  # more than all: gets all, alone
+        await asyncio.gather(first, *rest, huge)
+        assert budget.reserved == 0 and budget.peak <= 100
+        async with budget.reserve(100):
+            with pytest.raises(BudgetTimeout):
+                async with budget.reserve(1, timeout=0.01):
+                    pass
+        assert budget.reserved == 0
+        return order
+
+    # first come, first served: c fits beside a but waits behind b
+    assert asyncio.run(scenario()) == ["a", "b", "c", "huge"]
+
+
+def test_the_pending_limit_refuses_before_reading_the_body(exports: dict[str, Path]):
+    from starlette.exceptions import HTTPException
+
+    bundle = load_bundle(exports["onnx"])
+    engine = create_app(bundle, ServerSettings(max_pending=1), warm_up=False).state.engine
+    with engine.admitted():
+        with pytest.raises(HTTPException) as busy, engine.admitted():
+            pass
+        assert busy.value.status_code == 503
+    with engine.admitted():  # the place is free again
+        pass

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,15 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from deploy_helpers import REPO, encode, pattern
+from deploy_helpers import encode, pattern
 
-from scripts import load_test
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from scripts import abuse_test, load_test
 
 
 def request(url: str, data: bytes | None = None) -> tuple[int, bytes]:
@@ -36,37 +26,11 @@ def request(url: str, data: bytes | None = None) -> tuple[int, bytes]:
 
 
 @pytest.fixture(scope="module")
-def server(exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(exports: dict[str, Path]) -> Iterator[str]:
     """``polypseg serve`` on a free loopback port, stopped after the module's tests."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [sys.executable, "-m", "polypseg", "serve", str(exports["torchscript"]),
-               "--host", "127.0.0.1", "--port", str(port), "--threads", "1",
-               "--max-bytes", "200kB", "--no-access-log"]  # fmt: skip
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if request(url + "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready in 120 s: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
+    args = ["--threads", "1", "--max-bytes", "200kB", "--no-access-log"]
+    with abuse_test.serving(exports["torchscript"], args) as (url, _process, _log):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_real_server_segments_and_refuses_garbage(server: str):
