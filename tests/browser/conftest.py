@@ -46,9 +46,10 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium for the whole session."""
+    """A headless Chromium per browser test module; closed after it, since Playwright's sync
+    API runs an event loop in this thread that would break later asyncio.run() calls."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
