@@ -10,11 +10,16 @@ Run folder (``config.out``)::
     RUN/metrics.csv                 one row per epoch
     RUN/tb/                         TensorBoard events
 
-One optimiser step: MONAI ``DiceCELoss(sigmoid=True)`` on the logits, AdamW, then the warm-up +
+One optimiser step: Dice + cross-entropy (:class:`~polypseg.training.losses.DiceCELoss`, MONAI's
+``DiceCELoss(sigmoid=True)`` in torch alone) on the logits, AdamW, then the warm-up +
 cosine schedule steps. After each epoch the validation Dice (MONAI ``DiceMetric``, threshold
 ``config.threshold``, per image, gathered over all ranks) picks the best checkpoint and drives
 early stopping. Data order and augmentation depend only on ``(seed, epoch, position)``, so a
 resumed run (``config.resume``) continues exactly where the saved state left off, mid-epoch too.
+
+Speed (:mod:`polypseg.training.performance`): batches go channels-last on CPU, the next batches
+load in a thread while a step runs, and on CUDA each step's loss is read back one step late, so
+the host never waits for the device.
 """
 
 from __future__ import annotations
@@ -39,7 +44,16 @@ from polypseg.training.config import TrainConfig
 from polypseg.training.datasets import choose_split, eval_dataset, shard, subset_pairs
 from polypseg.training.interrupt import StopFlag
 from polypseg.training.logs import TensorBoardLog, write_metrics_csv
+from polypseg.training.losses import DiceCELoss
 from polypseg.training.models import build_model, count_parameters, model_depth
+from polypseg.training.performance import (
+    channels_last_default,
+    compiled,
+    loss_readback_lag,
+    memory_format,
+    set_deterministic,
+)
+from polypseg.training.prefetch import prefetch
 from polypseg.training.progress import Bars, bars, want_progress
 from polypseg.training.sampling import ResumableSampler, SeededAugmentation
 from polypseg.training.schedule import warmup_cosine
@@ -80,7 +94,7 @@ def seed_everything(seed: int) -> None:
 
 def _make_deterministic() -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    set_deterministic(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
 
 
@@ -103,7 +117,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Path:
             trainer = _Trainer(config, ctx, list(callbacks), flag)
             return trainer.run()
     finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        set_deterministic(previous[0], warn_only=previous[1])
         dist_.teardown(ctx)
 
 
@@ -161,8 +175,6 @@ class _Trainer:
         )
 
     def _setup_model(self) -> None:
-        from monai.losses import DiceCELoss
-
         config, ctx = self.config, self.ctx
         self.model, self.model_kwargs = build_model(
             config.model, config.width, config.depth, config.model_options
@@ -179,11 +191,15 @@ class _Trainer:
         if self.saved is not None:
             check_identity(self.saved["identity"], self.identity, self.run_dir)
         self.model.to(ctx.device)
-        self.net = dist_.wrap_model(ctx, self.model)
+        self.net = compiled(dist_.wrap_model(ctx, self.model), config.compile)
+        channels_last = config.channels_last
+        if channels_last is None:
+            channels_last = channels_last_default(ctx.device)
+        self.memory_format = memory_format(channels_last)
         self.amp = config.amp and ctx.device.type == "cuda"
         if config.amp and not self.amp and ctx.is_main and not config.quiet:
             print("note: --amp needs CUDA; training in float32 on", ctx.device)
-        self.loss_fn = DiceCELoss(sigmoid=True)
+        self.loss_fn = DiceCELoss()
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -208,6 +224,9 @@ class _Trainer:
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
         self.updating = False
+        # (step, loss on the device, images, lr) of steps whose loss is not read back yet
+        self.pending_losses: list[tuple[int, torch.Tensor, int, float]] = []
+        self.last_loss = float("nan")
 
     def _setup_progress(self) -> None:
         config, ctx = self.config, self.ctx
@@ -393,8 +412,12 @@ class _Trainer:
             total=self.steps_per_epoch,
             completed=self.batches_done,
         )
-        for batch in self._loader():
-            images = batch["image"].to(device, non_blocking=True)
+        batches: Any = self._loader()
+        if config.prefetch and config.workers == 0:
+            batches = prefetch(batches)
+        lag = loss_readback_lag(device, needs_value=bool(self.callbacks))
+        for batch in batches:
+            images = batch["image"].to(device, non_blocking=True, memory_format=self.memory_format)
             masks = batch["mask"].to(device, non_blocking=True)
             self.updating = True
             self.optimizer.zero_grad(set_to_none=True)
@@ -406,22 +429,33 @@ class _Trainer:
             self.scaler.update()
             self.scheduler.step()
             self.updating = False
-            value = float(loss.detach())
-            self.loss_sum += value * images.shape[0]
-            self.loss_count += images.shape[0]
             self.batches_done += 1
             self.step += 1
             self.rng_snapshot = capture_rng()
             lr = self.optimizer.param_groups[0]["lr"]
-            self.tb.scalars({"train/loss_step": value, "train/lr": lr}, self.step)
+            self.pending_losses.append((self.step, loss.detach(), images.shape[0], lr))
+            value = self._record_losses(keep=lag)
             progress.advance("train", description=f"epoch {self.epoch + 1}/{config.epochs} "
                              f"loss {value:.4f}")
-            info = StepInfo(self.epoch, self.batches_done, self.step, value)
-            for callback in self.callbacks:
-                callback.on_step_end(info)
+            if self.callbacks:
+                info = StepInfo(self.epoch, self.batches_done, self.step, value)
+                for callback in self.callbacks:
+                    callback.on_step_end(info)
             if self._stop_requested():
                 raise _StopRequested
+        self._record_losses(keep=0)
         progress.finish("train")
+
+    def _record_losses(self, keep: int) -> float:
+        """Read back all but the newest ``keep`` pending step losses into the epoch's sum and
+        TensorBoard; return the latest loss read (NaN before the first)."""
+        while len(self.pending_losses) > keep:
+            step, loss, images, lr = self.pending_losses.pop(0)
+            self.last_loss = float(loss)
+            self.loss_sum += self.last_loss * images
+            self.loss_count += images
+            self.tb.scalars({"train/loss_step": self.last_loss, "train/lr": lr}, step)
+        return self.last_loss
 
     @torch.no_grad()
     def _validate(self) -> tuple[float, float]:
@@ -513,6 +547,8 @@ class _Trainer:
         )
 
     def _save_interrupted(self) -> None:
+        if not self.updating:
+            self._record_losses(keep=0)
         if self.updating:
             self._say(
                 "interrupted inside an optimiser step: the resume state of the last finished "

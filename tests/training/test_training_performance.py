@@ -1,0 +1,114 @@
+"""The fast paths of a training run keep its numbers: channels-last batches, prefetching,
+the lagged loss read-back, compilation; and the determinism switch without the inductor."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from polypseg.training import TrainConfig, train
+from polypseg.training import loop as loop_module
+from polypseg.training.logs import read_metrics_csv
+from polypseg.training.prefetch import prefetch
+
+
+def _losses(run) -> list[tuple[float, float, float]]:
+    return [(r["train_loss"], r["val_loss"], r["val_dice"])
+            for r in read_metrics_csv(run / "metrics.csv")]
+
+
+def _close(a, b, tol: float) -> bool:
+    return all(abs(x - y) <= tol * max(1.0, abs(y)) for row_a, row_b in zip(a, b, strict=True)
+               for x, y in zip(row_a, row_b, strict=True))
+
+
+@pytest.mark.parametrize("model", ["p4", "steerable"])
+def test_channels_last_and_prefetch_train_the_same_run(
+    tiny_config: Callable[..., TrainConfig], tmp_path, model: str
+) -> None:
+    """The reference path (NCHW batches, loading between steps) and the fast one agree on
+    every epoch's losses and Dice to float32 rounding (2 epochs x 2 Adam steps)."""
+    reference = train(tiny_config(model=model, out=str(tmp_path / "ref"), channels_last=False,
+                                  prefetch=False))
+    fast = train(tiny_config(model=model, out=str(tmp_path / "fast"), channels_last=True,
+                             prefetch=True))
+    assert _close(_losses(fast), _losses(reference), 1e-4)
+
+
+def test_lagged_loss_readback_logs_the_same_numbers(
+    tiny_config: Callable[..., TrainConfig], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CUDA read-back (each loss read one step late) gives the CPU run's epoch losses."""
+    at_once = train(tiny_config(out=str(tmp_path / "now"), epochs=1, limit_train=6))
+    monkeypatch.setattr(loop_module, "loss_readback_lag", lambda device, needs_value: 1)
+    lagged = train(tiny_config(out=str(tmp_path / "late"), epochs=1, limit_train=6))
+    assert _losses(lagged) == _losses(at_once)
+
+
+def test_compiled_model_trains(
+    tiny_config: Callable[..., TrainConfig], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--compile wraps the model (dynamo's eager backend here: inductor's C++ build takes
+    minutes on CPU) and the run saves the same checkpoints as an eager run."""
+    monkeypatch.setattr(loop_module, "compiled",
+                        lambda model, enabled: torch.compile(model, backend="eager")
+                        if enabled else model)
+    eager = train(tiny_config(out=str(tmp_path / "eager"), epochs=1))
+    compiled = train(tiny_config(out=str(tmp_path / "compiled"), epochs=1, compile=True))
+    assert _close(_losses(compiled), _losses(eager), 1e-4)
+
+
+def test_prefetch_keeps_order_and_raises_where_the_loader_failed() -> None:
+    assert list(prefetch(iter(range(10)), depth=3)) == list(range(10))
+
+    def broken():
+        yield 1
+        yield 2
+        raise OSError("unreadable image")
+
+    seen = []
+    with pytest.raises(OSError, match="unreadable image"):
+        for item in prefetch(broken()):
+            seen.append(item)
+    assert seen == [1, 2]
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_stops() -> None:
+    import threading
+
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    items = prefetch(endless(), depth=2)
+    assert next(items) == 0
+    items.close()
+    assert not any(t.name == "polypseg-prefetch" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 4  # at most depth ahead (plus the one being put)
+    with pytest.raises(ValueError, match="depth"):
+        next(prefetch([], depth=0))
+
+
+def test_deterministic_switch_does_not_import_the_inductor() -> None:
+    code = (
+        "import sys, torch\n"
+        "from polypseg.training.performance import set_deterministic\n"
+        "set_deterministic(True, warn_only=True)\n"
+        "assert torch.are_deterministic_algorithms_enabled()\n"
+        "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "set_deterministic(False)\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "print('torch._inductor' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
