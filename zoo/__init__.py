@@ -17,7 +17,7 @@ rotations by multiples of 90 degrees (and mirrors for ``p4m``/``steerable-flip``
 from __future__ import annotations
 
 from zoo.base import ExpandedConv2d
-from zoo.describe import describe
+from zoo.describe import describe, describe_variant
 from zoo.family import ConvFamily
 from zoo.groups import P4, P4M, TRIVIAL, Group, transform_fields, transform_image
 from zoo.norm import GroupBatchNorm2d
@@ -57,6 +57,7 @@ __all__ = [
     "count_params",
     "create",
     "describe",
+    "describe_variant",
     "from_config",
     "match_params",
     "transform_fields",
