@@ -1,24 +1,29 @@
 """``polypseg bench speed --side-by-side``: each variant's training step (and inference) on the
-reference path and on the optimised path, in one process, interleaved, as ratios.
+reference path and on the optimised path, timed alternately, as ratios.
 
 * **reference** ("today"): NCHW batches, MONAI's ``DiceCELoss(sigmoid=True)``, the model as zoo
-  builds it, eager: what a training step was before the speed work.
-* **optimised**: channels-last batches (zoo's per-field batch norm and upsampling adjoint on
-  NHWC maps, :mod:`zoo.norm`, :mod:`zoo.pooling`), polypseg's torch-only Dice + CE loss, and
-  with ``compile=True`` ``torch.compile`` of the model.
+  builds it, eager, glibc's malloc as it comes: what a training step was before the speed work.
+* **optimised** (what ``polypseg train`` now does on CPU): channels-last batches (zoo's
+  per-field batch norm and upsampling adjoint on NHWC maps, :mod:`zoo.norm`,
+  :mod:`zoo.pooling`), polypseg's torch-only Dice + CE loss, glibc's malloc tuned for large
+  tensors (:func:`polypseg.training.performance.tune_allocator`), and with ``compile=True``
+  ``torch.compile`` of the model.
 
-Both paths start from the same weights and see the same batch; a training step is AdamW (the
-training loop's settings) after forward, loss and backward. Repeats alternate the two paths
-(reference, optimised, reference, ...) so a change of load on a shared machine hits both; each
-call is timed by the wall clock and by the process's CPU time (which on one thread does not
-count the time the scheduler gives the core to other jobs). The result per variant: the ratio of
-the median times (reference / optimised: 1.3 means 30 % more steps per second) and the median
-of the ratios of back-to-back pairs, plus how far the two paths' logits and gradients differ
-after one step (float32 rounding: the two paths run other kernels).
+The allocator setting is process-wide, so each path lives in its own worker process (started
+fresh, same seeds: same weights and batch); the coordinator asks them for one step at a time,
+alternating (reference, optimised, reference, ...), so a change of load on a shared machine hits
+both alike, and only one of them computes at any moment. A training step is AdamW (the training
+loop's settings) after forward, loss and backward. Each call is timed by the wall clock and by
+the worker's CPU time (which on one thread does not count the time the scheduler gives the core
+to other jobs). The result per variant: the ratio of the median times (reference / optimised:
+1.3 means 30 % more steps per second) and the median of the ratios of back-to-back pairs, plus
+how far the two paths' logits and gradients differ after one step from the same weights
+(float32 rounding: the paths run other kernels).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import statistics
 import time
@@ -29,6 +34,7 @@ import torch
 from torch import nn
 
 KIND = "polypseg-speed-side-by-side/1"
+PATHS = ("reference", "optimised")
 #: AdamW settings of the training loop's defaults.
 LR, WEIGHT_DECAY = 1e-3, 1e-4
 
@@ -48,16 +54,14 @@ def _layout(path: str) -> torch.memory_format:
 
 
 class PathRunner:
-    """One path of one variant: its own model copy, optimiser, loss and input layout."""
+    """One path of one variant: its model, optimiser, loss and input layout."""
 
     def __init__(
         self, path: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, compile_model: bool
     ) -> None:
         self.path = path
-        self.model = copy.deepcopy(model)
-        self.net = torch.compile(self.model) if compile_model and path == "optimised" else (
-            self.model
-        )
+        self.model = model
+        self.net = torch.compile(model) if compile_model and path == "optimised" else model
         self.x = x.contiguous(memory_format=_layout(path))
         self.y = y
         self.loss_fn = _loss(path)
@@ -79,22 +83,33 @@ class PathRunner:
             self.net(self.x)
 
     def gradients(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits and parameter gradients of one forward/backward from the current weights."""
+        """Logits and parameter gradients of one forward/backward from the current weights
+        (the batch norm buffers it moves are put back)."""
         self.model.train()
         self.model.zero_grad(set_to_none=True)
-        state = copy.deepcopy(self.model.state_dict())  # batch norm buffers move: restore
+        state = copy.deepcopy(self.model.state_dict())
         logits = self.net(self.x)
         self.loss_fn(logits, self.y).backward()
         grads = [p.grad.detach().clone() for p in self.model.parameters()]
         self.model.zero_grad(set_to_none=True)
         self.model.load_state_dict(state)
-        return logits.detach(), grads
+        return logits.detach().contiguous(), [g.contiguous() for g in grads]
 
 
-def rel_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """``max|actual - expected| / max|expected|``."""
-    scale = float(expected.abs().max())
-    return float((actual - expected).abs().max()) / scale if scale > 0 else 0.0
+def build_runner(
+    path: str, name: str, width: int, depth: int, size: int, batch_size: int, device: str,
+    compile_model: bool,
+) -> PathRunner:
+    """The runner of ``path``: the model from seed 0, the batch from seed 1 (equal in both)."""
+    import zoo
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    model = zoo.create(name, in_channels=3, out_channels=1, width=width, depth=depth).to(dev)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(batch_size, 3, size, size, generator=generator).to(dev)
+    y = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.5).float().to(dev)
+    return PathRunner(path, model, x, y, compile_model)
 
 
 def _sync(device: torch.device) -> None:
@@ -102,23 +117,100 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed(call: Callable[[], None], device: torch.device) -> tuple[float, float]:
+    _sync(device)
+    cpu, wall = time.process_time(), time.perf_counter()
+    call()
+    _sync(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def worker(conn: Any, path: str, threads: int, build: dict[str, Any]) -> None:
+    """A path's process: set threads (and the allocator), build, then serve commands from
+    ``conn``: ``parity``, ``train``, ``infer`` (one timed call: ``(wall, cpu)``), ``stop``."""
+    torch.set_num_threads(threads)
+    if path == "optimised":
+        from polypseg.training.performance import tune_allocator
+
+        tune_allocator()
+    runner = build_runner(path, **build)
+    device = runner.x.device
+    calls = {"train": runner.train_step, "infer": runner.infer_step}
+    conn.send("ready")
+    while True:
+        command = conn.recv()
+        if command == "stop":
+            conn.close()
+            return
+        if command == "parity":
+            conn.send(runner.gradients())
+        else:
+            conn.send(_timed(calls[command], device))
+
+
+class PathPair:
+    """The two worker processes of one variant (``spawn``: fresh interpreters)."""
+
+    def __init__(self, threads: int, build: dict[str, Any]) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conns: dict[str, Any] = {}
+        self.procs = []
+        for path in PATHS:
+            parent, child = context.Pipe()
+            proc = context.Process(target=worker, args=(child, path, threads, build),
+                                   daemon=True)
+            proc.start()
+            child.close()
+            self.conns[path] = parent
+            self.procs.append(proc)
+        for path in PATHS:
+            if self._receive(path) != "ready":
+                raise RuntimeError(f"the {path} worker did not start")
+
+    def _receive(self, path: str) -> Any:
+        try:
+            return self.conns[path].recv()
+        except EOFError:
+            raise RuntimeError(f"the {path} worker process died (see its error above)") from None
+
+    def ask(self, path: str, command: str) -> Any:
+        """Send one command to a path's worker and wait for its answer."""
+        self.conns[path].send(command)
+        return self._receive(path)
+
+    def close(self) -> None:
+        """Stop both workers."""
+        for path in PATHS:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self.conns[path].send("stop")
+        for proc in self.procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
+
+
 def time_pairs(
-    calls: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int
+    pair: PathPair, command: str, repeats: int, warmup: int
 ) -> dict[str, dict[str, list[float]]]:
-    """``{path: {"wall": [...], "cpu": [...]}}``: seconds per call, paths alternating."""
-    for call in calls.values():
+    """``{path: {"wall": [...], "cpu": [...]}}``: seconds per call, the paths alternating."""
+    for path in PATHS:
         for _ in range(warmup):
-            call()
-    times: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in calls}
+            pair.ask(path, command)
+    times: dict[str, dict[str, list[float]]] = {p: {"wall": [], "cpu": []} for p in PATHS}
     for _ in range(repeats):
-        for name, call in calls.items():
-            _sync(device)
-            cpu, wall = time.process_time(), time.perf_counter()
-            call()
-            _sync(device)
-            times[name]["wall"].append(time.perf_counter() - wall)
-            times[name]["cpu"].append(time.process_time() - cpu)
+        for path in PATHS:
+            wall, cpu = pair.ask(path, command)
+            times[path]["wall"].append(wall)
+            times[path]["cpu"].append(cpu)
     return times
+
+
+def rel_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """``max|actual - expected| / max|expected|``."""
+    scale = float(expected.abs().max())
+    return float((actual - expected).abs().max()) / scale if scale > 0 else 0.0
 
 
 def ratios(reference: list[float], optimised: list[float]) -> dict[str, float]:
@@ -138,37 +230,38 @@ def compare_variant(
     depth: int,
     size: int,
     batch_size: int,
-    device: torch.device,
+    device: str,
     repeats: int,
     warmup: int,
     compile_model: bool,
+    threads: int,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Both paths of one variant: parity after one step, then interleaved train and infer."""
-    import zoo
-
-    torch.manual_seed(0)
-    model = zoo.create(name, in_channels=3, out_channels=1, width=width, depth=depth).to(device)
-    generator = torch.Generator().manual_seed(1)
-    x = torch.randn(batch_size, 3, size, size, generator=generator).to(device)
-    y = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.5).float().to(device)
-    runners = {p: PathRunner(p, model, x, y, compile_model) for p in ("reference", "optimised")}
-    logits_ref, grads_ref = runners["reference"].gradients()
-    logits_opt, grads_opt = runners["optimised"].gradients()
-    parity = {
-        "logits_rel_diff": rel_diff(logits_opt, logits_ref),
-        "max_grad_rel_diff": max(rel_diff(a, b) for a, b in zip(grads_opt, grads_ref,
-                                                                strict=True)),
-    }
-    say(f"{name}: width {width}, timing training steps ({repeats} pairs)")
-    train = time_pairs({p: r.train_step for p, r in runners.items()}, device, repeats, warmup)
-    say(f"{name}: timing inference")
-    infer = time_pairs({p: r.infer_step for p, r in runners.items()}, device, repeats, warmup)
+    """Both paths of one variant: parity after one step, then alternating train and infer."""
+    build = {"name": name, "width": width, "depth": depth, "size": size,
+             "batch_size": batch_size, "device": device, "compile_model": compile_model}
+    say(f"{name}: width {width}, starting the two path workers")
+    pair = PathPair(threads, build)
+    try:
+        logits_ref, grads_ref = pair.ask("reference", "parity")
+        logits_opt, grads_opt = pair.ask("optimised", "parity")
+        parity = {
+            "logits_rel_diff": rel_diff(logits_opt, logits_ref),
+            "max_grad_rel_diff": max(
+                rel_diff(a, b) for a, b in zip(grads_opt, grads_ref, strict=True)
+            ),
+        }
+        say(f"{name}: timing training steps ({repeats} pairs)")
+        train = time_pairs(pair, "train", repeats, warmup)
+        say(f"{name}: timing inference")
+        infer = time_pairs(pair, "infer", repeats, warmup)
+    finally:
+        pair.close()
     row: dict[str, Any] = {
         "name": name,
         "width": width,
         "depth": depth,
-        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "params": sum(g.numel() for g in grads_ref),
         "parity": parity,
         "train_seconds": train,
         "infer_seconds": infer,
@@ -203,10 +296,10 @@ def run_side_by_side(
     if len(widths) != len(variants):
         raise ValueError("give one width per variant")
     say = progress or (lambda _msg: None)
-    dev = torch.device(device)
+    threads = torch.get_num_threads()
     rows = [
-        compare_variant(name, width, depth, size, batch_size, dev, repeats, warmup,
-                        compile_model, say)
+        compare_variant(name, width, depth, size, batch_size, device, repeats, warmup,
+                        compile_model, threads, say)
         for name, width in zip(variants, widths, strict=True)
     ]
     info = hardware_info(device)
@@ -222,10 +315,12 @@ def run_side_by_side(
             "warmup": warmup, "threads": info["threads"], "compile": compile_model,
         },
         "paths": {
-            "reference": "NCHW batches, MONAI DiceCELoss(sigmoid=True), eager",
-            "optimised": "channels-last batches, polypseg DiceCELoss"
-            + (", torch.compile" if compile_model else ", eager"),
+            "reference": "NCHW batches, MONAI DiceCELoss(sigmoid=True), eager, glibc malloc "
+            "as it comes",
+            "optimised": "channels-last batches, polypseg DiceCELoss, glibc malloc tuned "
+            "(tune_allocator)" + (", torch.compile" if compile_model else ", eager"),
         },
+        "workers": "one process per path, fresh (spawn), called alternately",
         "models": rows,
     }
 
@@ -253,6 +348,7 @@ def side_by_side_markdown(doc: dict[str, Any]) -> str:
         f"interleaved pairs after {settings.get('warmup')} warm-up steps per path.",
         f"- Reference: {doc['paths']['reference']}.",
         f"- Optimised: {doc['paths']['optimised']}.",
+        f"- Workers: {doc.get('workers', 'one process')}.",
     ]
     if doc.get("command"):
         lines.append(f"- Command: `{doc['command']}`")

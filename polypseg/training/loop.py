@@ -17,9 +17,9 @@ cosine schedule steps. After each epoch the validation Dice (MONAI ``DiceMetric`
 early stopping. Data order and augmentation depend only on ``(seed, epoch, position)``, so a
 resumed run (``config.resume``) continues exactly where the saved state left off, mid-epoch too.
 
-Speed (:mod:`polypseg.training.performance`): batches go channels-last on CPU, the next batches
-load in a thread while a step runs, and on CUDA each step's loss is read back one step late, so
-the host never waits for the device.
+Speed (:mod:`polypseg.training.performance`): batches go channels-last on CPU, glibc's malloc
+keeps large blocks warm, the next batches load in a thread while a step runs, and on CUDA each
+step's loss is read back one step late, so the host never waits for the device.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from polypseg.training.performance import (
     loss_readback_lag,
     memory_format,
     set_deterministic,
+    tune_allocator,
 )
 from polypseg.training.prefetch import prefetch
 from polypseg.training.progress import Bars, bars, want_progress
@@ -107,6 +108,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Path:
     Under ``torchrun`` every process calls this; only rank 0 writes files.
     """
     config.validate()
+    tune_allocator()
     previous = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
