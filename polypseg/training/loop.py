@@ -51,7 +51,6 @@ from polypseg.training.performance import (
     compiled,
     loss_readback_lag,
     memory_format,
-    set_deterministic,
     tune_allocator,
 )
 from polypseg.training.prefetch import prefetch
@@ -95,7 +94,7 @@ def seed_everything(seed: int) -> None:
 
 def _make_deterministic() -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    set_deterministic(True, warn_only=True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
 
 
@@ -119,7 +118,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Path:
             trainer = _Trainer(config, ctx, list(callbacks), flag)
             return trainer.run()
     finally:
-        set_deterministic(previous[0], warn_only=previous[1])
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         dist_.teardown(ctx)
 
 

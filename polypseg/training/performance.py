@@ -15,17 +15,16 @@
   spent three quarters of its time in page faults). Keeping large blocks on the heap and not
   trimming it makes a step reuse warm memory; the price is that the process keeps its peak
   heap (plus a 64 MiB pad) instead of returning it between steps.
-* Deterministic algorithms without importing ``torch._inductor``:
-  ``torch.use_deterministic_algorithms`` imports the inductor (and dynamo) package only to set
-  its own ``deterministic`` flag, about a second of start-up. :func:`set_deterministic` sets
-  torch's flag directly and the inductor's only when that package is already loaded (a compiled
-  run imports it anyway).
+* Start-up: ``torch.use_deterministic_algorithms`` imports ``torch._inductor`` and
+  ``torch._dynamo`` (about 1.2 s of CPU), but so does the first ``step()`` of any
+  ``torch.optim`` optimiser (it runs under a dynamo graph break), so a training run pays that
+  import either way and polypseg does not work around it; what it does avoid is importing all
+  of MONAI for the loss (:mod:`polypseg.training.losses`, about 2 s).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 import torch
 from torch import nn
@@ -66,15 +65,6 @@ def tune_allocator() -> bool:
             tuned = False
     _TUNED.append(tuned)
     return tuned
-
-
-def set_deterministic(mode: bool, warn_only: bool = False) -> None:
-    """``torch.use_deterministic_algorithms(mode, warn_only=...)`` minus the inductor import."""
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if setter is None or "torch._inductor.config" in sys.modules:
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-        return
-    setter(mode, warn_only=warn_only)
 
 
 def channels_last_default(device: torch.device) -> bool:
