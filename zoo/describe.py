@@ -140,12 +140,14 @@ def describe_variant(
     up to 4 are described directly. The other entries are those of the width-1 model, with
     ``width`` set.
     """
+    from zoo.base import uninitialized
     from zoo.registry import create, variant
 
     width = variant(name).default_width if width is None else width
-    if width <= 4:
-        return describe(create(name, width=width, **kwargs), size)
-    small = [describe(create(name, width=w, **kwargs), size) for w in (1, 2, 3, 4)]
+    with uninitialized():  # counting needs shapes, not initial values
+        if width <= 4:
+            return describe(create(name, width=width, **kwargs), size)
+        small = [describe(create(name, width=w, **kwargs), size) for w in (1, 2, 3, 4)]
     info = dict(small[0], width=width)
     for key in _QUADRATIC:
         p1, p2, p3, p4 = (d[key] for d in small)

@@ -71,7 +71,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.base import ExpandedConv2d
+from zoo.base import ExpandedConv2d, init_skipped
 from zoo.groups import Group
 
 
@@ -353,7 +353,8 @@ class _E2Conv(ExpandedConv2d):
         else:
             self.bias_column = None
             self.bias = None
-        self.reset_parameters()
+        if not init_skipped():
+            self.reset_parameters()
 
     def init_std(self) -> torch.Tensor:
         """``(C_out*C_in*B,)``: the std of e2cnn's ``generalized_he_init`` for each weight.

@@ -38,3 +38,20 @@ def test_steerable_import_defers_sympy_and_keeps_e2cnn_diffops() -> None:
                          check=True).stdout.split("\n")
     assert out[0] == "False"
     assert out[1] == "True [-1/2, 0, 1/2]"
+
+
+def test_uninitialized_is_scoped() -> None:
+    """Inside, expanded convs skip their init; outside (and after an error) they initialise."""
+    import torch
+
+    from zoo.base import init_skipped, uninitialized
+
+    with pytest.raises(RuntimeError), uninitialized():
+        assert init_skipped()
+        raise RuntimeError
+    assert not init_skipped()
+    torch.manual_seed(0)
+    a = zoo.create("p4", width=1, depth=1).state_dict()
+    torch.manual_seed(0)
+    b = zoo.create("p4", width=1, depth=1).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # seeded init, as before
