@@ -22,7 +22,7 @@ any variant with ``AdamW(param_groups(model, lr, wd))`` and the loss plus
 from __future__ import annotations
 
 from zoo.base import ExpandedConv2d
-from zoo.describe import describe
+from zoo.describe import describe, describe_variant
 from zoo.family import ConvFamily
 from zoo.groups import P4, P4M, TRIVIAL, Group, transform_fields, transform_image
 from zoo.learned import learned_symmetry
@@ -64,6 +64,7 @@ __all__ = [
     "count_params",
     "create",
     "describe",
+    "describe_variant",
     "from_config",
     "learned_symmetry",
     "match_params",

@@ -18,9 +18,31 @@ group axis innermost, channel ``c*|G| + g``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+_SKIP_INIT: list[bool] = [False]
+
+
+@contextlib.contextmanager
+def uninitialized() -> Iterator[None]:
+    """Within: expanded convs built here skip their weight initialisation (the weights hold
+    whatever ``torch.empty`` gave). For counting parameters and MACs only (``describe_variant``)."""
+    previous = _SKIP_INIT[0]
+    _SKIP_INIT[0] = True
+    try:
+        yield
+    finally:
+        _SKIP_INIT[0] = previous
+
+
+def init_skipped() -> bool:
+    """Whether :func:`uninitialized` is in effect."""
+    return _SKIP_INIT[0]
 
 
 class ExpandedConv2d(nn.Module):

@@ -6,16 +6,21 @@ costs ``C_out * H * W * C_in/groups * k_h * k_w`` per image. Batch norm, activat
 upsampling and the filter expansion (a gather, once per step) are not counted.
 
 The forward that the hooks watch does no arithmetic: it runs an *empty batch*
-``(0, C_in, H, W)`` through a shadow copy of the model in which every expanded conv is a
-weightless stand-in of the same shape. Describing a large model at 256x256 therefore costs
-neither the convolutions nor the filter expansion (building the expanded bank of a default
-SE(2,12) U-Net alone takes seconds and about a gigabyte).
+``(0, C_in, H, W)`` through the model in eval mode, with every expanded conv's ``forward``
+replaced, for that call only, by a weightless stand-in that returns zeros of the output shape.
+Describing a large model at 256x256 therefore costs neither the convolutions nor the filter
+expansion (building the expanded bank of a default SE(2,12) U-Net alone takes seconds and about
+a gigabyte), nor a copy of the model.
+
+:func:`describe_variant` gives the same numbers for a variant at any width without building it
+at that width (the counts are quadratics of the width).
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -24,16 +29,14 @@ from torch import nn
 from zoo.base import ExpandedConv2d
 
 
-class _ShapeConv(nn.Module):
-    """Weightless stand-in of an expanded conv: ``(B, C_in, H, W) -> zeros (B, C_out, H, W)``."""
+def _shape_forward(conv: ExpandedConv2d) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A weightless stand-in of ``conv.forward``: ``(B, C_in, H, W) -> zeros (B, C_out, H, W)``."""
+    out_channels = conv.out_channels
 
-    def __init__(self, conv: ExpandedConv2d) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.kernel_size = conv.kernel_size
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], out_channels, x.shape[2], x.shape[3])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.new_zeros(x.shape[0], self.out_channels, x.shape[2], x.shape[3])
+    return forward
 
 
 def conv_macs(module: nn.Module, output: torch.Tensor) -> int:
@@ -41,7 +44,7 @@ def conv_macs(module: nn.Module, output: torch.Tensor) -> int:
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
         per_output = module.in_channels // module.groups * kh * kw
-    else:  # ExpandedConv2d or its stand-in: in_channels and kernel_size are expanded ints
+    else:  # ExpandedConv2d: in_channels and kernel_size are expanded ints
         per_output = module.in_channels * module.kernel_size**2
     return math.prod(output.shape[1:]) * per_output
 
@@ -54,7 +57,7 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
         total[0] += conv_macs(module, output)
         total[1] += 1
 
-    kinds = (nn.Conv2d, ExpandedConv2d, _ShapeConv)
+    kinds = (nn.Conv2d, ExpandedConv2d)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     try:
         with torch.no_grad():
@@ -65,12 +68,21 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
     return total[0], total[1]
 
 
-def shape_shadow(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` with every expanded conv a weightless :class:`_ShapeConv`."""
-    memo: dict[int, Any] = {
-        id(m): _ShapeConv(m) for m in model.modules() if isinstance(m, ExpandedConv2d)
-    }
-    return copy.deepcopy(model, memo).eval()
+@contextlib.contextmanager
+def shape_only(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode with every expanded conv's forward a weightless stand-in; the
+    forwards and each module's train/eval mode are restored on exit."""
+    modes = [(m, m.training) for m in model.modules()]
+    convs = [m for m in model.modules() if isinstance(m, ExpandedConv2d)]
+    for conv in convs:
+        conv.forward = _shape_forward(conv)  # type: ignore[method-assign]
+    try:
+        yield model.eval()
+    finally:
+        for conv in convs:
+            del conv.forward
+        for module, training in modes:
+            module.training = training
 
 
 def _input_channels(model: nn.Module) -> int:
@@ -107,5 +119,43 @@ def describe(model: nn.Module, size: tuple[int, int] = (256, 256)) -> dict[str, 
     ref = next(iter(model.state_dict().values()), torch.empty(0))
     dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
     empty = torch.zeros(0, _input_channels(model), h, w, device=ref.device, dtype=dtype)
-    info["macs"], info["convs"] = count_macs(shape_shadow(model), empty)
+    with shape_only(model) as shapes:
+        info["macs"], info["convs"] = count_macs(shapes, empty)
+    return info
+
+
+#: Counts of :func:`describe` that are quadratic polynomials of the width.
+_QUADRATIC = ("params", "trainable_params", "macs")
+
+
+def describe_variant(
+    name: str, size: tuple[int, int] = (256, 256), width: int | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """:func:`describe` of ``zoo.create(name, width=width, **kwargs)`` without building it.
+
+    A U-Net's parameters and MACs are exact quadratics of its width (every conv is bilinear in
+    its in/out fields, norms and the head linear). They are counted on the cheap models of
+    widths 1, 2 and 3, checked on width 4 and evaluated at ``width``: a wide model (16M
+    parameters of SE(2,12), 60M of steerable-flip) is never allocated or initialised. Widths
+    up to 4 are described directly. The other entries are those of the width-1 model, with
+    ``width`` set.
+    """
+    from zoo.base import uninitialized
+    from zoo.registry import create, variant
+
+    width = variant(name).default_width if width is None else width
+    with uninitialized():  # counting needs shapes, not initial values
+        if width <= 4:
+            return describe(create(name, width=width, **kwargs), size)
+        small = [describe(create(name, width=w, **kwargs), size) for w in (1, 2, 3, 4)]
+    info = dict(small[0], width=width)
+    for key in _QUADRATIC:
+        p1, p2, p3, p4 = (d[key] for d in small)
+        second = p3 - 2 * p2 + p1  # 2a
+        if second % 2 or p4 - 3 * p3 + 3 * p2 - p1 != 0:  # third difference of a quadratic
+            raise RuntimeError(f"{key} of {name!r} is not quadratic in the width")
+        a = second // 2
+        b = p2 - p1 - 3 * a
+        c = p1 - a - b
+        info[key] = a * width * width + b * width + c
     return info

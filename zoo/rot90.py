@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from zoo.base import ExpandedConv2d
+from zoo.base import ExpandedConv2d, init_skipped
 from zoo.groups import P4, P4M, Group
 
 
@@ -59,7 +59,8 @@ class _Rot90Conv(ExpandedConv2d):
         self.bias = nn.Parameter(torch.empty(out_fields)) if bias else None
         # index of the expanded row (|G|, in_channels, k, k) into the flat bank of one out field
         self.register_buffer("index", index.reshape(-1), persistent=False)
-        self.reset_parameters()
+        if not init_skipped():
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """``nn.Conv2d``'s default init with the fan-in of the expanded weight."""

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.base import ExpandedConv2d
+from zoo.base import ExpandedConv2d, init_skipped
 from zoo.groups import Group
 
 __all__ = [
@@ -162,6 +162,8 @@ def _operator_like(op: torch.Tensor, dtype: torch.dtype, device: torch.device) -
 
 def _init_uniform(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int) -> None:
     """``nn.Conv2d``'s default init, with the fan-in of the expanded layer (taps in the disc)."""
+    if init_skipped():
+        return
     bound = 1.0 / math.sqrt(fan_in)
     with torch.no_grad():
         weight.uniform_(-bound, bound)

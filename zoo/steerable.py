@@ -51,6 +51,11 @@ e2cnn 0.2.3 and numpy 2: ``e2cnn.kernels.utils`` calls ``np.array(x, copy=False)
 floats, which numpy 2 rejects; every ``FlipRot2dOnR2`` basis hits it. Importing this module
 points that one e2cnn module's ``np`` at a shim whose ``array(..., copy=False)`` is
 ``np.asarray`` (numpy 1 semantics); nothing else is touched.
+
+Import time: e2cnn's package ``__init__`` imports its differential operators, which import
+sympy (about half a second) for a finite-difference routine zoo never calls. e2cnn is imported
+here with sympy hidden, and that one routine of ``e2cnn.diffops.utils`` then imports sympy on
+its first call, so e2cnn's differential operators still work in the process, only later.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.base import ExpandedConv2d
+from zoo.base import ExpandedConv2d, init_skipped
 from zoo.groups import Group
 
 
@@ -90,6 +95,32 @@ def _patch_e2cnn_for_numpy2() -> None:
         kernel_utils.np = _NumpyCopyFalseShim("numpy")
 
 
+def _lazy_finite_diff_weights(*args: Any, **kwargs: Any) -> Any:
+    from sympy.calculus.finite_diff import finite_diff_weights
+
+    return finite_diff_weights(*args, **kwargs)
+
+
+def _import_e2cnn_without_sympy() -> None:
+    import importlib.util
+    import sys
+
+    hide = "sympy" not in sys.modules
+    if hide:
+        sys.modules["sympy"] = None  # type: ignore[assignment]  # an ImportError inside e2cnn
+    try:
+        import e2cnn  # noqa: F401
+    finally:
+        if hide and "sympy" in sys.modules and sys.modules["sympy"] is None:
+            del sys.modules["sympy"]
+    import e2cnn.diffops.utils as diffop_utils
+
+    if hide and not diffop_utils._SYMPY_AVAILABLE and importlib.util.find_spec("sympy"):
+        diffop_utils.finite_diff_weights = _lazy_finite_diff_weights
+        diffop_utils._SYMPY_AVAILABLE = True
+
+
+_import_e2cnn_without_sympy()
 _patch_e2cnn_for_numpy2()
 
 from e2cnn import gspaces  # noqa: E402
@@ -322,7 +353,8 @@ class _E2Conv(ExpandedConv2d):
         else:
             self.bias_column = None
             self.bias = None
-        self.reset_parameters()
+        if not init_skipped():
+            self.reset_parameters()
 
     def init_std(self) -> torch.Tensor:
         """``(C_out*C_in*B,)``: the std of e2cnn's ``generalized_he_init`` for each weight.
@@ -333,10 +365,18 @@ class _E2Conv(ExpandedConv2d):
         return self._block_std.repeat(self.out_fields * self.in_fields) / math.sqrt(self.in_fields)
 
     def reset_parameters(self) -> None:
-        """e2cnn's init: weights ``N(0, init_std()**2)``, bias zero."""
+        """e2cnn's init: weights ``N(0, init_std()**2)``, bias zero.
+
+        The per-weight std is broadcast over the ``(C_out*C_in, B)`` weights rather than
+        repeated (:meth:`init_std`): the same numbers, without a copy as large as the weights.
+        """
         with torch.no_grad():
-            std = self.init_std().to(self.weights)
-            self.weights.copy_(std * torch.randn_like(std))
+            std = (self._block_std / math.sqrt(self.in_fields)).to(self.weights)
+            noise = torch.randn(
+                self.out_fields * self.in_fields, self.basis_dim,
+                dtype=self.weights.dtype, device=self.weights.device,
+            )
+            self.weights.copy_((noise * std).view(-1))
             if self.bias is not None:
                 self.bias.zero_()
 

@@ -1,13 +1,17 @@
-"""Peak-memory probe for the CPU speed benchmark: ``python -m polypseg.bench.memprobe JSON``.
+"""Peak-memory probe of the speed benchmark: ``python -m polypseg.bench.memprobe JSON``.
 
-Builds one model (a spec of :func:`polypseg.bench.speed.build_from_spec`) and its input, notes
-the resident set size (RSS) as the baseline, then runs one inference step (eval mode,
+Builds one model (a spec of :func:`polypseg.bench.speed.build_from_spec`) and its input in a
+fresh process, so no other model is resident, then runs one inference step (eval mode,
 ``inference_mode``) and one training step (forward + backward + Adam update) and prints
-``{"infer": MiB, "train": MiB, "method": ...}``: how far the peak RSS of the process rose above
-the baseline during each step. On Linux the peak (``VmHWM``) is reset before each step by
-writing ``5`` to ``/proc/self/clear_refs``; where that is not possible the rise of
-``ru_maxrss`` is used, and only the first step is meaningful. One fresh process per model,
-since a process's peak RSS never goes down by itself.
+``{"infer": MiB, "train": MiB, "method": ...}``:
+
+* CPU: how far the peak resident set size (RSS) of the process rose above the RSS after building
+  the model and its input. On Linux the peak (``VmHWM``) is reset before each step by writing
+  ``5`` to ``/proc/self/clear_refs``; where that is not possible the rise of ``ru_maxrss`` is
+  used, and only the first step is meaningful. One fresh process per model, since a process's
+  peak RSS never goes down by itself.
+* CUDA: ``torch.cuda.max_memory_allocated`` over each step (weights, optimiser state and
+  activations of this one model), after ``reset_peak_memory_stats``.
 """
 
 from __future__ import annotations
@@ -55,17 +59,38 @@ def peak_rise(step: Callable[[], None], baseline: float) -> tuple[float, str]:
     return max(0.0, _maxrss_mib() - max(before, baseline)), "ru_maxrss rise"
 
 
-def probe(spec: dict, batch: int, size: int, threads: int) -> dict[str, float | str]:
-    """Peak RSS rise (MiB) of one inference and one training step of the model ``spec``."""
+def cuda_peak(step: Callable[[], None], device: object) -> float:
+    """Peak allocated CUDA memory (MiB) during one call of ``step``."""
+    import torch
+
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def probe(
+    spec: dict, batch: int, size: int, threads: int, device: str = "cpu"
+) -> dict[str, float | str]:
+    """Peak memory (MiB) of one inference and one training step of the model ``spec`` alone."""
     import torch
 
     from polypseg.bench.speed import build_from_spec, infer_step_fn, train_step_fn
 
     torch.set_num_threads(max(1, threads))
     torch.manual_seed(0)
-    model = build_from_spec(spec)
-    x = torch.randn(batch, 3, size, size)
-    y = (torch.rand(batch, 1, size, size) > 0.5).float()
+    dev = torch.device(device)
+    model = build_from_spec(spec).to(dev)
+    x = torch.randn(batch, 3, size, size, device=dev)
+    y = (torch.rand(batch, 1, size, size, device=dev) > 0.5).float()
+    if dev.type == "cuda":
+        model.eval()
+        infer = cuda_peak(infer_step_fn(model, x), dev)
+        model.train()
+        train = cuda_peak(train_step_fn(model, x, y), dev)
+        method = "torch.cuda.max_memory_allocated, this model alone in its process"
+        return {"infer": infer, "train": train, "method": method}
     baseline = _status_mib("VmRSS") or _maxrss_mib()
     model.eval()
     infer, method = peak_rise(infer_step_fn(model, x), baseline)
@@ -75,9 +100,11 @@ def probe(spec: dict, batch: int, size: int, threads: int) -> dict[str, float | 
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: one JSON argument with spec, batch, size, threads."""
+    """Entry point: one JSON argument with spec, batch, size, threads (and device)."""
     args = json.loads(argv[0])
-    print(json.dumps(probe(args["spec"], args["batch"], args["size"], args["threads"])))
+    result = probe(args["spec"], args["batch"], args["size"], args["threads"],
+                   args.get("device", "cpu"))
+    print(json.dumps(result))
     return 0
 
 

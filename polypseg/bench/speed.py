@@ -6,10 +6,16 @@ interleaved repeats (repeat r of every model before repeat r+1 of any), so a cha
 of a shared machine hits every model alike; the ratios to MONAI UNet are the result, the
 absolute images/s only describe the machine.
 
-Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` around one step (weights, optimiser
-state and activations). On CPU Python's tracemalloc does not see torch's allocations, so each
-model runs in a fresh subprocess (:mod:`polypseg.bench.memprobe`) that reports how far the peak
-resident set rose during one inference and one training step above the built model and input.
+Peak memory: each model alone in a fresh subprocess (:mod:`polypseg.bench.memprobe`), so the
+figure is that model's, not the sum of every model resident in the timing process. On CUDA
+``torch.cuda.max_memory_allocated`` over one step (weights, optimiser state and activations);
+on CPU (Python's tracemalloc does not see torch's allocations) how far the peak resident set
+rose during one inference and one training step above the built model and input.
+
+Numerics: the benchmark leaves torch's TF32 switches as they are, which is what ``polypseg
+train`` does (torch's defaults: cuDNN convolutions may use TF32 on Ampere and newer GPUs,
+float32 matmuls do not); the document records both switches. Equivariance tests, not speed
+runs, set full float32 precision.
 """
 
 from __future__ import annotations
@@ -181,23 +187,18 @@ def time_interleaved(
     return times
 
 
-def cuda_peak_mib(step: Callable[[], None], device: torch.device) -> float:
-    """Peak allocated CUDA memory (MiB) during one call of ``step``."""
-    _sync(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    step()
-    _sync(device)
-    return torch.cuda.max_memory_allocated(device) / 2**20
-
-
-def cpu_peaks(spec: dict[str, Any], batch: int, size: int, threads: int) -> dict[str, Any]:
-    """Peak RSS rise (MiB) of an inference and a training step, in a fresh subprocess
-    (:mod:`polypseg.bench.memprobe`); ``{}`` if the probe fails."""
+def isolated_peaks(
+    spec: dict[str, Any], batch: int, size: int, threads: int, device: str = "cpu"
+) -> dict[str, Any]:
+    """Peak memory (MiB) of an inference and a training step of ``spec`` alone, in a fresh
+    subprocess (:mod:`polypseg.bench.memprobe`); ``{}`` if the probe fails."""
     import json
     import subprocess
     import sys
 
-    args = json.dumps({"spec": spec, "batch": batch, "size": size, "threads": threads})
+    args = json.dumps(
+        {"spec": spec, "batch": batch, "size": size, "threads": threads, "device": device}
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "polypseg.bench.memprobe", args],
         capture_output=True, text=True, timeout=1800, check=False,
@@ -258,9 +259,6 @@ def run_speed(
 
     say = progress or (lambda _msg: None)
     dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     variants = list(variants or zoo.available())
     say(f"building {len(variants)} variants + MONAI UNet at ~{target_params:,} parameters")
@@ -282,19 +280,14 @@ def run_speed(
     infer_times = time_interleaved(infer_steps, dev, repeats, warmup)
 
     peaks: dict[tuple[str, str], float | None] = {}
-    cpu_method = None
+    probe_method = None
     if memory:
         for case in cases:
-            say(f"peak memory: {case.name}")
-            if dev.type == "cuda":
-                for mode, steps in (("infer", infer_steps), ("train", train_steps)):
-                    case.model.train(mode == "train")
-                    peaks[case.name, mode] = cuda_peak_mib(steps[case.name], dev)
-            else:
-                probed = cpu_peaks(case.spec, batch_size, size, torch.get_num_threads())
-                cpu_method = probed.get("method", cpu_method)
-                for mode in ("infer", "train"):
-                    peaks[case.name, mode] = probed.get(mode)
+            say(f"peak memory: {case.name} (alone in a fresh process)")
+            probed = isolated_peaks(case.spec, batch_size, size, torch.get_num_threads(), device)
+            probe_method = probed.get("method", probe_method)
+            for mode in ("infer", "train"):
+                peaks[case.name, mode] = probed.get(mode)
 
     base_train = statistics.median(train_times["monai-unet"])
     base_infer = statistics.median(infer_times["monai-unet"])
@@ -334,11 +327,17 @@ def run_speed(
             "size": size, "batch_size": batch_size, "repeats": repeats, "warmup": warmup,
             "target_params": target_params, "threads": info["threads"], "depth": depth,
         },
+        "tf32": {
+            "cuda_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32,
+            "note": "left as torch sets them, as in polypseg train",
+        },
         "memory_method": (
-            "torch.cuda.max_memory_allocated over one step (weights + optimiser + activations)"
+            "torch.cuda.max_memory_allocated over one step (weights + optimiser + activations), "
+            "one fresh subprocess per model"
             if dev.type == "cuda" else
             f"peak resident memory (RSS) during one step minus the RSS after building the "
-            f"model and its input, one fresh subprocess per model ({cpu_method}); "
+            f"model and its input, one fresh subprocess per model ({probe_method}); "
             "tracemalloc cannot see torch's allocations"
         ) if memory else "not measured",
         "models": rows,
@@ -346,13 +345,23 @@ def run_speed(
     }
 
 
-def write_speed(doc: dict[str, Any], out_dir: str | Path, stem: str = "speed") -> tuple[Path, Path]:
-    """Write ``STEM.json`` and ``STEM.md`` into ``out_dir`` (atomically); return both paths."""
+def write_speed(
+    doc: dict[str, Any],
+    out_dir: str | Path,
+    stem: str = "speed",
+    render: Callable[[dict[str, Any]], str] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``STEM.json`` and ``STEM.md`` into ``out_dir`` (atomically); return both paths.
+
+    ``render`` makes the markdown (default: the speed table of :mod:`polypseg.bench.report`).
+    """
     from polypseg.atomic import atomic_write_json, atomic_write_text
-    from polypseg.bench.report import speed_markdown
+
+    if render is None:
+        from polypseg.bench.report import speed_markdown as render
 
     out = Path(out_dir)
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     atomic_write_json(json_path, doc)
-    atomic_write_text(md_path, speed_markdown(doc))
+    atomic_write_text(md_path, render(doc))
     return json_path, md_path

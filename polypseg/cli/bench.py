@@ -107,10 +107,25 @@ def speed(
     out: Path = typer.Option(Path("results"), "--out", help="Results folder."),
     stem: str | None = typer.Option(None, "--stem",
                                     help="File stem (default speed-DEVICE, e.g. speed-cpu)."),
+    side_by_side: bool = typer.Option(
+        False, "--side-by-side",
+        help="Time each variant's reference path (NCHW, MONAI loss) against the optimised one "
+        "(channels-last, polypseg loss), interleaved; writes speed-train-DEVICE by default.",
+    ),
+    widths: str | None = typer.Option(
+        None, "--widths", help="Side by side: comma-separated widths, one per variant "
+        "(default: matched to --params)."),
+    compile_model: bool = typer.Option(
+        False, "--compile", help="Side by side: torch.compile the optimised path."),
 ) -> None:
-    """Time every variant against a MONAI UNet of similar size (ratios, images/s, memory)."""
+    """Time every variant against a MONAI UNet of similar size (ratios, images/s, memory),
+    or (--side-by-side) each variant's optimised training step against its reference path."""
     from polypseg.bench.speed import run_speed, write_speed
 
+    if side_by_side:
+        _side_by_side(device, size, batch_size, repeats, warmup, params, variants, depth,
+                      widths, compile_model, out, stem)
+        return
     if device.startswith("cuda"):
         import torch
 
@@ -128,6 +143,41 @@ def speed(
         doc["label"] = (f"CPU run at {size} px, batch {batch_size} (not 256 px): ratios are "
                         "indicative of the relative cost; GPU figures need a GPU run")
     paths = write_speed(doc, out, stem or f"speed-{device.split(':')[0]}")
+    for path in paths:
+        typer.echo(f"wrote {path}")
+
+
+def _side_by_side(
+    device: str, size: int, batch_size: int, repeats: int, warmup: int, params: int,
+    variants: str | None, depth: int | None, widths: str | None, compile_model: bool,
+    out: Path, stem: str | None,
+) -> None:
+    import zoo
+    from polypseg.bench.sidebyside import run_side_by_side, side_by_side_markdown
+    from polypseg.bench.speed import write_speed
+    from polypseg.errors import PolypsegError
+
+    names = [v.strip() for v in (variants or "p4,steerable").split(",") if v.strip()]
+    depth = zoo.DEFAULT_DEPTH if depth is None else depth
+    if widths:
+        try:
+            chosen = [int(w) for w in widths.split(",")]
+        except ValueError:
+            raise PolypsegError(f"--widths must be integers, got {widths!r}") from None
+        if len(chosen) != len(names) or min(chosen) < 1:
+            raise PolypsegError(f"--widths: give one width >= 1 per variant ({len(names)})")
+    else:
+        chosen = [zoo.match_params(name, params, depth=depth) for name in names]
+    if size % 2**depth:
+        raise PolypsegError(f"--size {size} is not divisible by 2**depth = {2**depth}")
+    doc = run_side_by_side(
+        variants=names, widths=chosen, depth=depth, size=size, batch_size=batch_size,
+        repeats=repeats, warmup=warmup, device=device, compile_model=compile_model,
+        progress=_say,
+    )
+    doc["command"] = _command_line()
+    default_stem = f"speed-train-{device.split(':')[0]}-{size}"
+    paths = write_speed(doc, out, stem or default_stem, render=side_by_side_markdown)
     for path in paths:
         typer.echo(f"wrote {path}")
 
@@ -255,6 +305,8 @@ def report(
         raise PolypsegError(f"cannot read results file {results}: {err}") from None
     kind = str(doc.get("kind", ""))
     render = speed_markdown if kind.startswith("polypseg-speed") else quality_markdown
+    if kind.startswith("polypseg-speed-side-by-side"):
+        from polypseg.bench.sidebyside import side_by_side_markdown as render
     target = results.with_suffix(".md")
     atomic_write_text(target, render(doc))
     typer.echo(f"wrote {target}")

@@ -27,6 +27,12 @@ class OnnxExporter(str, Enum):
     legacy = "legacy"
 
 
+class Quantize(str, Enum):
+    """Quantisation of an ONNX export."""
+
+    int8 = "int8"
+
+
 class Tta(str, Enum):
     """Test-time augmentation."""
 
@@ -75,6 +81,15 @@ def export(
         OnnxExporter.auto, help="ONNX exporter: dynamo (torch.export), legacy, or auto (fallback)."
     ),
     overwrite: bool = typer.Option(False, help="Replace OUT if it already exists."),
+    quantize: Quantize | None = typer.Option(
+        None, help="int8: static ONNX quantisation calibrated on the run's training images, "
+        "refused unless its validation Dice stays within --max-dice-drop of the float model's."),
+    max_dice_drop: float = typer.Option(
+        0.005, help="--quantize: largest drop of mean validation Dice (0.005 = 0.5 points)."),
+    calibration_images: int = typer.Option(
+        64, help="--quantize: training images that calibrate the int8 ranges."),
+    data: Path | None = typer.Option(
+        None, help="--quantize: the run's dataset folder (default: the one it recorded)."),
 ) -> None:
     """Freeze a trained model (plain convs, no zoo/e2cnn needed) and check parity."""
     from polypseg.deploy.export import export_run
@@ -88,8 +103,21 @@ def export(
         opset=opset,
         onnx_exporter=onnx_exporter.value,
         overwrite=overwrite,
+        quantize=quantize.value if quantize else None,
+        max_dice_drop=max_dice_drop,
+        calibration_images=calibration_images,
+        data=data,
     )
     parity = result.meta["parity"]
+    quantization = result.meta.get("quantization")
+    if quantization:
+        quality = quantization["quality"]
+        typer.echo(
+            f"exported {result.meta['variant']} as int8 onnx to {result.out} (validation Dice "
+            f"{quality['int8_dice']:.4f}, float {quality['float_dice']:.4f}, "
+            f"{quality['images']} images)"
+        )
+        return
     typer.echo(
         f"exported {result.meta['variant']} as {format.value} to {result.out} "
         f"(parity max abs diff {parity['max_abs_diff']:.2e} <= {parity['tolerance']:g})"

@@ -1,7 +1,9 @@
 """CLI command ``polypseg models``: the table of zoo variants with parameters and MACs.
 
-A thin layer over :func:`zoo.create`, :func:`zoo.describe` and :func:`zoo.match_params`; torch and
-zoo are imported inside the command so that ``polypseg --help`` stays fast.
+A thin layer over :func:`zoo.describe_variant` (the counts of a variant at any width from its
+small models, so the 60M-parameter default steerable-flip is never built) and
+:func:`zoo.match_params`; torch and zoo are imported inside the command so that ``polypseg
+--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def variant_rows(
     target = None
     if match is not None:
         try:
-            target = zoo.describe(zoo.create(match, width=width, depth=depth))["params"]
+            target = zoo.describe_variant(match, width=width, depth=depth)["params"]
         except ValueError as err:
             raise ModelError(str(err)) from None
     from zoo.registry import unavailable
@@ -47,7 +49,7 @@ def variant_rows(
             continue
         try:
             w = width if target is None else zoo.match_params(name, target, depth=depth)
-            row |= zoo.describe(zoo.create(name, width=w, depth=depth), size=(size, size))
+            row |= zoo.describe_variant(name, (size, size), width=w, depth=depth)
         except ValueError as err:
             raise ModelError(str(err)) from None
         rows.append(row)

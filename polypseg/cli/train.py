@@ -129,6 +129,20 @@ def train(
         bool | None,
         typer.Option("--rot-aug/--no-rot-aug", help="Random rotation augmentation (+rotaug)."),
     ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option("--channels-last/--no-channels-last",
+                     help="NHWC batches (default: on CPU, where it is faster)."),
+    ] = None,
+    compile_model: Annotated[
+        bool | None,
+        typer.Option("--compile/--no-compile", help="torch.compile the model (default off)."),
+    ] = None,
+    prefetch: Annotated[
+        bool | None,
+        typer.Option("--prefetch/--no-prefetch",
+                     help="With --workers 0, load batches in a thread during steps (on)."),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last state.")
     ] = False,
@@ -171,6 +185,7 @@ def train(
         "rot_aug": rot_aug, "patience": patience, "workers": workers,
         "limit_train": limit_train, "limit_val": limit_val, "progress": progress,
         "quiet": quiet or None, "resume": resume or None,
+        "channels_last": channels_last, "compile": compile_model, "prefetch": prefetch,
     }
     base: dict[str, Any] = {}
     if resume:

@@ -193,13 +193,28 @@ def export_run(
     opset: int = DEFAULT_OPSET,
     onnx_exporter: str = "auto",
     overwrite: bool = False,
+    quantize: str | None = None,
+    max_dice_drop: float | None = None,
+    calibration_images: int | None = None,
+    data: str | Path | None = None,
+    val_limit: int | None = None,
 ) -> ExportResult:
     """Export the ``which`` checkpoint of ``run`` as ``fmt`` into the folder ``out``.
 
     Raises :class:`ExportError` (nothing written) when the output exists, the exporter fails,
     or the reloaded artifact's logits differ from the original model's by more than
-    ``tolerance`` (max abs) on the seeded parity input.
+    ``tolerance`` (max abs) on the seeded parity input. ``quantize="int8"`` (ONNX only) then
+    quantises the checked float model and gates it on the run's validation Dice instead
+    (:mod:`polypseg.deploy.quantize`; ``max_dice_drop``, ``calibration_images``, ``data``,
+    ``val_limit``); a model that fails the gate is refused the same way.
     """
+    from polypseg.deploy import quantize as quant
+
+    if max_dice_drop is None:
+        max_dice_drop = quant.DEFAULT_MAX_DICE_DROP
+    if calibration_images is None:
+        calibration_images = quant.DEFAULT_CALIBRATION_IMAGES
+    quant.check_options(fmt, quantize, max_dice_drop, calibration_images)
     from polypseg.checkpoint import (
         file_sha256,
         library_versions,
@@ -260,6 +275,13 @@ def export_run(
                 f"{fmt} export does not accept another batch size: (3, 3, {side}, {side}) "
                 f"gave {tuple(batch3.shape)}; nothing was written"
             )
+        quantization = None
+        if quantize is not None:  # the float model passed parity: quantise and gate it
+            quantization = quant.make_int8(
+                artifact, stem, meta, reloaded, data=data, val_limit=val_limit,
+                calibration_images=calibration_images, max_dice_drop=max_dice_drop,
+            )
+            details["parity_of"] = "the float ONNX model, before int8 quantisation"
         export_meta = {
             "format": EXPORT_FORMAT,
             "export_format": fmt,
@@ -288,6 +310,7 @@ def export_run(
                 "seed": PARITY_SEED,
                 "reference": "original zoo model, eval mode",
             },
+            **({"quantization": quantization} if quantization else {}),
             "versions": {**library_versions(), **_export_versions(fmt)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

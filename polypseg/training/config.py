@@ -89,6 +89,13 @@ class TrainConfig:
     """Call ``torch.use_deterministic_algorithms(True, warn_only=True)``."""
     progress: bool | None = None
     """Rich progress bars; ``None``: only when stdout is a terminal."""
+    channels_last: bool | None = None
+    """Channels-last (NHWC) batches through the model; ``None``: on CPU only (measured faster
+    there; the same model, outputs equal to float rounding). See ``training.performance``."""
+    compile: bool = False
+    """``torch.compile`` the model (off by default: measured no faster on CPU)."""
+    prefetch: bool = True
+    """With ``workers = 0``, load the next batches in a background thread during each step."""
     quiet: bool = False
     """Print nothing (progress and per-epoch lines)."""
 

@@ -10,7 +10,8 @@ Run folder (``config.out``)::
     RUN/metrics.csv                 one row per epoch
     RUN/tb/                         TensorBoard events
 
-One optimiser step: MONAI ``DiceCELoss(sigmoid=True)`` on the logits, AdamW, then the warm-up +
+One optimiser step: Dice + cross-entropy (:class:`~polypseg.training.losses.DiceCELoss`, MONAI's
+``DiceCELoss(sigmoid=True)`` in torch alone) on the logits, AdamW, then the warm-up +
 cosine schedule steps. After each epoch the validation Dice (MONAI ``DiceMetric``, threshold
 ``config.threshold``, per image, gathered over all ranks) picks the best checkpoint and drives
 early stopping. Data order and augmentation depend only on ``(seed, epoch, position)``, so a
@@ -21,6 +22,9 @@ before it resumes from the previous state (that epoch is trained again); one kil
 resumes from it and rewrites the ``best``/``last`` checkpoints and ``metrics.csv`` that the kill
 left behind, from the state. ``--resume`` of a run killed before its first resume state starts it
 again from epoch 1. Temporaries of interrupted writes are removed when a run (re)starts.
+
+Speed (:mod:`polypseg.training.performance`): batches go channels-last on CPU, glibc's malloc
+keeps large blocks warm, and the next batches load in a thread while a step runs.
 """
 
 from __future__ import annotations
@@ -45,7 +49,15 @@ from polypseg.training.config import TrainConfig
 from polypseg.training.datasets import choose_split, eval_dataset, shard, subset_pairs
 from polypseg.training.interrupt import StopFlag
 from polypseg.training.logs import TensorBoardLog, write_metrics_csv
+from polypseg.training.losses import DiceCELoss
 from polypseg.training.models import build_model, count_parameters, model_depth
+from polypseg.training.performance import (
+    channels_last_default,
+    compiled,
+    memory_format,
+    tune_allocator,
+)
+from polypseg.training.prefetch import prefetch
 from polypseg.training.progress import Bars, bars, want_progress
 from polypseg.training.sampling import ResumableSampler, SeededAugmentation
 from polypseg.training.schedule import warmup_cosine
@@ -100,6 +112,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Path:
     Under ``torchrun`` every process calls this; only rank 0 writes files.
     """
     config.validate()
+    tune_allocator()
     previous = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -175,8 +188,6 @@ class _Trainer:
         )
 
     def _setup_model(self) -> None:
-        from monai.losses import DiceCELoss
-
         config, ctx = self.config, self.ctx
         self.model, self.model_kwargs = build_model(
             config.model, config.width, config.depth, config.model_options
@@ -193,11 +204,15 @@ class _Trainer:
         if self.saved is not None:
             check_identity(self.saved["identity"], self.identity, self.run_dir)
         self.model.to(ctx.device)
-        self.net = dist_.wrap_model(ctx, self.model)
+        self.net = compiled(dist_.wrap_model(ctx, self.model), config.compile)
+        channels_last = config.channels_last
+        if channels_last is None:
+            channels_last = channels_last_default(ctx.device)
+        self.memory_format = memory_format(channels_last)
         self.amp = config.amp and ctx.device.type == "cuda"
         if config.amp and not self.amp and ctx.is_main and not config.quiet:
             print("note: --amp needs CUDA; training in float32 on", ctx.device)
-        self.loss_fn = DiceCELoss(sigmoid=True)
+        self.loss_fn = DiceCELoss()
         # per-parameter decay / lr asked for by zoo layers (one group for most variants)
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model, config.lr, config.weight_decay),
@@ -228,6 +243,7 @@ class _Trainer:
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
         self.updating = False
+        # (step, loss on the device, images, lr) of steps whose loss is not read back yet
 
     def _setup_progress(self) -> None:
         config, ctx = self.config, self.ctx
@@ -473,8 +489,11 @@ class _Trainer:
             total=self.steps_per_epoch,
             completed=self.batches_done,
         )
-        for batch in self._loader():
-            images = batch["image"].to(device, non_blocking=True)
+        batches: Any = self._loader()
+        if config.prefetch and self.workers == 0:
+            batches = prefetch(batches)
+        for batch in batches:
+            images = batch["image"].to(device, non_blocking=True, memory_format=self.memory_format)
             masks = batch["mask"].to(device, non_blocking=True)
             self.updating = True
             self.optimizer.zero_grad(set_to_none=True)

@@ -45,3 +45,23 @@ def test_memory_probe_reports_a_rise() -> None:
     result = probe(spec, batch=2, size=32, threads=1)
     assert result["train"] >= 0 and result["infer"] >= 0
     assert isinstance(result["method"], str)
+
+
+
+def test_speed_keeps_torchs_tf32_switches() -> None:
+    """bench speed measures what training runs: it leaves the TF32 switches alone."""
+    import torch
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    doc = run_speed(device="cpu", size=32, batch_size=2, repeats=1, warmup=0,
+                    target_params=2000, variants=["unet"], depth=1, memory=False, export=False)
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    assert doc["tf32"]["cudnn"] == before[1] and doc["tf32"]["cuda_matmul"] == before[0]
+
+
+def test_each_model_is_probed_alone_in_a_subprocess() -> None:
+    from polypseg.bench.speed import isolated_peaks
+
+    spec = {"kind": "zoo", "variant": "unet", "width": 2, "depth": 1}
+    peaks = isolated_peaks(spec, batch=2, size=16, threads=1)
+    assert peaks["train"] >= 0 and peaks["infer"] >= 0 and peaks["method"]

@@ -5,6 +5,8 @@ Tolerances (relative, max-abs): TOL64 = 1e-10 in float64; a broken layer exceeds
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from equivariance import (
@@ -116,3 +118,82 @@ def test_bad_modes_are_refused() -> None:
         RotationPool(4, "min")
     with pytest.raises(ValueError, match="'bilinear' or 'nearest'"):
         upsample2x("bicubic")
+
+
+# -- the channels-last computation (zoo.norm.field_batch_norm) -------------------------------
+CL = torch.channels_last
+
+
+def _run_both(bn_options: dict, dtype: torch.dtype, seed: int, train: bool) -> dict:
+    """The same GroupBatchNorm2d on an NCHW and a channels-last copy of one input: outputs,
+    input/parameter gradients and running statistics of each, after two steps."""
+    torch.manual_seed(seed)
+    reference = GroupBatchNorm2d(3, 4, **bn_options).to(dtype)
+    with torch.no_grad():  # values away from the defaults (some are None by the options)
+        for value in (*reference.parameters(), reference.running_mean, reference.running_var):
+            if value is not None:
+                value.copy_(0.5 + torch.rand(value.shape, dtype=dtype))
+    results = {}
+    for layout in ("nchw", "cl"):
+        bn = copy.deepcopy(reference).train(train)
+        torch.manual_seed(seed + 1)
+        outs, grads = [], []
+        for _ in range(2):
+            x = (torch.randn(2, 12, 6, 10, dtype=dtype) * 3 + 1)
+            x = x.contiguous(memory_format=CL) if layout == "cl" else x
+            x.requires_grad_(True)
+            y = bn(x)
+            assert y.is_contiguous(memory_format=CL if layout == "cl" else torch.contiguous_format)
+            y.backward(torch.randn(y.shape, dtype=dtype).contiguous(memory_format=CL))
+            outs.append(y.detach())
+            grads.append(x.grad)
+        params = [p.grad for p in bn.parameters()]
+        results[layout] = (outs, grads, params, [b.clone() for b in bn.buffers()])
+    return results
+
+
+@pytest.mark.parametrize("dtype,tol", [(F64, TOL64), (torch.float32, 1e-5)], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"momentum": None}, {"affine": False}, {"track_running_stats": False}],
+    ids=["default", "cumulative", "no-affine", "untracked"],
+)
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_channels_last_path_equals_the_reshape_path(
+    options: dict, dtype: torch.dtype, tol: float, train: bool
+) -> None:
+    """Outputs, gradients (input, weight, bias) and running statistics agree within rounding."""
+    results = _run_both(options, dtype, 3, train)
+    for ours, ref in zip(results["cl"], results["nchw"], strict=True):
+        for a, b in zip(ours, ref, strict=True):
+            assert a.shape == b.shape
+            if a.is_floating_point():
+                assert rel_error(a, b) < tol
+            else:  # num_batches_tracked
+                assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("group", GROUPS, **ids)
+def test_channels_last_path_is_equivariant(group: Group) -> None:
+    bn = randomize_norms(GroupBatchNorm2d(3, group.order).double(), 4)
+    x = random_fields(3, group, (8, 12), F64, 4).contiguous(memory_format=CL)
+    for mode in (True, False):
+        bn.train(mode)
+        assert max(group_layer_errors(bn, x, group).values()) < TOL64
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 8, 1, 1), (2, 4, 6, 2)])
+def test_bilinear_adjoint_is_torchs_backward(shape) -> None:
+    """The channels-last backward of BilinearUpsample2x equals torch's, borders included."""
+    up = upsample2x("bilinear")
+    x = torch.randn(shape, dtype=F64).contiguous(memory_format=CL).requires_grad_(True)
+    y = up(x)
+    grad = torch.randn(y.shape, dtype=F64)
+    y.backward(grad)
+    reference = x.detach().contiguous().requires_grad_(True)
+    nn.functional.interpolate(reference, scale_factor=2, mode="bilinear", align_corners=False
+                              ).backward(grad)
+    assert y.grad_fn is not None and "Bilinear" in type(y.grad_fn).__name__
+    assert rel_error(x.grad, reference.grad) < TOL64
+    assert torch.equal(y, nn.functional.interpolate(reference.detach(), scale_factor=2,
+                                                    mode="bilinear", align_corners=False))

@@ -171,3 +171,29 @@ def test_wrong_channels_and_bad_constructor_args() -> None:
         zoo.create("p4", width=0)
     with pytest.raises(ValueError, match="in_channels"):
         zoo.create("p4", in_channels=0)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_channels_last_input_gives_the_same_model(tiny_model, name) -> None:
+    """A channels-last input takes other kernels (per-field batch norm, the upsampling adjoint)
+    but computes the same function: logits in train and eval mode, every parameter gradient
+    and the running statistics agree with the NCHW path to float64 rounding (1e-10)."""
+    reference, model = tiny_model(name, 5, F64), tiny_model(name, 5, F64)
+    x = random_image((16, 24), F64, 5)
+    target = torch.rand(x.shape[0], 1, *x.shape[-2:], dtype=F64)
+    outputs = []
+    for net, image in ((reference, x), (model, x.contiguous(memory_format=torch.channels_last))):
+        net.train()
+        logits = net(image)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, target).backward()
+        net.eval()
+        with torch.no_grad():
+            outputs.append((logits.detach(), net(image)))
+    (train_ref, eval_ref), (train_cl, eval_cl) = outputs
+    assert rel_error(train_cl, train_ref) < TOL_MODEL64
+    assert rel_error(eval_cl, eval_ref) < TOL_MODEL64
+    for (key, ours), theirs in zip(model.named_parameters(), reference.parameters(), strict=True):
+        assert rel_error(ours.grad, theirs.grad) < TOL_MODEL64, key
+    for ours, theirs in zip(model.buffers(), reference.buffers(), strict=True):
+        if ours.is_floating_point() and not ours.is_sparse:  # running statistics
+            assert rel_error(ours, theirs) < TOL_MODEL64

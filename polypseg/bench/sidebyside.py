@@ -1,0 +1,376 @@
+"""``polypseg bench speed --side-by-side``: each variant's training step (and inference) on the
+reference path and on the optimised path, timed alternately, as ratios.
+
+* **reference** ("today"): NCHW batches, MONAI's ``DiceCELoss(sigmoid=True)``, the model as zoo
+  builds it, eager, glibc's malloc as it comes: what a training step was before the speed work.
+* **optimised** (what ``polypseg train`` now does on CPU): channels-last batches (zoo's
+  per-field batch norm and upsampling adjoint on NHWC maps, :mod:`zoo.norm`,
+  :mod:`zoo.pooling`), polypseg's torch-only Dice + CE loss, glibc's malloc tuned for large
+  tensors (:func:`polypseg.training.performance.tune_allocator`), and with ``compile=True``
+  ``torch.compile`` of the model.
+
+The allocator setting is process-wide, so each path lives in its own worker process (started
+fresh, same seeds: same weights and batch); the coordinator asks them for one step at a time,
+alternating (reference, optimised, reference, ...), so a change of load on a shared machine hits
+both alike, and only one of them computes at any moment. A training step is AdamW (the training
+loop's settings) after forward, loss and backward. Each call is timed by the wall clock and by
+the worker's CPU time (which on one thread does not count the time the scheduler gives the core
+to other jobs). The result per variant: the ratio of the median times (reference / optimised:
+1.3 means 30 % more steps per second) and the median of the ratios of back-to-back pairs, plus
+how far the two paths' logits and gradients differ after one step from the same weights
+(float32 rounding: the paths run other kernels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+KIND = "polypseg-speed-side-by-side/1"
+PATHS = ("reference", "optimised")
+#: AdamW settings of the training loop's defaults.
+LR, WEIGHT_DECAY = 1e-3, 1e-4
+
+
+def _loss(path: str) -> nn.Module:
+    if path == "reference":
+        from monai.losses import DiceCELoss as MonaiDiceCELoss
+
+        return MonaiDiceCELoss(sigmoid=True)
+    from polypseg.training.losses import DiceCELoss
+
+    return DiceCELoss()
+
+
+def _layout(path: str) -> torch.memory_format:
+    return torch.contiguous_format if path == "reference" else torch.channels_last
+
+
+class PathRunner:
+    """One path of one variant: its model, optimiser, loss and input layout."""
+
+    def __init__(
+        self, path: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, compile_model: bool
+    ) -> None:
+        self.path = path
+        self.model = model
+        self.net = torch.compile(model) if compile_model and path == "optimised" else model
+        self.x = x.contiguous(memory_format=_layout(path))
+        self.y = y
+        self.loss_fn = _loss(path)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY
+        )
+
+    def train_step(self) -> None:
+        """zero_grad, forward, loss, backward, AdamW step (train mode)."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss_fn(self.net(self.x), self.y).backward()
+        self.optimizer.step()
+
+    def infer_step(self) -> None:
+        """One forward pass in eval mode under ``inference_mode``."""
+        self.model.eval()
+        with torch.inference_mode():
+            self.net(self.x)
+
+    def gradients(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and parameter gradients of one forward/backward from the current weights
+        (the batch norm buffers it moves are put back)."""
+        self.model.train()
+        self.model.zero_grad(set_to_none=True)
+        state = copy.deepcopy(self.model.state_dict())
+        logits = self.net(self.x)
+        self.loss_fn(logits, self.y).backward()
+        grads = [p.grad.detach().clone() for p in self.model.parameters()]
+        self.model.zero_grad(set_to_none=True)
+        self.model.load_state_dict(state)
+        return logits.detach().contiguous(), [g.contiguous() for g in grads]
+
+
+def build_runner(
+    path: str, name: str, width: int, depth: int, size: int, batch_size: int, device: str,
+    compile_model: bool,
+) -> PathRunner:
+    """The runner of ``path``: the model from seed 0, the batch from seed 1 (equal in both)."""
+    import zoo
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    model = zoo.create(name, in_channels=3, out_channels=1, width=width, depth=depth).to(dev)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(batch_size, 3, size, size, generator=generator).to(dev)
+    y = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.5).float().to(dev)
+    return PathRunner(path, model, x, y, compile_model)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(call: Callable[[], None], device: torch.device) -> tuple[float, float]:
+    _sync(device)
+    cpu, wall = time.process_time(), time.perf_counter()
+    call()
+    _sync(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def worker(conn: Any, path: str, threads: int, build: dict[str, Any]) -> None:
+    """A path's process: set threads (and the allocator), build, then serve commands from
+    ``conn``: ``parity``, ``train``, ``infer`` (one timed call: ``(wall, cpu)``), ``stop``."""
+    torch.set_num_threads(threads)
+    if path == "optimised":
+        from polypseg.training.performance import tune_allocator
+
+        tune_allocator()
+    runner = build_runner(path, **build)
+    device = runner.x.device
+    calls = {"train": runner.train_step, "infer": runner.infer_step}
+    conn.send("ready")
+    while True:
+        command = conn.recv()
+        if command == "stop":
+            conn.close()
+            return
+        if command == "parity":
+            conn.send(runner.gradients())
+        else:
+            conn.send(_timed(calls[command], device))
+
+
+class PathPair:
+    """The two worker processes of one variant (``spawn``: fresh interpreters)."""
+
+    def __init__(self, threads: int, build: dict[str, Any]) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conns: dict[str, Any] = {}
+        self.procs = []
+        for path in PATHS:
+            parent, child = context.Pipe()
+            proc = context.Process(target=worker, args=(child, path, threads, build),
+                                   daemon=True)
+            proc.start()
+            child.close()
+            self.conns[path] = parent
+            self.procs.append(proc)
+        for path in PATHS:
+            if self._receive(path) != "ready":
+                raise RuntimeError(f"the {path} worker did not start")
+
+    def _receive(self, path: str) -> Any:
+        try:
+            return self.conns[path].recv()
+        except EOFError:
+            raise RuntimeError(f"the {path} worker process died (see its error above)") from None
+
+    def ask(self, path: str, command: str) -> Any:
+        """Send one command to a path's worker and wait for its answer."""
+        self.conns[path].send(command)
+        return self._receive(path)
+
+    def close(self) -> None:
+        """Stop both workers."""
+        for path in PATHS:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self.conns[path].send("stop")
+        for proc in self.procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
+
+
+def time_pairs(
+    pair: PathPair, command: str, repeats: int, warmup: int
+) -> dict[str, dict[str, list[float]]]:
+    """``{path: {"wall": [...], "cpu": [...]}}``: seconds per call, the paths alternating."""
+    for path in PATHS:
+        for _ in range(warmup):
+            pair.ask(path, command)
+    times: dict[str, dict[str, list[float]]] = {p: {"wall": [], "cpu": []} for p in PATHS}
+    for _ in range(repeats):
+        for path in PATHS:
+            wall, cpu = pair.ask(path, command)
+            times[path]["wall"].append(wall)
+            times[path]["cpu"].append(cpu)
+    return times
+
+
+def rel_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """``max|actual - expected| / max|expected|``."""
+    scale = float(expected.abs().max())
+    return float((actual - expected).abs().max()) / scale if scale > 0 else 0.0
+
+
+def ratios(reference: list[float], optimised: list[float]) -> dict[str, float]:
+    """Speed-up of optimised over reference: of the medians, and the median paired ratio."""
+    paired = [r / o for r, o in zip(reference, optimised, strict=True) if o > 0]
+    return {
+        "median_ratio": statistics.median(reference) / statistics.median(optimised),
+        "paired_ratio": statistics.median(paired),
+        "paired_min": min(paired),
+        "paired_max": max(paired),
+    }
+
+
+def compare_variant(
+    name: str,
+    width: int,
+    depth: int,
+    size: int,
+    batch_size: int,
+    device: str,
+    repeats: int,
+    warmup: int,
+    compile_model: bool,
+    threads: int,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Both paths of one variant: parity after one step, then alternating train and infer."""
+    build = {"name": name, "width": width, "depth": depth, "size": size,
+             "batch_size": batch_size, "device": device, "compile_model": compile_model}
+    say(f"{name}: width {width}, starting the two path workers")
+    pair = PathPair(threads, build)
+    try:
+        logits_ref, grads_ref = pair.ask("reference", "parity")
+        logits_opt, grads_opt = pair.ask("optimised", "parity")
+        parity = {
+            "logits_rel_diff": rel_diff(logits_opt, logits_ref),
+            "max_grad_rel_diff": max(
+                rel_diff(a, b) for a, b in zip(grads_opt, grads_ref, strict=True)
+            ),
+        }
+        say(f"{name}: timing training steps ({repeats} pairs)")
+        train = time_pairs(pair, "train", repeats, warmup)
+        say(f"{name}: timing inference")
+        infer = time_pairs(pair, "infer", repeats, warmup)
+    finally:
+        pair.close()
+    row: dict[str, Any] = {
+        "name": name,
+        "width": width,
+        "depth": depth,
+        "params": sum(g.numel() for g in grads_ref),
+        "parity": parity,
+        "train_seconds": train,
+        "infer_seconds": infer,
+    }
+    for mode, times in (("train", train), ("infer", infer)):
+        for clock in ("wall", "cpu"):
+            row[f"{mode}_{clock}"] = ratios(
+                times["reference"][clock], times["optimised"][clock]
+            )
+        row[f"{mode}_images_per_s"] = {
+            p: batch_size / statistics.median(times[p]["wall"]) for p in times
+        }
+    return row
+
+
+def run_side_by_side(
+    *,
+    variants: list[str],
+    widths: list[int],
+    depth: int,
+    size: int,
+    batch_size: int = 8,
+    repeats: int = 10,
+    warmup: int = 2,
+    device: str = "cpu",
+    compile_model: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The side-by-side document: one row per variant (see the module docstring)."""
+    from polypseg.bench.hardware import hardware_info
+
+    if len(widths) != len(variants):
+        raise ValueError("give one width per variant")
+    say = progress or (lambda _msg: None)
+    threads = torch.get_num_threads()
+    rows = [
+        compare_variant(name, width, depth, size, batch_size, device, repeats, warmup,
+                        compile_model, threads, say)
+        for name, width in zip(variants, widths, strict=True)
+    ]
+    info = hardware_info(device)
+    return {
+        "kind": KIND,
+        "date": time.strftime("%Y-%m-%d"),
+        "device": device,
+        "device_name": info["device_name"],
+        "hardware": info,
+        "load_average": _load_average(),
+        "settings": {
+            "size": size, "batch_size": batch_size, "depth": depth, "repeats": repeats,
+            "warmup": warmup, "threads": info["threads"], "compile": compile_model,
+        },
+        "paths": {
+            "reference": "NCHW batches, MONAI DiceCELoss(sigmoid=True), eager, glibc malloc "
+            "as it comes",
+            "optimised": "channels-last batches, polypseg DiceCELoss, glibc malloc tuned "
+            "(tune_allocator)" + (", torch.compile" if compile_model else ", eager"),
+        },
+        "workers": "one process per path, fresh (spawn), called alternately",
+        "models": rows,
+    }
+
+
+def _load_average() -> list[float] | None:
+    import os
+
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def side_by_side_markdown(doc: dict[str, Any]) -> str:
+    """The markdown report of a side-by-side document."""
+    settings = doc.get("settings", {})
+    lines = [
+        f"# Training step: optimised against reference path ({doc.get('device_name', '?')})",
+        "",
+        f"- Date: {doc.get('date', '?')}; device {doc.get('device')} ({doc.get('device_name')}), "
+        f"torch {doc.get('hardware', {}).get('torch', '?')}, threads {settings.get('threads')}, "
+        f"load average at the end {doc.get('load_average')}",
+        f"- Input: batch {settings.get('batch_size')} x 3 x {settings.get('size')} x "
+        f"{settings.get('size')}, depth {settings.get('depth')}; {settings.get('repeats')} "
+        f"interleaved pairs after {settings.get('warmup')} warm-up steps per path.",
+        f"- Reference: {doc['paths']['reference']}.",
+        f"- Optimised: {doc['paths']['optimised']}.",
+        f"- Workers: {doc.get('workers', 'one process')}.",
+    ]
+    if doc.get("command"):
+        lines.append(f"- Command: `{doc['command']}`")
+    lines += [
+        "",
+        "Speed-up = reference time / optimised time (1.30x: 30 % more steps per second). "
+        "'paired' is the median over back-to-back pairs; CPU is the process's CPU time.",
+        "",
+        "| variant | width | params | train speed-up: wall (paired) | train: CPU (paired) "
+        "| infer speed-up: wall (paired) | infer: CPU (paired) | optimised train img/s "
+        "| logits / max grad rel. diff |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in doc.get("models", []):
+        def cell(key: str, r: dict[str, Any] = row) -> str:
+            return f"{r[key]['median_ratio']:.2f}x ({r[key]['paired_ratio']:.2f}x)"
+
+        parity = row["parity"]
+        lines.append(
+            f"| {row['name']} | {row['width']} | {row['params']:,} | {cell('train_wall')} "
+            f"| {cell('train_cpu')} | {cell('infer_wall')} | {cell('infer_cpu')} "
+            f"| {row['train_images_per_s']['optimised']:.1f} "
+            f"| {parity['logits_rel_diff']:.1e} / {parity['max_grad_rel_diff']:.1e} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Start-up times of the CLI: each command run as a whole new process, several times.
+
+For every command the script starts a fresh ``python -m polypseg ...`` process, waits for it and
+records its wall time and its CPU time (user + system, from ``getrusage`` of the finished
+child); the median over ``--repeats`` runs is the figure. On a shared machine the wall time
+also counts the time other jobs hold the cores; the CPU time is close to what an idle machine's
+wall time would be for these single-threaded start-ups. Commands:
+
+* ``polypseg --help`` (goal: under 1 s);
+* ``polypseg models`` (goal: under 3 s);
+* a training run's first optimiser step (goal: within 10 s of the process start): ``polypseg
+  train`` of a p4 U-Net (width 4, depth 3, 96 px, batch 8, one step, one epoch) on the shared
+  Kvasir-SEG data; the child reports the moment its first step ends through a training callback,
+  and the time from starting the process to that moment is the figure (the whole run, with its
+  validation and checkpoints, is timed too).
+
+    .venv/bin/python scripts/startup_times.py                      # 5 runs of each
+    .venv/bin/python scripts/startup_times.py --repeats 3 --out results/speed-startup
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+GOALS = {"help": 1.0, "models": 3.0, "first_step": 10.0}
+FIRST_STEP_MARK = "FIRST-STEP-DONE-AT"
+
+
+def _child_first_step(args: list[str]) -> int:
+    """Child mode: run ``polypseg`` with ``args``, printing the wall clock at the first step."""
+    import polypseg.training as training
+    from polypseg.cli import main
+
+    real_train = training.train
+
+    class FirstStep(training.TrainCallback):
+        seen = False
+
+        def on_step_end(self, info: Any) -> None:
+            if not self.seen:
+                self.seen = True
+                print(f"{FIRST_STEP_MARK} {time.time():.6f} {time.process_time():.6f}",
+                      flush=True)
+
+    def train(config: Any, callbacks: Any = ()) -> Any:
+        return real_train(config, [*callbacks, FirstStep()])
+
+    training.train = train
+    return main(args)
+
+
+def run_once(command: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Wall and CPU seconds of one process running ``command`` (and the first-step mark)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.time()
+    wall = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO,
+                          check=False)
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr}")
+    result = {
+        "wall_s": wall,
+        "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+    }
+    for line in proc.stdout.splitlines():
+        if line.startswith(FIRST_STEP_MARK):
+            _, at, cpu = line.split()
+            result["first_step_s"] = float(at) - started
+            result["first_step_cpu_s"] = float(cpu)
+    return result
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, Any]:
+    keys = runs[0].keys()
+    return {
+        key: {
+            "median": statistics.median(r[key] for r in runs),
+            "min": min(r[key] for r in runs),
+            "max": max(r[key] for r in runs),
+        }
+        for key in keys
+    }
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = [
+        "# Start-up: each command as a whole new process",
+        "",
+        f"- Date {doc['date']}; {doc['cpu']}, {doc['cores']} cores; {doc['repeats']} runs of "
+        f"each command; load average before {doc['load_before']}, after {doc['load_after']}.",
+        f"- Command: `{doc['command']}`",
+        "- Wall: from starting the process to its exit (or to the end of the first training "
+        "step). CPU: user + system time of the process (on a shared machine the closer "
+        "figure to an idle machine's wall time).",
+        "",
+        "| command | what is timed | goal | wall median (min-max) | CPU median |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for row in doc["commands"]:
+        for key, label in (("first_step_s", "start to end of first step"),
+                           ("wall_s", "whole process")):
+            if key not in row["summary"]:
+                continue
+            stats = row["summary"][key]
+            goal = f"{row['goal']:g} s" if key == row["goal_key"] else ""
+            cpu_key = "cpu_s" if key == "wall_s" else "first_step_cpu_s"
+            cpu = f"{row['summary'][cpu_key]['median']:.2f} s"
+            lines.append(
+                f"| `{row['display']}` | {label} | {goal} | {stats['median']:.2f} s "
+                f"({stats['min']:.2f}-{stats['max']:.2f}) | {cpu} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child-first-step"]:
+        return _child_first_step(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data", default="../shared/data/Kvasir-SEG")
+    parser.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
+    args = parser.parse_args(argv)
+    python = sys.executable
+    env = dict(os.environ)
+    env.pop("PYTHONSTARTUP", None)
+    with tempfile.TemporaryDirectory(prefix="polypseg-startup-") as tmp:
+        train_args = [
+            "train", "--model", "p4", "--data", args.data, "--size", "96", "--depth", "3",
+            "--width", "4", "--batch-size", "8", "--epochs", "1", "--limit-train", "8",
+            "--limit-val", "8", "--no-progress", "--quiet",
+        ]
+        commands = [
+            ("help", "polypseg --help", [python, "-m", "polypseg", "--help"], "wall_s"),
+            ("models", "polypseg models", [python, "-m", "polypseg", "models"], "wall_s"),
+            ("first_step", "polypseg " + " ".join(train_args),
+             [python, __file__, "--child-first-step", *train_args], "first_step_s"),
+        ]
+        load_before = [round(v, 2) for v in os.getloadavg()]
+        rows = []
+        for key, display, command, goal_key in commands:
+            runs = []
+            for i in range(args.repeats):
+                cmd = list(command)
+                if key == "first_step":
+                    cmd += ["--out", str(Path(tmp) / f"run{i}")]
+                runs.append(run_once(cmd, env))
+                print(f"{display[:40]:40s} run {i + 1}: " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in runs[-1].items()), file=sys.stderr)
+            rows.append({"command": key, "display": display, "goal": GOALS[key],
+                         "goal_key": goal_key, "runs": runs, "summary": summarize(runs)})
+    from polypseg.bench.hardware import cpu_model
+
+    doc = {
+        "kind": "polypseg-startup/1",
+        "date": time.strftime("%Y-%m-%d"),
+        "command": "python scripts/startup_times.py " + " ".join(argv),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "repeats": args.repeats,
+        "load_before": load_before,
+        "load_after": [round(v, 2) for v in os.getloadavg()],
+        "commands": rows,
+    }
+    text = markdown(doc)
+    print(text)
+    if args.out is not None:
+        sys.path.insert(0, str(REPO))
+        from polypseg.atomic import atomic_write_json, atomic_write_text
+
+        atomic_write_json(args.out.with_suffix(".json"), doc)
+        atomic_write_text(args.out.with_suffix(".md"), text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""The speed scripts that are not package code: the e2cnn peer model and the start-up timer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from scripts import e2cnn_peer, startup_times  # noqa: E402
+
+
+def test_e2cnn_peer_is_zoos_network() -> None:
+    """Same parameters, and with zoo's weights copied in, the same logits."""
+    peer, ours = e2cnn_peer.build("e2cnn", 2, 2), e2cnn_peer.build("zoo", 2, 2)
+    assert e2cnn_peer.n_params(peer) == e2cnn_peer.n_params(ours)
+    assert e2cnn_peer.same_function(2, 2, 16) < 1e-5
+
+
+def test_startup_timer_times_a_whole_process() -> None:
+    result = startup_times.run_once([sys.executable, "-c", "print('hi')"], dict())
+    assert result["wall_s"] > 0 and result["cpu_s"] >= 0 and "first_step_s" not in result
+    summary = startup_times.summarize([{"wall_s": 1.0}, {"wall_s": 3.0}, {"wall_s": 2.0}])
+    assert summary["wall_s"] == {"median": 2.0, "min": 1.0, "max": 3.0}
