@@ -245,8 +245,8 @@ def comparisons_markdown(doc: dict[str, Any]) -> list[str]:
 
 
 def cross_markdown(doc: dict[str, Any]) -> list[str]:
-    """Cross-dataset generalisation: test Dice of each entry trained on one dataset and
-    tested on another, beside its own test Dice."""
+    """Cross-dataset generalisation: per training dataset, the test Dice on its own test split
+    and on each other dataset's (mean ± std over seeds)."""
     rows = doc.get("cross_summary") or []
     if not rows:
         return []
@@ -256,24 +256,27 @@ def cross_markdown(doc: dict[str, Any]) -> list[str]:
         return str(datasets.get(key, {}).get("label", key))
 
     own = {(r["entry"], r["dataset"]): r for r in doc.get("summary", [])}
-    pairs = list(dict.fromkeys((r["trained_on"], r["dataset"]) for r in rows))
-    header = ["Entry"]
-    for trained_on, tested_on in pairs:
-        header += [f"{label(trained_on)} -> {label(tested_on)}",
-                   f"({label(tested_on)}-trained)"]
+    columns: list[tuple[str, str]] = []  # (trained on, tested on)
+    for trained_on in dict.fromkeys(r["trained_on"] for r in rows):
+        columns.append((trained_on, trained_on))
+        columns += [(trained_on, r["dataset"]) for r in rows if r["trained_on"] == trained_on
+                    and (trained_on, r["dataset"]) not in columns]
+    header = ["Entry"] + [f"{label(t)}-trained, {label(d)} test" for t, d in columns]
     body = []
     for entry in dict.fromkeys(r["entry"] for r in rows):
         cells = [entry]
-        for trained_on, tested_on in pairs:
-            match = [r for r in rows if r["entry"] == entry and r["trained_on"] == trained_on
-                     and r["dataset"] == tested_on]
-            cells.append(_cell(match[0]["metrics"].get("dice"), 3, False) if match else "n/a")
-            native = own.get((entry, tested_on))
-            cells.append(_cell(native["metrics"].get("dice"), 3, False) if native else "n/a")
+        for trained_on, tested_on in columns:
+            if trained_on == tested_on:
+                found = own.get((entry, tested_on))
+            else:
+                found = next((r for r in rows if r["entry"] == entry
+                              and r["trained_on"] == trained_on
+                              and r["dataset"] == tested_on), None)
+            cells.append(_cell(found["metrics"].get("dice"), 3, False) if found else "n/a")
         body.append(cells)
     return ["## Cross-dataset generalisation (test Dice)", "",
-            "Each run tested on the other dataset's test split, beside the models trained on "
-            "that dataset (mean ± std over seeds).", "", *_table(header, body), ""]
+            "Each run tested on its own dataset's test split and on the other's (mean ± std over "
+            "seeds).", "", *_table(header, body), ""]
 
 
 def convergence_markdown(doc: dict[str, Any]) -> list[str]:
