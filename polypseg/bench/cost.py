@@ -2,8 +2,9 @@
 
 A parameter-matched group U-Net does several times the arithmetic of the plain one (a p4 layer
 with the parameters of a plain layer has twice the channels), so the fair peer at equal compute
-is a *wider* plain U-Net. :func:`step_times` times one training step (forward, backward, AdamW
-update, MONAI ``DiceCELoss``, the plan's batch, size and depth) of several models, interleaved
+is a *wider* plain U-Net. :func:`step_times` times one training step as ``polypseg train`` runs
+it on a CPU (forward, backward, AdamW update, the Dice + CE loss, channels-last batches, the
+tuned allocator; the plan's batch, size and depth) of several models, interleaved
 repeat by repeat so that a drifting machine affects all of them alike, as CPU time of the
 calling thread with one torch thread (other processes' load does not count).
 :func:`match_step_time` picks the width of a variant whose step costs what a reference's does.
@@ -57,19 +58,27 @@ def step_times(
     ``seconds_per_image``. Runs with one torch thread; the thread's CPU time is measured.
     """
     import torch
-    from monai.losses import DiceCELoss
 
     import zoo
+    from polypseg.training.losses import DiceCELoss
+    from polypseg.training.performance import (
+        channels_last_default,
+        memory_format,
+        tune_allocator,
+    )
 
     if not models:
         raise PolypsegError("nothing to time: give at least one model")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        tune_allocator()  # the training path's settings: same allocator, same memory format
+        layout = memory_format(channels_last_default(torch.device("cpu")))
         generator = torch.Generator().manual_seed(seed)
-        images = torch.randn(batch_size, 3, size, size, generator=generator)
+        images = torch.randn(batch_size, 3, size, size, generator=generator).contiguous(
+            memory_format=layout)
         masks = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.7).float()
-        loss_fn = DiceCELoss(sigmoid=True)
+        loss_fn = DiceCELoss()
         built = []
         for spec in models:
             kwargs = {} if spec.depth is None else {"depth": spec.depth}
