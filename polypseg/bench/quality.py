@@ -24,6 +24,7 @@ from polypseg.bench.plan import Plan
 from polypseg.bench.runs import (
     Progress,
     RunSpec,
+    check_spec,
     is_complete,
     plan_runs,
     prepare_splits,
@@ -157,6 +158,8 @@ def run_quality(
     datasets = prepare_splits(plan, progress)
     entries = resolve_entries(plan)
     specs = plan_runs(plan, entries)
+    for spec in specs:  # a folder left by an edited plan is an error, never silently reused
+        check_spec(spec)
     outcome = Outcome()
     pending = []
     for spec in specs:

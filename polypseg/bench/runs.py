@@ -229,6 +229,38 @@ def sweep_file(spec: RunSpec, evaluation: Evaluation) -> Path:
     return spec.bench_dir / evaluation.entry / "sweep.json"
 
 
+#: Training settings that make a run folder a run of this spec (a plan edited after a run
+#: finished must not reuse it under the same name).
+SPEC_KEYS = ("model", "width", "depth", "size", "seed", "batch_size", "lr", "epochs", "rot_aug")
+
+
+def spec_mismatch(spec: RunSpec) -> dict[str, tuple[Any, Any]]:
+    """``key -> (asked, found)`` for each :data:`SPEC_KEYS` setting where the run folder's
+    ``config.json`` differs from ``spec`` (empty when it agrees or holds no run yet)."""
+    import json
+
+    path = Path(spec.run_dir) / "config.json"
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {key: (spec.train.get(key), found.get(key)) for key in SPEC_KEYS
+            if key in spec.train and key in found and spec.train[key] != found[key]}
+
+
+def check_spec(spec: RunSpec) -> None:
+    """:class:`~polypseg.errors.RunError` when the run folder holds a run of other settings
+    than ``spec`` asks for (the plan changed after it ran): name them, touch nothing."""
+    from polypseg.errors import RunError
+
+    mismatch = spec_mismatch(spec)
+    if mismatch:
+        what = ", ".join(f"{k} {found!r} (the plan asks {asked!r})"
+                         for k, (asked, found) in mismatch.items())
+        raise RunError(f"run {spec.key} in {spec.run_dir} was trained with {what}; the plan "
+                       "changed after it ran: move that folder away or name the entry anew")
+
+
 def is_complete(spec: RunSpec) -> bool:
     """Whether every stage of ``spec`` has its file (training marker, evals, sweeps)."""
     needed = [spec.bench_dir / "train.json"]

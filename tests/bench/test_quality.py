@@ -200,3 +200,23 @@ def test_collect_only_trains_nothing(tmp_path: Path) -> None:
     assert doc["results"] == [] and len(doc["missing"]) == 3
     assert not (tmp_path / "runs" / "kvasir").exists() or not any(
         (tmp_path / "runs" / "kvasir").rglob("*.safetensors"))
+
+
+def test_a_plan_edited_after_a_run_finished_is_refused(tmp_path: Path) -> None:
+    """A finished run folder whose settings the plan no longer asks for (here: another
+    width under the same entry name) is named in an error, not reused or overwritten."""
+    from bench_helpers import tiny_plan, write_dataset_at
+
+    from polypseg.errors import RunError
+
+    data = write_dataset_at(tmp_path, "Kvasir-SEG")
+    entries = [{"name": "unet", "variant": "unet", "width": 2}]
+    plan = load_plan(tiny_plan(tmp_path, data, entries=entries))
+    assert run_quality(plan).failed == {}
+    weights = next((tmp_path / "runs").rglob("best.safetensors"))
+    stamp = weights.stat().st_mtime_ns
+    entries[0]["width"] = 3
+    edited = load_plan(tiny_plan(tmp_path, data, entries=entries))
+    with pytest.raises(RunError, match=r"width 2 \(the plan asks 3\)"):
+        run_quality(edited)
+    assert weights.stat().st_mtime_ns == stamp
