@@ -30,7 +30,6 @@ from zoo.norm import GroupBatchNorm2d
 from zoo.optim import param_groups, regularisation
 from zoo.pooling import RotationPool, upsample2x
 from zoo.registry import (
-    DEFAULT_DEPTH,
     DEFAULT_FIELDS,
     DEFAULT_WIDTH,
     available,
@@ -41,6 +40,7 @@ from zoo.registry import (
     variant,
 )
 from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftingConv
+from zoo.sizes import DEFAULT_DEPTH, check_input_size, valid_sizes
 from zoo.unet import PlainFamily, UNet
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "RotationPool",
     "UNet",
     "available",
+    "check_input_size",
     "count_params",
     "create",
     "describe",
@@ -73,5 +74,6 @@ __all__ = [
     "transform_fields",
     "transform_image",
     "upsample2x",
+    "valid_sizes",
     "variant",
 ]

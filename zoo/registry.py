@@ -47,12 +47,12 @@ from torch import nn
 
 from zoo.family import ConvFamily
 from zoo.rot90 import Rot90Family
+from zoo.sizes import DEFAULT_DEPTH
 from zoo.unet import PlainFamily, UNet
 
 #: Width of ``unet`` (channels); every group variant defaults to :data:`DEFAULT_FIELDS` fields.
 DEFAULT_WIDTH = 16
 DEFAULT_FIELDS = 8
-DEFAULT_DEPTH = 4
 #: Options taken by the skeleton itself; every other option goes to the variant's family.
 SKELETON_OPTIONS = ("upsample", "rotation_pool")
 #: Options of the partial variants' learned subsets (:class:`zoo.partial.GroupSubset`).
@@ -186,7 +186,8 @@ def create(
 
     ``width`` is the number of fields of the first stage (channels = fields * ``|G|``),
     doubled at every one of the ``depth`` levels (default: the variant's ``default_width``, 16
-    for ``unet`` and 8 for the group variants); H and W must be divisible by ``2**depth``.
+    for ``unet`` and 8 for the group variants); H and W must be divisible by ``2**depth``
+    (:func:`zoo.sizes.check_input_size`).
     ``variant_options``: ``upsample`` (``"bilinear"``/``"nearest"``) and ``rotation_pool``
     (``"max"``/``"mean"``) for the skeleton; the rest goes to the family (e.g. ``kernel_size``).
     The model's ``config`` rebuilds it: ``zoo.from_config(model.config)``.

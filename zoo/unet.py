@@ -30,6 +30,7 @@ from zoo.family import ConvFamily
 from zoo.groups import TRIVIAL, Group
 from zoo.norm import GroupBatchNorm2d
 from zoo.pooling import PoolMode, RotationPool, UpsampleMode, upsample2x
+from zoo.sizes import check_input_size
 
 
 class PlainFamily:
@@ -140,16 +141,11 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(pooled, out_channels, 1)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """``ValueError`` unless ``x`` is ``(B, in_channels, H, W)`` with ``2**depth | H, W``."""
+        """``ValueError`` unless ``x`` is ``(B, in_channels, H, W)`` with ``2**depth | H, W``
+        (:func:`zoo.sizes.check_input_size`)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        step = 2**self.depth
-        if h % step or w % step:
-            raise ValueError(
-                f"input size {h}x{w}: H and W must be divisible by 2**depth = {step} "
-                "(2x2 pooling must tile rotated images identically)"
-            )
+        check_input_size((x.shape[-2], x.shape[-1]), self.depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits."""
