@@ -22,7 +22,7 @@ any variant with ``AdamW(param_groups(model, lr, wd))`` and the loss plus
 from __future__ import annotations
 
 from zoo.base import ExpandedConv2d
-from zoo.describe import describe, describe_variant
+from zoo.describe import count_parameters, describe, describe_variant, match_params
 from zoo.family import ConvFamily
 from zoo.groups import P4, P4M, TRIVIAL, Group, transform_fields, transform_image
 from zoo.learned import learned_symmetry
@@ -33,10 +33,8 @@ from zoo.registry import (
     DEFAULT_FIELDS,
     DEFAULT_WIDTH,
     available,
-    count_params,
     create,
     from_config,
-    match_params,
     variant,
 )
 from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftingConv
@@ -62,7 +60,7 @@ __all__ = [
     "UNet",
     "available",
     "check_input_size",
-    "count_params",
+    "count_parameters",
     "create",
     "describe",
     "describe_variant",

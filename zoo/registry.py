@@ -33,7 +33,7 @@ Default widths follow the talk: the plain U-Net has 16 channels in its first sta
 parameters here, 1,964,029 in the talk), every group variant 8 fields (p4: 1,962,401 here,
 1,965,625 in the talk; SE(2,12) with 5x5 kernels about the talk's 16.5M). A field of ``|G|``
 channels costs ``|G|`` times a channel, so compare variants at equal parameters with
-:func:`match_params` (``polypseg models --match-params unet``).
+:func:`zoo.describe.match_params` (``polypseg models --match-params unet``).
 """
 
 from __future__ import annotations
@@ -220,39 +220,3 @@ def from_config(config: dict[str, Any]) -> nn.Module:
     """Rebuild a model from its ``config`` (``{"variant": name, **create_kwargs}``)."""
     kwargs = dict(config)
     return create(kwargs.pop("variant"), **kwargs)
-
-
-def count_params(name: str, width: int, **kwargs: Any) -> int:
-    """Parameters of ``create(name, width=width, **kwargs)`` (builds the model)."""
-    return sum(p.numel() for p in create(name, width=width, **kwargs).parameters())
-
-
-def match_params(name: str, target_params: int, **kwargs: Any) -> int:
-    """The width (>= 1) whose parameter count is closest to ``target_params``.
-
-    Every layer's parameters are bilinear in its in/out fields and biases/norms linear, so the
-    count is a quadratic ``a w^2 + b w + c`` in the width: fitted on widths 1, 2, 3 (cheap
-    models), checked on width 4, then solved. ``kwargs`` are the other :func:`create` arguments.
-    """
-    if "width" in kwargs:
-        raise ValueError("match_params chooses the width; do not pass one")
-    if target_params < 1:
-        raise ValueError(f"target_params must be positive, got {target_params}")
-    p1, p2, p3, p4 = (count_params(name, w, **kwargs) for w in (1, 2, 3, 4))
-    a2 = p3 - 2 * p2 + p1  # 2a
-    b = (p2 - p1) - a2 * 3 // 2  # p2 - p1 = 3a + b
-    c = p1 - a2 // 2 - b
-    if a2 % 2 or a2 < 0 or 16 * a2 // 2 + 4 * b + c != p4:
-        raise RuntimeError(f"parameter count of {name!r} is not quadratic in the width")
-    a = a2 // 2
-
-    def predict(w: int) -> int:
-        return a * w * w + b * w + c
-
-    if a:
-        root = (-b + (b * b - 4 * a * (c - target_params)) ** 0.5) / (2 * a)
-    else:
-        root = (target_params - c) / b
-    root = root.real if isinstance(root, complex) else root
-    candidates = {max(1, int(root)), max(1, int(root) + 1)}
-    return min(sorted(candidates), key=lambda w: abs(predict(w) - target_params))

@@ -39,7 +39,7 @@ def test_bad_sizes_name_the_rule_and_the_nearest_sizes(size, depth, message) -> 
 
 
 def test_the_caller_names_the_size_and_depth_is_checked() -> None:
-    with pytest.raises(ValueError, match="^--size 20 is not divisible"):
+    with pytest.raises(ValueError, match=r"^--size 20 is not divisible"):
         check_input_size(20, name="--size")  # the default depth, 4
     assert zoo.DEFAULT_DEPTH == 4
     with pytest.raises(ValueError, match="depth must be an integer >= 0"):
