@@ -73,6 +73,7 @@ from torch import nn
 
 from zoo.base import ExpandedConv2d, init_skipped
 from zoo.groups import Group
+from zoo.options import FieldKind, look_up_option
 
 
 class _NumpyCopyFalseShim(types.ModuleType):
@@ -238,11 +239,11 @@ def basis_builds() -> int:
 
 def _field_type(space: _Space, kind: str, count: int) -> enn.FieldType:
     gs = _gspace(space)
-    if kind == "trivial":
+    if kind == FieldKind.TRIVIAL:
         rep = gs.trivial_repr
-    elif kind == "regular" and space.kind != "SO2":
+    elif kind == FieldKind.REGULAR and space.kind != "SO2":
         rep = gs.regular_repr
-    elif kind == "irreps" and space.kind == "SO2":
+    elif kind == FieldKind.IRREPS and space.kind == "SO2":
         rep = _irreps_repr(space.order)
     else:
         raise ValueError(f"no {kind!r} fields for the group {space.kind}{space.order}")
@@ -444,20 +445,19 @@ class SteerableConv(_E2Conv):
         kernel_size: int = DEFAULT_KERNEL_SIZE,
         n: int = DEFAULT_N,
         flip: bool = False,
-        in_kind: str = "regular",
+        in_kind: FieldKind | str = FieldKind.REGULAR,
         bias: bool = True,
         sigma: float | list[float] | None = None,
         frequencies_cutoff: float | Callable[[float], float] | None = None,
         rings: list[float] | None = None,
         maximum_offset: int | None = None,
     ) -> None:
-        if in_kind not in ("regular", "trivial"):
-            raise ValueError(f"in_kind must be 'regular' or 'trivial', got {in_kind!r}")
+        kinds = (FieldKind.REGULAR, FieldKind.TRIVIAL)
         space = _space(n, flip)
         super().__init__(
             space,
-            in_kind,
-            "regular",
+            look_up_option(in_kind, FieldKind, "in_kind", kinds).value,
+            FieldKind.REGULAR.value,
             in_fields,
             out_fields,
             kernel_size,
@@ -483,7 +483,8 @@ class SteerableLiftConv(SteerableConv):
         flip: bool = False,
         **options: Any,
     ) -> None:
-        super().__init__(in_channels, out_fields, kernel_size, n, flip, "trivial", **options)
+        trivial = FieldKind.TRIVIAL
+        super().__init__(in_channels, out_fields, kernel_size, n, flip, trivial, **options)
 
 
 class SteerableGroupConv(SteerableConv):
@@ -498,7 +499,7 @@ class SteerableGroupConv(SteerableConv):
         flip: bool = False,
         **options: Any,
     ) -> None:
-        super().__init__(in_fields, out_fields, kernel_size, n, flip, "regular", **options)
+        super().__init__(in_fields, out_fields, kernel_size, n, flip, FieldKind.REGULAR, **options)
 
 
 class SteerableFamily:
@@ -599,21 +600,20 @@ class SO2Conv(_E2Conv):
         out_fields: int,
         kernel_size: int = DEFAULT_KERNEL_SIZE,
         max_frequency: int = 2,
-        in_kind: str = "irreps",
+        in_kind: FieldKind | str = FieldKind.IRREPS,
         bias: bool = True,
         sigma: float | list[float] | None = None,
         frequencies_cutoff: float | Callable[[float], float] | None = None,
         rings: list[float] | None = None,
         maximum_offset: int | None = None,
     ) -> None:
-        if in_kind not in ("irreps", "trivial"):
-            raise ValueError(f"in_kind must be 'irreps' or 'trivial', got {in_kind!r}")
+        kinds = (FieldKind.IRREPS, FieldKind.TRIVIAL)
         if max_frequency < 1:
             raise ValueError(f"max_frequency must be >= 1, got {max_frequency}")
         super().__init__(
             _Space("SO2", max_frequency),
-            in_kind,
-            "irreps",
+            look_up_option(in_kind, FieldKind, "in_kind", kinds).value,
+            FieldKind.IRREPS.value,
             in_fields,
             out_fields,
             kernel_size,
@@ -730,12 +730,14 @@ class SO2Family:
     def lift(self, in_channels: int, out_fields: int, kernel_size: int | None = None) -> SO2Conv:
         """``(B, in_channels, H, W) -> (B, out_fields*S, H, W)``."""
         k = self.kernel_size if kernel_size is None else kernel_size
-        return SO2Conv(in_channels, out_fields, k, self.max_frequency, "trivial", **self.options)
+        kind = FieldKind.TRIVIAL
+        return SO2Conv(in_channels, out_fields, k, self.max_frequency, kind, **self.options)
 
     def conv(self, in_fields: int, out_fields: int, kernel_size: int | None = None) -> SO2Conv:
         """``(B, in_fields*S, H, W) -> (B, out_fields*S, H, W)``."""
         k = self.kernel_size if kernel_size is None else kernel_size
-        return SO2Conv(in_fields, out_fields, k, self.max_frequency, "irreps", **self.options)
+        kind = FieldKind.IRREPS
+        return SO2Conv(in_fields, out_fields, k, self.max_frequency, kind, **self.options)
 
     def norm(self, fields: int) -> IrrepBatchNorm:
         return IrrepBatchNorm(fields, self.max_frequency)

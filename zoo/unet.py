@@ -29,7 +29,8 @@ from torch import nn
 from zoo.family import ConvFamily
 from zoo.groups import TRIVIAL, Group
 from zoo.norm import GroupBatchNorm2d
-from zoo.pooling import PoolMode, RotationPool, UpsampleMode, upsample2x
+from zoo.options import PoolMode, UpsampleMode
+from zoo.pooling import RotationPool, upsample2x
 from zoo.sizes import check_input_size
 
 
@@ -94,8 +95,8 @@ class UNet(nn.Module):
         out_channels: int = 1,
         width: int = 16,
         depth: int = 4,
-        upsample: UpsampleMode = "bilinear",
-        rotation_pool: PoolMode = "max",
+        upsample: UpsampleMode | str = UpsampleMode.BILINEAR,
+        rotation_pool: PoolMode | str = PoolMode.MAX,
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
