@@ -23,23 +23,25 @@ from __future__ import annotations
 
 from zoo.base import ExpandedConv2d
 from zoo.describe import count_parameters, describe, describe_variant, match_params
-from zoo.family import ConvFamily
+from zoo.family import ConvFamily, WrappedFamily
 from zoo.groups import P4, P4M, TRIVIAL, Group, transform_fields, transform_image
 from zoo.learned import learned_symmetry
 from zoo.norm import GroupBatchNorm2d
 from zoo.optim import param_groups, regularisation
+from zoo.plain import PlainFamily
 from zoo.pooling import RotationPool, upsample2x
 from zoo.registry import (
     DEFAULT_FIELDS,
     DEFAULT_WIDTH,
     available,
     create,
+    create_family,
     from_config,
     variant,
 )
 from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftingConv
 from zoo.sizes import DEFAULT_DEPTH, check_input_size, valid_sizes
-from zoo.unet import PlainFamily, UNet
+from zoo.unet import UNet
 
 __all__ = [
     "DEFAULT_DEPTH",
@@ -58,10 +60,12 @@ __all__ = [
     "Rot90LiftingConv",
     "RotationPool",
     "UNet",
+    "WrappedFamily",
     "available",
     "check_input_size",
     "count_parameters",
     "create",
+    "create_family",
     "describe",
     "describe_variant",
     "from_config",

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from zoo.base import ExpandedConv2d, init_skipped
+from zoo.family import ConvFamily
 from zoo.groups import P4, P4M, Group
 
 
@@ -130,17 +131,21 @@ class Rot90GroupConv(_Rot90Conv):
         self.in_fields = in_fields
 
 
-class Rot90Family:
+class Rot90Family(ConvFamily):
     """The p4 (``flip=False``) or p4m (``flip=True``) :class:`~zoo.family.ConvFamily`.
 
-    ``kernel_size`` (odd) is used when the skeleton passes none. Convs carry no bias by
-    default: in the U-Net each is followed by group batch norm.
+    Regular fields of ``C4`` (``|G| = 4``) or ``D4`` (8), so every other hook is the default.
+
+    Args:
+        flip: add the mirror: ``D4`` (p4m) instead of ``C4`` (p4).
+        kernel_size: the (odd) kernel size of every conv when the skeleton passes none.
+        bias: give every conv a per-field bias (off: in the U-Net each is followed by group
+            batch norm).
     """
 
     def __init__(self, flip: bool = False, kernel_size: int = 3, bias: bool = False) -> None:
         _check_kernel(kernel_size)
         self.group = P4M if flip else P4
-        self.group_size = self.group.order
         self.flip = flip
         self.kernel_size = kernel_size
         self.bias = bias
@@ -149,15 +154,15 @@ class Rot90Family:
         self, in_channels: int, out_fields: int, kernel_size: int | None = None
     ) -> Rot90LiftingConv:
         """``(B, in_channels, H, W) -> (B, out_fields*|G|, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
-        return Rot90LiftingConv(in_channels, out_fields, k, self.group, self.bias)
+        return Rot90LiftingConv(in_channels, out_fields, self.kernel(kernel_size), self.group,
+                                self.bias)  # fmt: skip
 
     def conv(
         self, in_fields: int, out_fields: int, kernel_size: int | None = None
     ) -> Rot90GroupConv:
         """``(B, in_fields*|G|, H, W) -> (B, out_fields*|G|, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
-        return Rot90GroupConv(in_fields, out_fields, k, self.group, self.bias)
+        return Rot90GroupConv(in_fields, out_fields, self.kernel(kernel_size), self.group,
+                              self.bias)  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Rot90Family({self.group.name}, kernel_size={self.kernel_size})"

@@ -159,12 +159,15 @@ def test_subset_norm_needs_affine_and_family_needs_regular_fields() -> None:
     with pytest.raises(ValueError, match="affine"):
         SubsetNormReLU(2, P4, affine=False)
     from zoo.partial import PartialFamily
+    from zoo.plain import PlainFamily
 
-    class NoGroup:
-        group_size = 4
+    class NotRegular(PlainFamily):
+        regular_fields = False
 
     with pytest.raises(ValueError, match="regular fields"):
-        PartialFamily(NoGroup())  # type: ignore[arg-type]
+        PartialFamily(NotRegular())
+    with pytest.raises(TypeError, match="needs a ConvFamily"):
+        PartialFamily(object())  # type: ignore[arg-type]
 
 
 def test_element_names() -> None:

@@ -78,7 +78,7 @@ def test_state_dict_is_the_same_in_train_and_eval_mode() -> None:
 
 
 def test_family_needs_expanded_convs() -> None:
-    from zoo.unet import PlainFamily
+    from zoo.plain import PlainFamily
 
     with pytest.raises(TypeError, match="expanded conv"):
         ResidualPathwayFamily(PlainFamily()).conv(1, 1)
