@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from zoo.base import ExpandedConv2d
 from zoo.describe import count_parameters, describe, describe_variant, match_params
+from zoo.equivariance import check_equivariance
 from zoo.family import ConvFamily, WrappedFamily
 from zoo.groups import P4, P4M, TRIVIAL, Group, transform_fields, transform_image
 from zoo.learned import learned_symmetry
@@ -62,6 +63,7 @@ __all__ = [
     "UNet",
     "WrappedFamily",
     "available",
+    "check_equivariance",
     "check_input_size",
     "count_parameters",
     "create",

@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from equivariance import TOL32, assert_same_numbers, model_errors, random_image, rel_error
+from equivariance import TOL32, assert_same_numbers, model_errors, random_image, relative_error
 from test_se2 import one_thread, smooth_fields  # noqa: F401 (fixture)
 
 import zoo
@@ -71,7 +71,7 @@ def test_so2_layers_are_e2cnns_and_exactly_rot90_equivariant(in_kind: str) -> No
                 with torch.no_grad():
                     y = layer(x)
                     for q in (1, 2, 3):
-                        assert rel_error(layer(act_in(x, q)), so2_transform(y, 2, q)) < tol
+                        assert relative_error(layer(act_in(x, q)), so2_transform(y, 2, q)) < tol
 
 
 def test_so2_layers_are_approximately_equivariant_at_any_angle() -> None:
@@ -152,8 +152,7 @@ def test_so2_variant_takes_every_option_through_the_registry() -> None:
     assert lift._options["sigma"] == 0.5 and lift.bias is not None
     rebuilt = zoo.from_config(model.config)
     assert isinstance(rebuilt.pool, IrrepMeanPool)
-    x = random_image((32, 48), torch.float64, 0)
-    assert max(model_errors(model.double().eval(), x, model.group).values()) < 1e-10
+    zoo.check_equivariance(model.double().eval())  # float64: within 1e-10
     with pytest.raises(ValueError, match="rotation_pool is 'norm' or 'mean', got 'max'"):
         zoo.create("steerable-so2", rotation_pool="max")
 
@@ -169,7 +168,7 @@ def test_so2_unet_is_exactly_rot90_equivariant_and_exports() -> None:
     exported = model.export()  # from train mode: export still takes the eval path
     model.eval()
     with torch.no_grad():
-        assert rel_error(exported(x), model(x)) < 1e-10
+        assert relative_error(exported(x), model(x)) < 1e-10
     assert list(model.train().state_dict()) == keys
     with pytest.raises(ValueError, match="divisible"):
         model(torch.zeros(1, 3, 30, 32, dtype=torch.float64))

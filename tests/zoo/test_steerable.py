@@ -19,7 +19,7 @@ from equivariance import (
     lifting_errors,
     random_fields,
     random_image,
-    rel_error,
+    relative_error,
 )
 from test_se2 import approx_errors, one_thread, smooth_fields  # noqa: F401 (fixture)
 
@@ -119,11 +119,11 @@ def test_a_wrong_group_action_is_detected(flip: bool) -> None:
     with torch.no_grad():
         y, rotated_out = conv(x), conv(transform_fields(x, group, 1))
         wrong = group_axis(torch.rot90(y, 1, (-2, -1)), group.order).roll(-N // 4, 2)
-        assert rel_error(rotated_out, wrong.reshape(y.shape)) > BROKEN
+        assert relative_error(rotated_out, wrong.reshape(y.shape)) > BROKEN
         if flip:
             mirrored_out = conv(transform_fields(x, group, 0, flip=True))
-            assert rel_error(mirrored_out, torch.flip(y, (-1,))) > BROKEN
-            assert rel_error(mirrored_out, transform_fields(y, group, 0, flip=True)) < 1e-10
+            assert relative_error(mirrored_out, torch.flip(y, (-1,))) > BROKEN
+            assert relative_error(mirrored_out, transform_fields(y, group, 0, flip=True)) < 1e-10
 
 
 @pytest.mark.parametrize("flip", [False, True])
@@ -192,7 +192,7 @@ def test_eval_cache_gradients_and_export() -> None:
         after = model(x)
         assert not torch.allclose(before, after)
         exported = torch.nn.Sequential(lift.to_conv2d(), conv.to_conv2d())
-        assert rel_error(exported(x), after) < 1e-5
+        assert relative_error(exported(x), after) < 1e-5
 
 
 def test_family() -> None:
