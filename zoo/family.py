@@ -116,6 +116,9 @@ class WrappedFamily(ConvFamily):
 
     ``options`` names the keyword arguments the wrapper takes itself (the registry hands the
     other variant options to ``base``).
+
+    Args:
+        base: the family wrapped.
     """
 
     #: Keyword arguments of the wrapper's constructor besides ``base``.

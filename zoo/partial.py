@@ -114,6 +114,16 @@ class GroupSubset(nn.Module):
     deterministic subset ``p > 1/2`` in eval mode (module docstring for the estimator);
     ``temperature`` is ``tau``, ``straight_through`` picks the estimator, ``keep_weight`` weighs
     the size prior :meth:`regularisation`.
+
+    Args:
+        group: the finite group ``G`` (``C_N`` or ``D_N``) whose subset is learned.
+        init_logit: the starting logit ``theta_g`` of every non-identity element (3: the full
+            group, ``p = 0.95``; finite).
+        temperature: the temperature ``tau`` of the relaxed Bernoulli (2/3; positive).
+        straight_through: the straight-through estimator (the hard sample forward, the relaxed
+            gradient backward); ``False``: the relaxed sample both ways.
+        keep_weight: the weight of the size prior ``sum_g (1 - p(g))`` in the loss (1e-3;
+            0 turns it off).
     """
 
     def __init__(
@@ -179,6 +189,12 @@ class SubsetNormReLU(GroupBatchNorm2d):
     from :attr:`subset` (a :class:`GroupSubset`). Statistics are those of
     :class:`GroupBatchNorm2d` (per field, over the batch, the whole group axis and the image).
     The state_dict is the parent's (the same keys as a p4 norm) plus ``subset.logits``.
+
+    Args:
+        num_fields: the number ``C`` of regular fields.
+        group: the finite group ``G`` of the fields (``|G|`` channels each).
+        affine: must be true: the eval-mode mask folds into the affine.
+        **subset_options: :class:`GroupSubset`'s options.
     """
 
     def __init__(

@@ -87,6 +87,13 @@ class Rot90LiftingConv(_Rot90Conv):
 
     ``out[o, g] = sum_c x[c] * g(psi[o, c])``; parameters ``weight`` ``(out_fields,
     in_channels, k, k)``. Equivariance: ``lift(g . x) = g . lift(x)`` (``x`` a scalar image).
+
+    Args:
+        in_channels: image channels.
+        out_fields: the number of output regular fields.
+        kernel_size: the odd kernel size ``k`` (odd: the kernel's centre is a pixel).
+        group: a group whose rotations are multiples of 90 degrees (``P4``, ``P4M``, ...).
+        bias: learn a bias per output field (repeated over its ``|G|`` channels).
     """
 
     def __init__(
@@ -110,6 +117,13 @@ class Rot90GroupConv(_Rot90Conv):
 
     ``out[o, g] = sum_{i, h} x[i, h] * g(psi[o, i, g^{-1} h])``; parameters ``weight``
     ``(out_fields, in_fields, |G|, k, k)``. Equivariance: ``conv(g . x) = g . conv(x)``.
+
+    Args:
+        in_fields: the number of input regular fields.
+        out_fields: the number of output regular fields.
+        kernel_size: the odd kernel size ``k``.
+        group: a group whose rotations are multiples of 90 degrees (``P4``, ``P4M``, ...).
+        bias: learn a bias per output field (repeated over its ``|G|`` channels).
     """
 
     def __init__(

@@ -55,6 +55,11 @@ class ResidualPathwayConv(ExpandedConv2d):
 
     ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; :meth:`expand` returns
     ``(W_eq + free, bias_eq)``.
+
+    Args:
+        equivariant: the equivariant conv (its expanded bank is ``W_eq``; its parameters are
+            kept under ``equivariant.*``).
+        free_decay: the L2 coefficient of the free weight's prior (3; 0 turns it off).
     """
 
     def __init__(

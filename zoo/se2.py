@@ -211,6 +211,14 @@ class SE2LiftConv(_SE2Conv):
     ``out[:, c*N + g] = conv(x, R_g weight[c])`` with ``weight`` of shape ``(C_out, C_in, k, k)``
     (taps outside the disc unused). ``rot90(x, r)`` maps to ``rot90`` of the output with the
     group axis rolled forward by ``r*N/4`` (exactly, for ``N % 4 == 0``).
+
+    Args:
+        in_channels: image channels ``C_in``.
+        out_fields: the number ``C_out`` of output fields.
+        kernel_size: the odd kernel size ``k``.
+        n: the number of rotations ``N`` (a multiple of 4 for exact rot90 equivariance).
+        bias: learn a bias per output field (repeated over its ``N`` channels).
+        radius: the radius of the disc of taps used (:func:`disc_mask`; ``None``: inscribed).
     """
 
     def __init__(
@@ -243,6 +251,11 @@ class SE2GroupConv(_SE2Conv):
     spatially by ``g`` and roll its input group axis by ``g``. Equivariance as for
     :class:`SE2LiftConv`: input rotated by ``r`` quarter turns with its group axis rolled forward
     by ``r*N/4`` gives the output rotated and rolled the same way.
+
+    Args:
+        in_fields: the number ``C_in`` of input fields.
+        out_fields: the number ``C_out`` of output fields.
+        kernel_size, n, bias, radius: as for :class:`SE2LiftConv`.
     """
 
     def __init__(

@@ -81,6 +81,16 @@ class SO2Conv(E2Conv):
     for :class:`SteerableConv`): with k = 5 angular frequencies up to 2, so a pair
     ``psi_m -> psi_n`` keeps only its frequencies ``|n - m|`` and ``n + m`` that are <= 2.
     Equivariance: ``layer(so2_transform(x, L, r)) == so2_transform(layer(x), L, r)``.
+
+    Args:
+        in_fields: the number ``C_in`` of input fields (image channels for trivial inputs).
+        out_fields: the number ``C_out`` of output irreps fields.
+        kernel_size: the odd kernel size (>= 3; 5 by default).
+        max_frequency: the highest frequency ``L`` of a field (>= 1).
+        in_kind: ``"irreps"`` fields of the same ``L``, or ``"trivial"`` ones (an image).
+        bias: learn a bias per output field (on its invariant ``psi_0``).
+        sigma, frequencies_cutoff, rings, maximum_offset: e2cnn's basis options
+            (:class:`~zoo.steerable.E2Conv`).
     """
 
     def __init__(
@@ -123,6 +133,12 @@ class IrrepBatchNorm(nn.Module):
     batch mean would break equivariance); each vector is divided by the square root of the
     (running, in eval) mean of ``|v|^2`` of its (field, frequency) and scaled by a learned
     ``weight`` (no bias). In train mode it is equivariant when the whole batch rotates.
+
+    Args:
+        fields: the number ``C`` of irreps fields.
+        max_frequency: the highest frequency ``L`` of a field.
+        eps: added to the variance (and to the mean square norms) before the square root.
+        momentum: the weight of a batch in the running statistics.
     """
 
     def __init__(

@@ -300,6 +300,22 @@ class E2Conv(ExpandedConv2d):
     ``(B, C_in*S_in, H, W) -> (B, C_out*S_out, H, W)`` with ``S`` the size of one field.
     Learnable: ``weights`` ``(C_out*C_in*B,)`` and ``bias`` ``(C_out,)`` (one per trivial irrep
     of an output field, i.e. one per field here), named, shaped and ordered as in ``R2Conv``.
+
+    Args:
+        space: the group: ``FieldSpace("C", N)``, ``("D", N)`` or ``("SO2", max_frequency)``.
+        in_kind: the kind of each input field (:class:`~zoo.options.FieldKind`:
+            ``"trivial"``, ``"regular"``, ``"irreps"``).
+        out_kind: the kind of each output field.
+        in_fields: the number ``C_in`` of input fields.
+        out_fields: the number ``C_out`` of output fields.
+        kernel_size: the odd kernel size ``k`` (>= 3).
+        bias: learn a bias per output field (on its trivial part; none if it has none).
+        sigma: the width(s) of the Gaussian radial rings (e2cnn's default: 0.6, 0.4 on the
+            outermost ring, 0.005 at the centre).
+        frequencies_cutoff: the largest angular frequency per ring radius, a number or a
+            function of the radius (e2cnn's default policy when ``None``).
+        rings: the ring radii (``0, 1, ..., (k-1)//2`` when ``None``).
+        maximum_offset: the largest aliased frequency offset (``None``: all).
     """
 
     def __init__(
@@ -429,6 +445,19 @@ class SteerableConv(E2Conv):
     and 1 for trivial ones (an image), ``|G| = N`` (C_N) or ``2N`` (D_N). Equivariance (exact,
     tested): ``layer(transform_fields(x, ...)) == transform_fields(layer(x), ...)`` for every
     rot90 and, with ``flip``, the mirror (:mod:`zoo.groups`).
+
+    Args:
+        in_fields: the number ``C_in`` of input fields (image channels for trivial inputs).
+        out_fields: the number ``C_out`` of output regular fields.
+        kernel_size: the odd kernel size (>= 3; 5 by default: a 3x3 grid carries only rings
+            0 and 1 of the basis).
+        n: the number of rotations ``N``, a positive multiple of 4 (so that rot90 is a group
+            element).
+        flip: the dihedral group ``D_N`` (rotations and the mirror) instead of ``C_N``.
+        in_kind: ``"regular"`` fields of the same group, or ``"trivial"`` ones (an image).
+        bias: learn a bias per output field (repeated over its ``|G|`` channels).
+        sigma, frequencies_cutoff, rings, maximum_offset: e2cnn's basis options, passed to
+            its ``R2Conv`` unchanged (:class:`E2Conv`; ``None``: e2cnn's defaults).
     """
 
     def __init__(
@@ -465,7 +494,14 @@ class SteerableConv(E2Conv):
 
 
 class SteerableLiftConv(SteerableConv):
-    """Image -> regular fields: ``(B, C_in, H, W) -> (B, C_out*|G|, H, W)`` (trivial inputs)."""
+    """Image -> regular fields: ``(B, C_in, H, W) -> (B, C_out*|G|, H, W)`` (trivial inputs).
+
+    Args:
+        in_channels: image channels ``C_in``.
+        out_fields: the number ``C_out`` of output regular fields.
+        kernel_size, n, flip: as for :class:`SteerableConv`.
+        **options: :class:`SteerableConv`'s ``bias`` and basis options.
+    """
 
     def __init__(
         self,
@@ -481,7 +517,14 @@ class SteerableLiftConv(SteerableConv):
 
 
 class SteerableGroupConv(SteerableConv):
-    """Regular fields -> regular fields: ``(B, C_in*|G|, H, W) -> (B, C_out*|G|, H, W)``."""
+    """Regular fields -> regular fields: ``(B, C_in*|G|, H, W) -> (B, C_out*|G|, H, W)``.
+
+    Args:
+        in_fields: the number ``C_in`` of input regular fields.
+        out_fields: the number ``C_out`` of output regular fields.
+        kernel_size, n, flip: as for :class:`SteerableConv`.
+        **options: :class:`SteerableConv`'s ``bias`` and basis options.
+    """
 
     def __init__(
         self,
