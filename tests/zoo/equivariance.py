@@ -116,7 +116,7 @@ TINY = {"width": 2, "depth": 2}
 
 
 def missing_reason(name: str) -> str | None:
-    """Why variant ``name`` cannot be built here (module not written yet, no e2cnn, ...)."""
+    """Why variant ``name`` cannot be built here (e.g. no e2cnn), or ``None``."""
     from zoo.registry import unavailable
 
     return unavailable(name)
