@@ -47,7 +47,7 @@ from typing import Any
 
 from torch import nn
 
-from zoo.family import ConvFamily, WrappedFamily
+from zoo.family import ConvFamily
 from zoo.sizes import DEFAULT_DEPTH
 from zoo.unet import UNet
 
@@ -150,10 +150,7 @@ def create_family(name: str, **options: Any) -> ConvFamily:
     wrapper = _load(entry.wrapper) if entry.wrapper else None
     own = {k: options.pop(k) for k in (wrapper.options if wrapper else ()) if k in options}
     family = _load(entry.family)(**entry.fixed, **options)
-    if wrapper is None:
-        return family
-    assert issubclass(wrapper, WrappedFamily)
-    return wrapper(family, **own)
+    return family if wrapper is None else wrapper(family, **own)
 
 
 def create(

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.export import export as export_model
 from zoo.family import ConvFamily
 from zoo.options import PoolMode, UpsampleMode, look_up_option
 from zoo.pooling import upsample2x
@@ -127,6 +128,4 @@ class UNet(nn.Module):
 
     def export(self) -> nn.Module:
         """An equivalent plain module (torch only); see :func:`zoo.export.export`."""
-        from zoo.export import export
-
-        return export(self)
+        return export_model(self)
