@@ -1,47 +1,52 @@
 """zoo: rotation-equivariant U-Nets behind one factory (knows nothing of datasets or files).
 
 >>> import zoo
->>> zoo.available()[:7]
-['unet', 'p4', 'p4m', 'se2n12', 'steerable', 'steerable-flip', 'steerable-so2']
->>> zoo.available()[7:]
-['p4-partial', 'se2n12-partial', 'p4-rpp']
+>>> zoo.available()  # every registered variant  # doctest: +NORMALIZE_WHITESPACE
+['unet', 'p4', 'p4m', 'se2n12', 'steerable', 'steerable-flip', 'steerable-so2',
+ 'p4-partial', 'se2n12-partial', 'p4-rpp']
 >>> model = zoo.create("p4", in_channels=3, out_channels=1, width=8, depth=4)
 >>> zoo.describe(model, size=(256, 256))["params"]
 1962401
+>>> sorted(zoo.check_equivariance(model.double().eval()))  # rotations by 90, 180, 270 degrees
+[(1, False), (2, False), (3, False)]
 
-Every variant maps ``(B, in_channels, H, W)`` (H, W divisible by ``2**depth``) to logits
+Every variant is the one U-Net skeleton (:class:`UNet`) with a :class:`ConvFamily`, built by
+:func:`create` through the same path with the same arguments. It maps ``(B, in_channels, H,
+W)`` (H, W divisible by ``2**depth``: :func:`check_input_size`) to logits
 ``(B, out_channels, H, W)`` and, for an equivariant one, ``model(g x) = g model(x)`` for the
-rotations by multiples of 90 degrees (and mirrors for ``p4m``/``steerable-flip``) exactly.
-``model.export()`` gives an equivalent plain torch module; ``model.config`` rebuilds it through
-:func:`from_config`. Layout and group conventions: :mod:`zoo.groups`. The ``*-partial`` and
-``*-rpp`` variants learn how much of their symmetry to keep (:func:`learned_symmetry`); train
-any variant with ``AdamW(param_groups(model, lr, wd))`` and the loss plus
-``regularisation(model)`` (``None`` for most variants).
+rotations by multiples of 90 degrees (and mirrors for ``p4m``/``steerable-flip``) exactly
+(:func:`check_equivariance`). ``model.export()`` gives an equivalent plain torch module;
+``model.config`` rebuilds it through :func:`from_config`. Layout and group conventions:
+:mod:`zoo.groups`; what a family supplies: :mod:`zoo.family`. The ``*-partial`` and ``*-rpp``
+variants learn how much of their symmetry to keep (:func:`learned_symmetry`); train any variant
+with ``AdamW(param_groups(model, lr, wd))`` and the loss plus ``regularisation(model)``
+(``None`` for most variants).
 """
 
 from __future__ import annotations
 
 from zoo.base import ExpandedConv2d
-from zoo.describe import describe, describe_variant
-from zoo.family import ConvFamily
+from zoo.describe import count_parameters, describe, describe_variant, match_params
+from zoo.equivariance import check_equivariance
+from zoo.family import ConvFamily, WrappedFamily
 from zoo.groups import P4, P4M, TRIVIAL, Group, transform_fields, transform_image
 from zoo.learned import learned_symmetry
 from zoo.norm import GroupBatchNorm2d
 from zoo.optim import param_groups, regularisation
+from zoo.plain import PlainFamily
 from zoo.pooling import RotationPool, upsample2x
 from zoo.registry import (
-    DEFAULT_DEPTH,
     DEFAULT_FIELDS,
     DEFAULT_WIDTH,
     available,
-    count_params,
     create,
+    create_family,
     from_config,
-    match_params,
     variant,
 )
 from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftingConv
-from zoo.unet import PlainFamily, UNet
+from zoo.sizes import DEFAULT_DEPTH, check_input_size, valid_sizes
+from zoo.unet import UNet
 
 __all__ = [
     "DEFAULT_DEPTH",
@@ -60,9 +65,13 @@ __all__ = [
     "Rot90LiftingConv",
     "RotationPool",
     "UNet",
+    "WrappedFamily",
     "available",
-    "count_params",
+    "check_equivariance",
+    "check_input_size",
+    "count_parameters",
     "create",
+    "create_family",
     "describe",
     "describe_variant",
     "from_config",
@@ -73,5 +82,6 @@ __all__ = [
     "transform_fields",
     "transform_image",
     "upsample2x",
+    "valid_sizes",
     "variant",
 ]

@@ -13,20 +13,24 @@ expansion (building the expanded bank of a default SE(2,12) U-Net alone takes se
 a gigabyte), nor a copy of the model.
 
 :func:`describe_variant` gives the same numbers for a variant at any width without building it
-at that width (the counts are quadratics of the width).
+at that width (the counts are quadratics of the width), and :func:`match_params` solves that
+quadratic for the width of a given parameter count. :func:`count_parameters` is the one
+parameter count of ``zoo`` (and of the application built on it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from zoo.base import ExpandedConv2d
+from zoo.base import ExpandedConv2d, uninitialized
+from zoo.registry import create, variant
+from zoo.sizes import DEFAULT_DEPTH
 
 
 def _shape_forward(conv: ExpandedConv2d) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -85,6 +89,12 @@ def shape_only(model: nn.Module) -> Iterator[nn.Module]:
             module.training = training
 
 
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Scalar parameters of ``model``: ``sum(p.numel())``, only those with ``requires_grad``
+    when ``trainable_only`` (every parameter of a zoo model is trainable)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
 def _input_channels(model: nn.Module) -> int:
     config = getattr(model, "config", None) or {}
     if "in_channels" in config:
@@ -113,8 +123,8 @@ def describe(model: nn.Module, size: tuple[int, int] = (256, 256)) -> dict[str, 
     for key in ("group_size", "width", "depth"):
         if hasattr(model, key):
             info[key] = getattr(model, key)
-    info["params"] = sum(p.numel() for p in model.parameters())
-    info["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    info["params"] = count_parameters(model)
+    info["trainable_params"] = count_parameters(model, trainable_only=True)
     info["size"] = [h, w]
     ref = next(iter(model.state_dict().values()), torch.empty(0))
     dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
@@ -126,6 +136,31 @@ def describe(model: nn.Module, size: tuple[int, int] = (256, 256)) -> dict[str, 
 
 #: Counts of :func:`describe` that are quadratic polynomials of the width.
 _QUADRATIC = ("params", "trainable_params", "macs")
+#: Widths whose models give the quadratics: three to fit, the fourth to check.
+_SMALL_WIDTHS = (1, 2, 3, 4)
+
+
+def _small_models(name: str, size: tuple[int, int], **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`describe` of the variant at every width of :data:`_SMALL_WIDTHS` (uninitialised:
+    counting needs shapes, not initial values; the global RNG is left as it was)."""
+    with uninitialized(), torch.random.fork_rng(devices=[]):
+        return [describe(create(name, width=w, **kwargs), size) for w in _SMALL_WIDTHS]
+
+
+def _quadratic(counts: Sequence[int], what: str) -> tuple[int, int, int]:
+    """``(a, b, c)`` with ``count(w) = a w^2 + b w + c``, from the counts at widths 1..4.
+
+    Every conv's parameters and MACs are bilinear in its in/out fields and the norms and head
+    linear, so each count is such a quadratic: fitted on widths 1-3, checked on width 4
+    (``RuntimeError`` if it is not one).
+    """
+    p1, p2, p3, p4 = counts
+    second = p3 - 2 * p2 + p1  # 2a
+    if second % 2 or second < 0 or p4 - 3 * p3 + 3 * p2 - p1 != 0:  # third difference
+        raise RuntimeError(f"{what} is not quadratic in the width")
+    a = second // 2
+    b = p2 - p1 - 3 * a
+    return a, b, p1 - a - b
 
 
 def describe_variant(
@@ -133,29 +168,46 @@ def describe_variant(
 ) -> dict[str, Any]:
     """:func:`describe` of ``zoo.create(name, width=width, **kwargs)`` without building it.
 
-    A U-Net's parameters and MACs are exact quadratics of its width (every conv is bilinear in
-    its in/out fields, norms and the head linear). They are counted on the cheap models of
-    widths 1, 2 and 3, checked on width 4 and evaluated at ``width``: a wide model (16M
-    parameters of SE(2,12), 60M of steerable-flip) is never allocated or initialised. Widths
-    up to 4 are described directly. The other entries are those of the width-1 model, with
-    ``width`` set.
+    A U-Net's parameters and MACs are exact quadratics of its width (:func:`_quadratic`). They
+    are counted on the cheap models of widths 1, 2 and 3, checked on width 4 and evaluated at
+    ``width``: a wide model (16M parameters of SE(2,12), 60M of steerable-flip) is never
+    allocated or initialised. Widths up to 4 are described directly. The other entries are
+    those of the width-1 model, with ``width`` set.
     """
-    from zoo.base import uninitialized
-    from zoo.registry import create, variant
-
     width = variant(name).default_width if width is None else width
-    with uninitialized():  # counting needs shapes, not initial values
-        if width <= 4:
+    if width <= 4:
+        with uninitialized(), torch.random.fork_rng(devices=[]):
             return describe(create(name, width=width, **kwargs), size)
-        small = [describe(create(name, width=w, **kwargs), size) for w in (1, 2, 3, 4)]
+    small = _small_models(name, size, **kwargs)
     info = dict(small[0], width=width)
     for key in _QUADRATIC:
-        p1, p2, p3, p4 = (d[key] for d in small)
-        second = p3 - 2 * p2 + p1  # 2a
-        if second % 2 or p4 - 3 * p3 + 3 * p2 - p1 != 0:  # third difference of a quadratic
-            raise RuntimeError(f"{key} of {name!r} is not quadratic in the width")
-        a = second // 2
-        b = p2 - p1 - 3 * a
-        c = p1 - a - b
+        a, b, c = _quadratic([d[key] for d in small], f"{key} of {name!r}")
         info[key] = a * width * width + b * width + c
     return info
+
+
+def match_params(name: str, target_params: int, **kwargs: Any) -> int:
+    """The width (>= 1) of variant ``name`` whose parameter count is closest to ``target_params``.
+
+    The count is the quadratic ``a w^2 + b w + c`` of the width (:func:`_quadratic`, from the
+    models of widths 1-4), solved for ``target_params``. ``kwargs`` are the other
+    :func:`zoo.create` arguments.
+    """
+    if "width" in kwargs:
+        raise ValueError("match_params chooses the width; do not pass one")
+    if target_params < 1:
+        raise ValueError(f"target_params must be positive, got {target_params}")
+    side = 2 ** kwargs.get("depth", DEFAULT_DEPTH)  # parameters do not depend on the size
+    small = _small_models(name, (side, side), **kwargs)
+    a, b, c = _quadratic([d["params"] for d in small], f"parameter count of {name!r}")
+
+    def predict(w: int) -> int:
+        return a * w * w + b * w + c
+
+    if a:
+        root = (-b + (b * b - 4 * a * (c - target_params)) ** 0.5) / (2 * a)
+    else:
+        root = (target_params - c) / b
+    root = root.real if isinstance(root, complex) else root
+    candidates = {max(1, int(root)), max(1, int(root) + 1)}
+    return min(sorted(candidates), key=lambda w: abs(predict(w) - target_params))

@@ -151,6 +151,11 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
     ``(B, num_fields*group_size, H, W) -> same shape`` (and the same memory format).
     Parameters and running statistics have ``num_fields`` entries (the state_dict of a
     ``BatchNorm2d(num_fields)``).
+
+    Args:
+        num_fields: the number ``C`` of fields (one mean, variance and affine each).
+        group_size: channels per field, ``|G|`` (the statistics pool over all of them).
+        eps, momentum, affine, track_running_stats: as for ``nn.BatchNorm2d``.
     """
 
     def __init__(

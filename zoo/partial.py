@@ -75,7 +75,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.family import ConvFamily
+from zoo.family import ConvFamily, WrappedFamily
 from zoo.groups import Group
 from zoo.norm import GroupBatchNorm2d
 
@@ -114,6 +114,16 @@ class GroupSubset(nn.Module):
     deterministic subset ``p > 1/2`` in eval mode (module docstring for the estimator);
     ``temperature`` is ``tau``, ``straight_through`` picks the estimator, ``keep_weight`` weighs
     the size prior :meth:`regularisation`.
+
+    Args:
+        group: the finite group ``G`` (``C_N`` or ``D_N``) whose subset is learned.
+        init_logit: the starting logit ``theta_g`` of every non-identity element (3: the full
+            group, ``p = 0.95``; finite).
+        temperature: the temperature ``tau`` of the relaxed Bernoulli (2/3; positive).
+        straight_through: the straight-through estimator (the hard sample forward, the relaxed
+            gradient backward); ``False``: the relaxed sample both ways.
+        keep_weight: the weight of the size prior ``sum_g (1 - p(g))`` in the loss (1e-3;
+            0 turns it off).
     """
 
     def __init__(
@@ -179,6 +189,12 @@ class SubsetNormReLU(GroupBatchNorm2d):
     from :attr:`subset` (a :class:`GroupSubset`). Statistics are those of
     :class:`GroupBatchNorm2d` (per field, over the batch, the whole group axis and the image).
     The state_dict is the parent's (the same keys as a p4 norm) plus ``subset.logits``.
+
+    Args:
+        num_fields: the number ``C`` of regular fields.
+        group: the finite group ``G`` of the fields (``|G|`` channels each).
+        affine: must be true: the eval-mode mask folds into the affine.
+        **subset_options: :class:`GroupSubset`'s options.
     """
 
     def __init__(
@@ -205,36 +221,29 @@ class SubsetNormReLU(GroupBatchNorm2d):
         return nn.Sequential(bn, nn.ReLU(inplace=True))
 
 
-class PartialFamily:
+class PartialFamily(WrappedFamily):
     """:class:`~zoo.family.ConvFamily` wrapper: ``base``'s convs, each layer on a learned subset.
 
-    ``base`` must have regular fields of a finite group (its ``group``, no ``norm`` or
-    ``activation`` of its own); the skeleton's norm of every layer (lift and group convs) becomes
-    a :class:`SubsetNormReLU` and its activation the identity (the ReLU is inside).
-    ``subset_options`` (``init_logit``, ``temperature``, ``straight_through``, ``keep_weight``)
-    go to every layer's :class:`GroupSubset`.
+    The skeleton's norm of every layer (lift and group convs) becomes a
+    :class:`SubsetNormReLU` and its activation the identity (the ReLU is inside); every other
+    hook is ``base``'s.
+
+    Args:
+        base: a family of regular fields of a finite group (``base.regular_fields``: p4, p4m,
+            SE(2,N), steerable), whose norm and activation are the defaults.
+        **subset_options: every layer's :class:`GroupSubset` options, :attr:`options`:
+            ``init_logit`` (3: the full group, ``p = 0.95``), ``temperature`` (2/3),
+            ``straight_through`` (true) and ``keep_weight`` (1e-3).
     """
 
+    options = ("init_logit", "temperature", "straight_through", "keep_weight")
+
     def __init__(self, base: ConvFamily, **subset_options: Any) -> None:
-        group = getattr(base, "group", None)
-        own = [getattr(base, name, None) for name in ("norm", "activation")]
-        if not isinstance(group, Group) or any(hook is not None for hook in own):
+        super().__init__(base)
+        if not base.regular_fields:
             raise ValueError(f"partial equivariance needs regular fields of a finite group: {base}")
-        self.base = base
-        self.group = group
-        self.group_size = group.order
-        self.flip = group.flip
-        self.kernel_size = getattr(base, "kernel_size", None)
-        GroupSubset(group, **subset_options)  # check the options now, not at the first norm
+        GroupSubset(self.group, **subset_options)  # check the options now, not at the first norm
         self.subset_options = subset_options
-
-    def lift(self, in_channels: int, out_fields: int, kernel_size: int | None = None) -> nn.Module:
-        """``base.lift``: ``(B, in_channels, H, W) -> (B, out_fields*|G|, H, W)``."""
-        return self.base.lift(in_channels, out_fields, kernel_size)
-
-    def conv(self, in_fields: int, out_fields: int, kernel_size: int | None = None) -> nn.Module:
-        """``base.conv``: ``(B, in_fields*|G|, H, W) -> (B, out_fields*|G|, H, W)``."""
-        return self.base.conv(in_fields, out_fields, kernel_size)
 
     def norm(self, fields: int) -> SubsetNormReLU:
         """The layer's norm and ReLU, its output restricted to the layer's learned subset."""
@@ -243,6 +252,3 @@ class PartialFamily:
     def activation(self, fields: int) -> nn.Identity:
         """The identity: :meth:`norm` applies the ReLU before the subset's mask."""
         return nn.Identity()
-
-    def __repr__(self) -> str:
-        return f"PartialFamily({self.base!r})"

@@ -16,25 +16,26 @@ of torch's scalar ``upsample_bilinear2d_backward``; NCHW maps keep torch's own b
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-PoolMode = Literal["max", "mean"]
-UpsampleMode = Literal["bilinear", "nearest"]
+from zoo.options import PoolMode, UpsampleMode, look_up_option
 
 
 class RotationPool(nn.Module):
     """``(B, C*|G|, H, W) -> (B, C, H, W)``: max or mean over each field's group axis."""
 
-    def __init__(self, group_size: int, mode: PoolMode = "max") -> None:
+    def __init__(self, group_size: int, mode: PoolMode | str = PoolMode.MAX) -> None:
+        """
+        Args:
+            group_size: channels per field, ``|G|`` (the size of the group axis).
+            mode: ``"max"`` or ``"mean"`` over each field's group axis.
+        """
         super().__init__()
-        if mode not in ("max", "mean"):
-            raise ValueError(f"rotation pooling is 'max' or 'mean', got {mode!r}")
+        allowed = (PoolMode.MAX, PoolMode.MEAN)
         self.group_size = group_size
-        self.mode = mode
+        self.mode = look_up_option(mode, PoolMode, "rotation pooling", allowed).value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # no shape arithmetic in Python, so torch.fx traces this into plain torch ops for export;
@@ -100,10 +101,9 @@ class BilinearUpsample2x(nn.Upsample):
         return super().forward(x)
 
 
-def upsample2x(mode: UpsampleMode = "bilinear") -> nn.Upsample:
-    """Equivariant x2 upsampling: ``(B, C, H, W) -> (B, C, 2H, 2W)``."""
-    if mode == "bilinear":
+def upsample2x(mode: UpsampleMode | str = UpsampleMode.BILINEAR) -> nn.Upsample:
+    """Equivariant x2 upsampling: ``(B, C, H, W) -> (B, C, 2H, 2W)``, ``"bilinear"``
+    (``align_corners=False``) or ``"nearest"``."""
+    if look_up_option(mode, UpsampleMode, "equivariant upsampling") is UpsampleMode.BILINEAR:
         return BilinearUpsample2x()
-    if mode == "nearest":
-        return nn.Upsample(scale_factor=2, mode="nearest")
-    raise ValueError(f"equivariant upsampling is 'bilinear' or 'nearest', got {mode!r}")
+    return nn.Upsample(scale_factor=2, mode="nearest")

@@ -1,18 +1,19 @@
 """Variants by name: one factory from a name to a U-Net, the same constructor for all of them.
 
-Every regular-field variant is :class:`~zoo.unet.UNet` with a different
-:class:`~zoo.family.ConvFamily`:
+Every variant is :class:`~zoo.unet.UNet` with a different :class:`~zoo.family.ConvFamily`,
+built through the same path (:func:`create`: family, then skeleton), so every variant takes the
+same arguments: the sizes, the skeleton's options and its family's options.
 
 =================  ==========================================  =========  ============
 name               convolutions                                group      ``|G|``
 =================  ==========================================  =========  ============
-``unet``           plain ``nn.Conv2d`` (the baseline)          ``C1``     1
+``unet``           plain ``nn.Conv2d`` (:mod:`zoo.plain`)      ``C1``     1
 ``p4``             rot90 group convs (:mod:`zoo.rot90`)        ``C4``     4
 ``p4m``            rot90 + mirror group convs                  ``D4``     8
 ``se2n12``         SE(2,12) interpolated convs (:mod:`zoo.se2`)  ``C12``  12
 ``steerable``      e2cnn regular fields of ``C8``              ``C8``     8
 ``steerable-flip`` e2cnn regular fields of ``D8``              ``D8``     16
-``steerable-so2``  SO(2) irreps fields (:mod:`zoo.steerable`)  SO(2)      5 (L = 2)
+``steerable-so2``  SO(2) irreps fields (:mod:`zoo.so2`)        SO(2)      5 (L = 2)
 ``p4-partial``     p4, each layer on a learned subset of C4     ``C4``     4
 ``se2n12-partial`` SE(2,12), each layer on a learned subset     ``C12``    12
 ``p4-rpp``         p4 + a free conv pathway (:mod:`zoo.rpp`)   ``C4``     4
@@ -20,129 +21,98 @@ name               convolutions                                group      ``|G|`
 
 The partial variants (:mod:`zoo.partial`, Romero & Lohit's partial G-CNNs) learn per layer the
 subset of the group their output lives on; ``p4-rpp`` (residual pathway priors) adds to every
-conv a plain one, zero at initialisation and held back by a strong weight decay. Untrained, all
-three equal their equivariant parent; what they learned: :func:`zoo.learned.learned_symmetry`.
+conv a plain one, zero at initialisation and held back by a strong weight decay. Both wrap
+their parent's family (:class:`~zoo.family.WrappedFamily`); untrained, all three equal their
+equivariant parent; what they learned: :func:`zoo.learned.learned_symmetry`.
 
-``steerable-so2`` has no group axis: its fields are SO(2) irreps (frequencies 0..L), built by
-:mod:`zoo.steerable`'s own model factory; it is exactly equivariant to the rot90 subgroup.
+``steerable-so2`` has no group axis: its fields are SO(2) irreps (frequencies 0..L), and its
+family supplies its own norm, nonlinearity, pooling and invariant pooling; it is exactly
+equivariant to the rot90 subgroup.
 
-The SE(2,N) and e2cnn families are imported only when their variant is built, so a missing
-e2cnn breaks the steerable variants alone.
+A family's module is imported only when its variant is built, so a missing e2cnn breaks the
+steerable variants alone (:func:`unavailable` says why).
 
 Default widths follow the talk: the plain U-Net has 16 channels in its first stage (1,964,097
 parameters here, 1,964,029 in the talk), every group variant 8 fields (p4: 1,962,401 here,
 1,965,625 in the talk; SE(2,12) with 5x5 kernels about the talk's 16.5M). A field of ``|G|``
 channels costs ``|G|`` times a channel, so compare variants at equal parameters with
-:func:`match_params` (``polypseg models --match-params unet``).
+:func:`zoo.describe.match_params` (``polypseg models --match-params unet``).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from zoo.family import ConvFamily
-from zoo.rot90 import Rot90Family
-from zoo.unet import PlainFamily, UNet
+from zoo.sizes import DEFAULT_DEPTH
+from zoo.unet import UNet
 
 #: Width of ``unet`` (channels); every group variant defaults to :data:`DEFAULT_FIELDS` fields.
 DEFAULT_WIDTH = 16
 DEFAULT_FIELDS = 8
-DEFAULT_DEPTH = 4
 #: Options taken by the skeleton itself; every other option goes to the variant's family.
 SKELETON_OPTIONS = ("upsample", "rotation_pool")
-#: Options of the partial variants' learned subsets (:class:`zoo.partial.GroupSubset`).
-PARTIAL_OPTIONS = ("init_logit", "temperature", "straight_through", "keep_weight")
-
-
-def _se2(**options: Any) -> ConvFamily:
-    from zoo.se2 import SE2Family
-
-    return SE2Family(n=12, **options)
-
-
-def _partial(base: Callable[..., ConvFamily]) -> Callable[..., ConvFamily]:
-    def make(**options: Any) -> ConvFamily:
-        from zoo.partial import PartialFamily
-
-        subset = {k: options.pop(k) for k in PARTIAL_OPTIONS if k in options}
-        return PartialFamily(base(**options), **subset)
-
-    return make
-
-
-def _rpp(base: Callable[..., ConvFamily]) -> Callable[..., ConvFamily]:
-    def make(**options: Any) -> ConvFamily:
-        from zoo.rpp import ResidualPathwayFamily
-
-        free = {k: options.pop(k) for k in ("free_decay",) if k in options}
-        return ResidualPathwayFamily(base(**options), **free)
-
-    return make
-
-
-def _steerable(flip: bool) -> Callable[..., ConvFamily]:
-    def make(**options: Any) -> ConvFamily:
-        from zoo.steerable import SteerableFamily
-
-        return SteerableFamily(n=8, flip=flip, **options)
-
-    return make
-
-
-def _steerable_so2(**kwargs: Any) -> nn.Module:
-    from zoo.steerable import create_so2_unet
-
-    return create_so2_unet(**kwargs)
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A registered variant: its name, a one-line summary and how to build it.
+    """A registered variant: its name, a one-line summary and how to build its family.
 
-    ``family`` maps the variant options to a :class:`~zoo.family.ConvFamily` for
-    :class:`~zoo.unet.UNet`; a variant that is not a regular-field U-Net gives ``model`` instead,
-    called with ``in_channels, out_channels, width, depth`` and the options. ``module`` names the
-    zoo module imported lazily (``None``: always importable) and ``needs`` the name it must
-    define; ``default_width`` is the width :func:`create` uses when given none.
+    ``family`` is the ``"module:Class"`` of its :class:`~zoo.family.ConvFamily` and ``fixed``
+    the constructor arguments the variant fixes (``n=12``, ``flip=True``); ``wrapper``, when
+    given, the ``"module:Class"`` of a :class:`~zoo.family.WrappedFamily` around it, which takes
+    the options it names in its ``options``. Modules are imported when the variant is built.
+    ``default_width`` is the width :func:`create` uses when given none.
     """
 
     name: str
     summary: str
-    family: Callable[..., ConvFamily] | None = None
-    module: str | None = None
+    family: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    wrapper: str | None = None
     default_width: int = DEFAULT_FIELDS
-    model: Callable[..., nn.Module] | None = None
-    needs: str | None = None
 
+    def paths(self) -> list[str]:
+        """The ``"module:Class"`` paths this variant imports."""
+        return [self.family] + ([self.wrapper] if self.wrapper else [])
+
+
+_ROT90, _SE2 = "zoo.rot90:Rot90Family", "zoo.se2:SE2Family"
+_STEERABLE = "zoo.steerable:SteerableFamily"
+_PARTIAL, _RPP = "zoo.partial:PartialFamily", "zoo.rpp:ResidualPathwayFamily"
 
 _VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant("unet", "plain U-Net (nn.Conv2d), the baseline", PlainFamily,
+        Variant("unet", "plain U-Net (nn.Conv2d), the baseline", "zoo.plain:PlainFamily",
                 default_width=DEFAULT_WIDTH),
-        Variant("p4", "p4 group convs: rot90 filters, C4 regular fields", Rot90Family),
-        Variant("p4m", "p4m group convs: rot90 + mirror, D4 regular fields",
-                lambda **o: Rot90Family(flip=True, **o)),
-        Variant("se2n12", "SE(2,12) interpolated convs, C12 regular fields", _se2, "zoo.se2"),
-        Variant("steerable", "e2cnn steerable convs, C8 regular fields", _steerable(False),
-                "zoo.steerable"),
-        Variant("steerable-flip", "e2cnn steerable convs, D8 regular fields", _steerable(True),
-                "zoo.steerable"),
+        Variant("p4", "p4 group convs: rot90 filters, C4 regular fields", _ROT90),
+        Variant("p4m", "p4m group convs: rot90 + mirror, D4 regular fields", _ROT90,
+                {"flip": True}),
+        Variant("se2n12", "SE(2,12) interpolated convs, C12 regular fields", _SE2, {"n": 12}),
+        Variant("steerable", "e2cnn steerable convs, C8 regular fields", _STEERABLE, {"n": 8}),
+        Variant("steerable-flip", "e2cnn steerable convs, D8 regular fields", _STEERABLE,
+                {"n": 8, "flip": True}),
         Variant("steerable-so2", "e2cnn-basis SO(2) convs, irreps fields (frequencies <= 2)",
-                module="zoo.steerable", model=_steerable_so2, needs="create_so2_unet"),
+                "zoo.so2:SO2Family"),
         Variant("p4-partial", "p4, every layer on a learned subset of C4 (partial G-CNN)",
-                _partial(Rot90Family), "zoo.partial"),
+                _ROT90, wrapper=_PARTIAL),
         Variant("se2n12-partial", "SE(2,12), every layer on a learned subset of C12 (partial)",
-                _partial(_se2), "zoo.partial"),
+                _SE2, {"n": 12}, wrapper=_PARTIAL),
         Variant("p4-rpp", "p4 + a free conv pathway, zero at init, held back by L2 (RPP)",
-                _rpp(Rot90Family), "zoo.rpp"),
+                _ROT90, wrapper=_RPP),
     )
 }  # fmt: skip
+
+
+def _load(path: str) -> Any:
+    """The object ``"module:Name"`` names (the module imported now)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def available() -> list[str]:
@@ -152,15 +122,14 @@ def available() -> list[str]:
 
 def unavailable(name: str) -> str | None:
     """Why variant ``name`` cannot be built here (its module, e2cnn, ...), or ``None``."""
-    entry = variant(name)
-    if entry.module is None:
-        return None
-    try:
-        module = importlib.import_module(entry.module)
-    except ImportError as err:
-        return f"{entry.module} cannot be imported: {err}"
-    if entry.needs and not hasattr(module, entry.needs):
-        return f"{entry.module} does not define {entry.needs} yet"
+    for path in variant(name).paths():
+        module_name, _, attribute = path.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            return f"{module_name} cannot be imported: {err}"
+        if not hasattr(module, attribute):
+            return f"{module_name} does not define {attribute}"
     return None
 
 
@@ -174,6 +143,16 @@ def variant(name: str) -> Variant:
         ) from None
 
 
+def create_family(name: str, **options: Any) -> ConvFamily:
+    """The :class:`~zoo.family.ConvFamily` of variant ``name`` with the family ``options``
+    (those of its wrapper go to the wrapper); ``TypeError`` for an option it does not take."""
+    entry = variant(name)
+    wrapper = _load(entry.wrapper) if entry.wrapper else None
+    own = {k: options.pop(k) for k in (wrapper.options if wrapper else ()) if k in options}
+    family = _load(entry.family)(**entry.fixed, **options)
+    return family if wrapper is None else wrapper(family, **own)
+
+
 def create(
     name: str,
     in_channels: int = 3,
@@ -184,12 +163,23 @@ def create(
 ) -> nn.Module:
     """Build variant ``name``: ``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits.
 
-    ``width`` is the number of fields of the first stage (channels = fields * ``|G|``),
-    doubled at every one of the ``depth`` levels (default: the variant's ``default_width``, 16
-    for ``unet`` and 8 for the group variants); H and W must be divisible by ``2**depth``.
-    ``variant_options``: ``upsample`` (``"bilinear"``/``"nearest"``) and ``rotation_pool``
-    (``"max"``/``"mean"``) for the skeleton; the rest goes to the family (e.g. ``kernel_size``).
-    The model's ``config`` rebuilds it: ``zoo.from_config(model.config)``.
+    Args:
+        name: a name of :func:`available`.
+        in_channels: image channels.
+        out_channels: logit channels.
+        width: fields of the first stage (channels = fields * ``|G|``), doubled at every one
+            of the ``depth`` levels; ``None``: the variant's ``default_width`` (16 for
+            ``unet``, 8 for the group variants).
+        depth: number of 2x2 poolings; H and W must be divisible by ``2**depth``
+            (:func:`zoo.sizes.check_input_size`).
+        **variant_options: ``upsample`` (``"bilinear"``/``"nearest"``) and ``rotation_pool``
+            (one of the family's ``pool_modes``: ``"max"``/``"mean"``, ``"norm"``/``"mean"``
+            for ``steerable-so2``) for the skeleton; the rest go to the family (e.g.
+            ``kernel_size``, ``bias``, e2cnn's ``sigma``; the wrappers' own, e.g.
+            ``keep_weight``, ``free_decay``).
+
+    The model's ``config`` rebuilds it: ``zoo.from_config(model.config)``. An unknown name or
+    option is a ``ValueError`` that says what is accepted.
     """
     entry = variant(name)
     width = entry.default_width if width is None else width
@@ -197,11 +187,8 @@ def create(
     family_options = {k: v for k, v in variant_options.items() if k not in skeleton}
     sizes = {"in_channels": in_channels, "out_channels": out_channels, "width": width}
     try:
-        if entry.model is not None:
-            model = entry.model(**sizes, depth=depth, **variant_options)
-        else:
-            assert entry.family is not None
-            model = UNet(entry.family(**family_options), **sizes, depth=depth, **skeleton)
+        family = create_family(name, **family_options)
+        model = UNet(family, **sizes, depth=depth, **skeleton)
     except TypeError as err:
         raise ValueError(f"bad options for variant {name!r}: {err}") from None
     model.config = {
@@ -219,39 +206,3 @@ def from_config(config: dict[str, Any]) -> nn.Module:
     """Rebuild a model from its ``config`` (``{"variant": name, **create_kwargs}``)."""
     kwargs = dict(config)
     return create(kwargs.pop("variant"), **kwargs)
-
-
-def count_params(name: str, width: int, **kwargs: Any) -> int:
-    """Parameters of ``create(name, width=width, **kwargs)`` (builds the model)."""
-    return sum(p.numel() for p in create(name, width=width, **kwargs).parameters())
-
-
-def match_params(name: str, target_params: int, **kwargs: Any) -> int:
-    """The width (>= 1) whose parameter count is closest to ``target_params``.
-
-    Every layer's parameters are bilinear in its in/out fields and biases/norms linear, so the
-    count is a quadratic ``a w^2 + b w + c`` in the width: fitted on widths 1, 2, 3 (cheap
-    models), checked on width 4, then solved. ``kwargs`` are the other :func:`create` arguments.
-    """
-    if "width" in kwargs:
-        raise ValueError("match_params chooses the width; do not pass one")
-    if target_params < 1:
-        raise ValueError(f"target_params must be positive, got {target_params}")
-    p1, p2, p3, p4 = (count_params(name, w, **kwargs) for w in (1, 2, 3, 4))
-    a2 = p3 - 2 * p2 + p1  # 2a
-    b = (p2 - p1) - a2 * 3 // 2  # p2 - p1 = 3a + b
-    c = p1 - a2 // 2 - b
-    if a2 % 2 or a2 < 0 or 16 * a2 // 2 + 4 * b + c != p4:
-        raise RuntimeError(f"parameter count of {name!r} is not quadratic in the width")
-    a = a2 // 2
-
-    def predict(w: int) -> int:
-        return a * w * w + b * w + c
-
-    if a:
-        root = (-b + (b * b - 4 * a * (c - target_params)) ** 0.5) / (2 * a)
-    else:
-        root = (target_params - c) / b
-    root = root.real if isinstance(root, complex) else root
-    candidates = {max(1, int(root)), max(1, int(root) + 1)}
-    return min(sorted(candidates), key=lambda w: abs(predict(w) - target_params))

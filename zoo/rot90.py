@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from zoo.base import ExpandedConv2d, init_skipped
+from zoo.family import ConvFamily
 from zoo.groups import P4, P4M, Group
 
 
@@ -86,6 +87,13 @@ class Rot90LiftingConv(_Rot90Conv):
 
     ``out[o, g] = sum_c x[c] * g(psi[o, c])``; parameters ``weight`` ``(out_fields,
     in_channels, k, k)``. Equivariance: ``lift(g . x) = g . lift(x)`` (``x`` a scalar image).
+
+    Args:
+        in_channels: image channels.
+        out_fields: the number of output regular fields.
+        kernel_size: the odd kernel size ``k`` (odd: the kernel's centre is a pixel).
+        group: a group whose rotations are multiples of 90 degrees (``P4``, ``P4M``, ...).
+        bias: learn a bias per output field (repeated over its ``|G|`` channels).
     """
 
     def __init__(
@@ -109,6 +117,13 @@ class Rot90GroupConv(_Rot90Conv):
 
     ``out[o, g] = sum_{i, h} x[i, h] * g(psi[o, i, g^{-1} h])``; parameters ``weight``
     ``(out_fields, in_fields, |G|, k, k)``. Equivariance: ``conv(g . x) = g . conv(x)``.
+
+    Args:
+        in_fields: the number of input regular fields.
+        out_fields: the number of output regular fields.
+        kernel_size: the odd kernel size ``k``.
+        group: a group whose rotations are multiples of 90 degrees (``P4``, ``P4M``, ...).
+        bias: learn a bias per output field (repeated over its ``|G|`` channels).
     """
 
     def __init__(
@@ -130,17 +145,21 @@ class Rot90GroupConv(_Rot90Conv):
         self.in_fields = in_fields
 
 
-class Rot90Family:
+class Rot90Family(ConvFamily):
     """The p4 (``flip=False``) or p4m (``flip=True``) :class:`~zoo.family.ConvFamily`.
 
-    ``kernel_size`` (odd) is used when the skeleton passes none. Convs carry no bias by
-    default: in the U-Net each is followed by group batch norm.
+    Regular fields of ``C4`` (``|G| = 4``) or ``D4`` (8), so every other hook is the default.
+
+    Args:
+        flip: add the mirror: ``D4`` (p4m) instead of ``C4`` (p4).
+        kernel_size: the (odd) kernel size of every conv when the skeleton passes none.
+        bias: give every conv a per-field bias (off: in the U-Net each is followed by group
+            batch norm).
     """
 
     def __init__(self, flip: bool = False, kernel_size: int = 3, bias: bool = False) -> None:
         _check_kernel(kernel_size)
         self.group = P4M if flip else P4
-        self.group_size = self.group.order
         self.flip = flip
         self.kernel_size = kernel_size
         self.bias = bias
@@ -149,15 +168,15 @@ class Rot90Family:
         self, in_channels: int, out_fields: int, kernel_size: int | None = None
     ) -> Rot90LiftingConv:
         """``(B, in_channels, H, W) -> (B, out_fields*|G|, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
-        return Rot90LiftingConv(in_channels, out_fields, k, self.group, self.bias)
+        return Rot90LiftingConv(in_channels, out_fields, self.kernel(kernel_size), self.group,
+                                self.bias)  # fmt: skip
 
     def conv(
         self, in_fields: int, out_fields: int, kernel_size: int | None = None
     ) -> Rot90GroupConv:
         """``(B, in_fields*|G|, H, W) -> (B, out_fields*|G|, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
-        return Rot90GroupConv(in_fields, out_fields, k, self.group, self.bias)
+        return Rot90GroupConv(in_fields, out_fields, self.kernel(kernel_size), self.group,
+                              self.bias)  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Rot90Family({self.group.name}, kernel_size={self.kernel_size})"

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from zoo.base import ExpandedConv2d
-from zoo.family import ConvFamily
+from zoo.family import ConvFamily, WrappedFamily
 
 __all__ = ["DEFAULT_FREE_DECAY", "ResidualPathwayConv", "ResidualPathwayFamily"]
 
@@ -55,6 +55,11 @@ class ResidualPathwayConv(ExpandedConv2d):
 
     ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; :meth:`expand` returns
     ``(W_eq + free, bias_eq)``.
+
+    Args:
+        equivariant: the equivariant conv (its expanded bank is ``W_eq``; its parameters are
+            kept under ``equivariant.*``).
+        free_decay: the L2 coefficient of the free weight's prior (3; 0 turns it off).
     """
 
     def __init__(
@@ -96,22 +101,24 @@ class ResidualPathwayConv(ExpandedConv2d):
         return f"{super().extra_repr()}, free_decay={self.free_decay:g}"
 
 
-class ResidualPathwayFamily:
+class ResidualPathwayFamily(WrappedFamily):
     """:class:`~zoo.family.ConvFamily` wrapper: each of ``base``'s convs plus a free pathway.
 
-    ``base``'s convs must be :class:`~zoo.base.ExpandedConv2d` (p4, p4m, SE(2,N), steerable).
+    Every other hook is ``base``'s.
+
+    Args:
+        base: a family whose convs are :class:`~zoo.base.ExpandedConv2d` (p4, p4m, SE(2,N),
+            steerable).
+        free_decay: the L2 coefficient of the free pathways' prior,
+            ``free_decay/2 * ||W_free||^2`` in the loss (3).
     """
 
-    def __init__(
-        self, base: ConvFamily, free_decay: float = DEFAULT_FREE_DECAY
-    ) -> None:
+    options = ("free_decay",)
+
+    def __init__(self, base: ConvFamily, free_decay: float = DEFAULT_FREE_DECAY) -> None:
+        super().__init__(base)
         if not free_decay >= 0:
             raise ValueError(f"free_decay must be >= 0, got {free_decay}")
-        self.base = base
-        self.group_size = base.group_size
-        for name in ("group", "flip", "kernel_size"):
-            if hasattr(base, name):
-                setattr(self, name, getattr(base, name))
         self.free_decay = free_decay
 
     def _wrap(self, conv: nn.Module) -> ResidualPathwayConv:
@@ -130,6 +137,3 @@ class ResidualPathwayFamily:
     ) -> ResidualPathwayConv:
         """``(B, in_fields*|G|, H, W) -> (B, out_fields*|G|, H, W)``."""
         return self._wrap(self.base.conv(in_fields, out_fields, kernel_size))
-
-    def __repr__(self) -> str:
-        return f"ResidualPathwayFamily({self.base!r})"

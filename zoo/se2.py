@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from zoo.base import ExpandedConv2d, init_skipped
+from zoo.family import ConvFamily
 from zoo.groups import Group
 
 __all__ = [
@@ -210,6 +211,14 @@ class SE2LiftConv(_SE2Conv):
     ``out[:, c*N + g] = conv(x, R_g weight[c])`` with ``weight`` of shape ``(C_out, C_in, k, k)``
     (taps outside the disc unused). ``rot90(x, r)`` maps to ``rot90`` of the output with the
     group axis rolled forward by ``r*N/4`` (exactly, for ``N % 4 == 0``).
+
+    Args:
+        in_channels: image channels ``C_in``.
+        out_fields: the number ``C_out`` of output fields.
+        kernel_size: the odd kernel size ``k``.
+        n: the number of rotations ``N`` (a multiple of 4 for exact rot90 equivariance).
+        bias: learn a bias per output field (repeated over its ``N`` channels).
+        radius: the radius of the disc of taps used (:func:`disc_mask`; ``None``: inscribed).
     """
 
     def __init__(
@@ -242,6 +251,11 @@ class SE2GroupConv(_SE2Conv):
     spatially by ``g`` and roll its input group axis by ``g``. Equivariance as for
     :class:`SE2LiftConv`: input rotated by ``r`` quarter turns with its group axis rolled forward
     by ``r*N/4`` gives the output rotated and rolled the same way.
+
+    Args:
+        in_fields: the number ``C_in`` of input fields.
+        out_fields: the number ``C_out`` of output fields.
+        kernel_size, n, bias, radius: as for :class:`SE2LiftConv`.
     """
 
     def __init__(
@@ -274,12 +288,17 @@ class SE2GroupConv(_SE2Conv):
         return w.reshape(c_out * n, c_in * n, k, k), self._expanded_bias()
 
 
-class SE2Family:
-    """:class:`zoo.family.ConvFamily` of SE(2,N): ``group_size = N`` (12 by default).
+class SE2Family(ConvFamily):
+    """:class:`zoo.family.ConvFamily` of SE(2,N): regular fields of ``C_N``, ``|G| = N``.
 
-    ``kernel_size`` is the default used when the skeleton does not pass one (5, see the module
-    docstring); an explicit ``kernel_size`` argument to :meth:`lift`/:meth:`conv` wins. Convs
-    carry no bias by default (group batch norm follows in the U-Net); ``radius``: the disc.
+    Args:
+        n: the number of rotations ``N`` (12 for ``se2n12``); a multiple of 4 for exact rot90
+            equivariance.
+        kernel_size: the (odd) kernel size when the skeleton passes none (5, see the module
+            docstring); an explicit ``kernel_size`` argument to :meth:`lift`/:meth:`conv` wins.
+        bias: give every conv a per-field bias (off: group batch norm follows in the U-Net).
+        radius: the radius of the disc of kernel taps used (:func:`disc_mask`; ``None``: the
+            disc inscribed in the ``k x k`` square).
     """
 
     def __init__(
@@ -292,7 +311,6 @@ class SE2Family:
         _check(kernel_size, n)
         self.n = n
         self.group = Group(n)
-        self.group_size = n
         self.kernel_size = kernel_size
         self.bias = bias
         self.radius = radius
@@ -301,12 +319,12 @@ class SE2Family:
         self, in_channels: int, out_fields: int, kernel_size: int | None = None
     ) -> SE2LiftConv:
         """``(B, in_channels, H, W) -> (B, out_fields*N, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
+        k = self.kernel(kernel_size)
         return SE2LiftConv(in_channels, out_fields, k, self.n, self.bias, self.radius)
 
     def conv(self, in_fields: int, out_fields: int, kernel_size: int | None = None) -> SE2GroupConv:
         """``(B, in_fields*N, H, W) -> (B, out_fields*N, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
+        k = self.kernel(kernel_size)
         return SE2GroupConv(in_fields, out_fields, k, self.n, self.bias, self.radius)
 
     def __repr__(self) -> str:

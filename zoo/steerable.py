@@ -1,4 +1,4 @@
-"""Steerable convolutions (e2cnn) on regular fields of C_N or D_N, and on SO(2) irreps fields.
+"""Steerable convolutions (e2cnn) on regular fields of C_N or D_N, and the cached e2cnn basis.
 
 Group and layout. ``Rot2dOnR2(N)``: the cyclic group ``C_N`` of rotations by ``2*pi*r/N``;
 ``FlipRot2dOnR2(N)`` (``flip=True``): the dihedral group ``D_N`` (rotations and the mirror in
@@ -42,10 +42,9 @@ are ``weights`` and ``bias`` in train and in eval mode. He initialisation is e2c
 ``generalized_he_init`` (its per-weight standard deviation is that of the 1-field layer divided
 by ``sqrt(C_in)``; tested equal to e2cnn's).
 
-Continuous SO(2) (``steerable-so2``, :func:`create_so2_unet`): fields are SO(2) irreps
-``psi_0 + ... + psi_L`` instead of regular fields (no group axis, nothing sampled on the group),
-convolved with the same e2cnn basis (:class:`SO2Conv`); :class:`SO2Family` gives the shared
-U-Net its norm nonlinearity, norm batch norm, average pooling and invariant norm pooling.
+Continuous SO(2) (``steerable-so2``): fields that are SO(2) irreps, convolved with the same
+cached e2cnn basis through :class:`E2Conv` (a :class:`FieldSpace` of kind ``"SO2"``), live in
+:mod:`zoo.so2`.
 
 e2cnn 0.2.3 and numpy 2: ``e2cnn.kernels.utils`` calls ``np.array(x, copy=False)`` on Python
 floats, which numpy 2 rejects; every ``FlipRot2dOnR2`` basis hits it. Importing this module
@@ -72,7 +71,9 @@ import torch
 from torch import nn
 
 from zoo.base import ExpandedConv2d, init_skipped
+from zoo.family import ConvFamily
 from zoo.groups import Group
+from zoo.options import FieldKind, look_up_option
 
 
 class _NumpyCopyFalseShim(types.ModuleType):
@@ -130,22 +131,15 @@ from e2cnn.nn import init as e2init  # noqa: E402
 __all__ = [
     "DEFAULT_KERNEL_SIZE",
     "DEFAULT_N",
-    "IrrepBatchNorm",
-    "IrrepNormPool",
-    "IrrepNormReLU",
-    "SO2Conv",
-    "SO2Family",
+    "E2Conv",
+    "FieldSpace",
     "SteerableConv",
     "SteerableFamily",
     "SteerableGroupConv",
     "SteerableLiftConv",
     "basis_builds",
-    "create_so2_unet",
     "e2cnn_permutation",
     "gspace",
-    "so2_field_size",
-    "so2_rotation",
-    "so2_transform",
 ]
 
 DEFAULT_N = 8
@@ -188,20 +182,20 @@ def e2cnn_permutation(n: int, flip: bool, element: tuple[int, int]) -> torch.Ten
 
 
 @dataclass(frozen=True)
-class _Space:
+class FieldSpace:
     """The group of a layer: ``("C", N)``, ``("D", N)`` or ``("SO2", max_frequency)``."""
 
     kind: str
     order: int
 
 
-def _space(n: int, flip: bool) -> _Space:
+def _space(n: int, flip: bool) -> FieldSpace:
     _check_n(n)
-    return _Space("D" if flip else "C", n)
+    return FieldSpace("D" if flip else "C", n)
 
 
 @functools.cache
-def _gspace(space: _Space) -> gspaces.GeneralOnR2:
+def _gspace(space: FieldSpace) -> gspaces.GeneralOnR2:
     if space.kind == "SO2":
         return gspaces.Rot2dOnR2(N=-1, maximum_frequency=space.order)
     return gspace(space.order, space.kind == "D")
@@ -212,7 +206,7 @@ def _irreps_repr(max_frequency: int) -> Any:
     """SO(2)'s ``psi_0 + psi_1 + ... + psi_L`` (sizes 1, 2, ..., 2): one irreps field."""
     from e2cnn.group import directsum
 
-    gs = _gspace(_Space("SO2", max_frequency))
+    gs = _gspace(FieldSpace("SO2", max_frequency))
     irreps = [gs.irrep(m) for m in range(max_frequency + 1)]
     return directsum(irreps, name=f"zoo_so2_irreps_0_to_{max_frequency}")
 
@@ -236,13 +230,13 @@ def basis_builds() -> int:
     return _BUILDS[0]
 
 
-def _field_type(space: _Space, kind: str, count: int) -> enn.FieldType:
+def _field_type(space: FieldSpace, kind: str, count: int) -> enn.FieldType:
     gs = _gspace(space)
-    if kind == "trivial":
+    if kind == FieldKind.TRIVIAL:
         rep = gs.trivial_repr
-    elif kind == "regular" and space.kind != "SO2":
+    elif kind == FieldKind.REGULAR and space.kind != "SO2":
         rep = gs.regular_repr
-    elif kind == "irreps" and space.kind == "SO2":
+    elif kind == FieldKind.IRREPS and space.kind == "SO2":
         rep = _irreps_repr(space.order)
     else:
         raise ValueError(f"no {kind!r} fields for the group {space.kind}{space.order}")
@@ -265,7 +259,7 @@ def _basis_options(
 
 @functools.cache
 def _block_basis(
-    space: _Space,
+    space: FieldSpace,
     in_kind: str,
     out_kind: str,
     k: int,
@@ -300,17 +294,33 @@ def _block_basis(
 # -- layers --------------------------------------------------------------------------------------
 
 
-class _E2Conv(ExpandedConv2d):
+class E2Conv(ExpandedConv2d):
     """e2cnn steerable conv between homogeneous field types, as a plain-tensor layer.
 
     ``(B, C_in*S_in, H, W) -> (B, C_out*S_out, H, W)`` with ``S`` the size of one field.
     Learnable: ``weights`` ``(C_out*C_in*B,)`` and ``bias`` ``(C_out,)`` (one per trivial irrep
     of an output field, i.e. one per field here), named, shaped and ordered as in ``R2Conv``.
+
+    Args:
+        space: the group: ``FieldSpace("C", N)``, ``("D", N)`` or ``("SO2", max_frequency)``.
+        in_kind: the kind of each input field (:class:`~zoo.options.FieldKind`:
+            ``"trivial"``, ``"regular"``, ``"irreps"``).
+        out_kind: the kind of each output field.
+        in_fields: the number ``C_in`` of input fields.
+        out_fields: the number ``C_out`` of output fields.
+        kernel_size: the odd kernel size ``k`` (>= 3).
+        bias: learn a bias per output field (on its trivial part; none if it has none).
+        sigma: the width(s) of the Gaussian radial rings (e2cnn's default: 0.6, 0.4 on the
+            outermost ring, 0.005 at the centre).
+        frequencies_cutoff: the largest angular frequency per ring radius, a number or a
+            function of the radius (e2cnn's default policy when ``None``).
+        rings: the ring radii (``0, 1, ..., (k-1)//2`` when ``None``).
+        maximum_offset: the largest aliased frequency offset (``None``: all).
     """
 
     def __init__(
         self,
-        space: _Space,
+        space: FieldSpace,
         in_kind: str,
         out_kind: str,
         in_fields: int,
@@ -428,13 +438,26 @@ class _E2Conv(ExpandedConv2d):
         )
 
 
-class SteerableConv(_E2Conv):
+class SteerableConv(E2Conv):
     """e2cnn steerable conv ``in_kind`` fields -> regular fields of C_N (or D_N, ``flip``).
 
     ``(B, C_in*|G_in|, H, W) -> (B, C_out*|G|, H, W)`` with ``|G_in| = |G|`` for regular inputs
     and 1 for trivial ones (an image), ``|G| = N`` (C_N) or ``2N`` (D_N). Equivariance (exact,
     tested): ``layer(transform_fields(x, ...)) == transform_fields(layer(x), ...)`` for every
     rot90 and, with ``flip``, the mirror (:mod:`zoo.groups`).
+
+    Args:
+        in_fields: the number ``C_in`` of input fields (image channels for trivial inputs).
+        out_fields: the number ``C_out`` of output regular fields.
+        kernel_size: the odd kernel size (>= 3; 5 by default: a 3x3 grid carries only rings
+            0 and 1 of the basis).
+        n: the number of rotations ``N``, a positive multiple of 4 (so that rot90 is a group
+            element).
+        flip: the dihedral group ``D_N`` (rotations and the mirror) instead of ``C_N``.
+        in_kind: ``"regular"`` fields of the same group, or ``"trivial"`` ones (an image).
+        bias: learn a bias per output field (repeated over its ``|G|`` channels).
+        sigma, frequencies_cutoff, rings, maximum_offset: e2cnn's basis options, passed to
+            its ``R2Conv`` unchanged (:class:`E2Conv`; ``None``: e2cnn's defaults).
     """
 
     def __init__(
@@ -444,20 +467,19 @@ class SteerableConv(_E2Conv):
         kernel_size: int = DEFAULT_KERNEL_SIZE,
         n: int = DEFAULT_N,
         flip: bool = False,
-        in_kind: str = "regular",
+        in_kind: FieldKind | str = FieldKind.REGULAR,
         bias: bool = True,
         sigma: float | list[float] | None = None,
         frequencies_cutoff: float | Callable[[float], float] | None = None,
         rings: list[float] | None = None,
         maximum_offset: int | None = None,
     ) -> None:
-        if in_kind not in ("regular", "trivial"):
-            raise ValueError(f"in_kind must be 'regular' or 'trivial', got {in_kind!r}")
+        kinds = (FieldKind.REGULAR, FieldKind.TRIVIAL)
         space = _space(n, flip)
         super().__init__(
             space,
-            in_kind,
-            "regular",
+            look_up_option(in_kind, FieldKind, "in_kind", kinds).value,
+            FieldKind.REGULAR.value,
             in_fields,
             out_fields,
             kernel_size,
@@ -472,7 +494,14 @@ class SteerableConv(_E2Conv):
 
 
 class SteerableLiftConv(SteerableConv):
-    """Image -> regular fields: ``(B, C_in, H, W) -> (B, C_out*|G|, H, W)`` (trivial inputs)."""
+    """Image -> regular fields: ``(B, C_in, H, W) -> (B, C_out*|G|, H, W)`` (trivial inputs).
+
+    Args:
+        in_channels: image channels ``C_in``.
+        out_fields: the number ``C_out`` of output regular fields.
+        kernel_size, n, flip: as for :class:`SteerableConv`.
+        **options: :class:`SteerableConv`'s ``bias`` and basis options.
+    """
 
     def __init__(
         self,
@@ -483,11 +512,19 @@ class SteerableLiftConv(SteerableConv):
         flip: bool = False,
         **options: Any,
     ) -> None:
-        super().__init__(in_channels, out_fields, kernel_size, n, flip, "trivial", **options)
+        trivial = FieldKind.TRIVIAL
+        super().__init__(in_channels, out_fields, kernel_size, n, flip, trivial, **options)
 
 
 class SteerableGroupConv(SteerableConv):
-    """Regular fields -> regular fields: ``(B, C_in*|G|, H, W) -> (B, C_out*|G|, H, W)``."""
+    """Regular fields -> regular fields: ``(B, C_in*|G|, H, W) -> (B, C_out*|G|, H, W)``.
+
+    Args:
+        in_fields: the number ``C_in`` of input regular fields.
+        out_fields: the number ``C_out`` of output regular fields.
+        kernel_size, n, flip: as for :class:`SteerableConv`.
+        **options: :class:`SteerableConv`'s ``bias`` and basis options.
+    """
 
     def __init__(
         self,
@@ -498,16 +535,21 @@ class SteerableGroupConv(SteerableConv):
         flip: bool = False,
         **options: Any,
     ) -> None:
-        super().__init__(in_fields, out_fields, kernel_size, n, flip, "regular", **options)
+        super().__init__(in_fields, out_fields, kernel_size, n, flip, FieldKind.REGULAR, **options)
 
 
-class SteerableFamily:
-    """:class:`zoo.family.ConvFamily` of e2cnn regular fields: ``group_size = N`` (``2N``, flip).
+class SteerableFamily(ConvFamily):
+    """:class:`zoo.family.ConvFamily` of e2cnn regular fields of ``C_N`` (``D_N`` with ``flip``):
+    ``|G| = N`` (``2N``); every other hook is the default of regular fields.
 
-    ``kernel_size`` is the default when the skeleton passes none (5: a 3x3 grid carries only
-    rings 0 and 1 of the basis). Convs carry no bias by default (group batch norm follows in the
-    U-Net). ``options`` (``sigma``, ``frequencies_cutoff``, ``rings``, ``maximum_offset``) go to
-    every layer.
+    Args:
+        n: the number of rotations ``N`` (a positive multiple of 4; 8 for ``steerable``).
+        flip: add the mirror: ``D_N`` instead of ``C_N`` (``steerable-flip``).
+        kernel_size: the kernel size when the skeleton passes none (5: a 3x3 grid carries only
+            rings 0 and 1 of the basis).
+        bias: give every conv a per-field bias (off: group batch norm follows in the U-Net).
+        **options: e2cnn's basis options for every layer (``sigma``, ``frequencies_cutoff``,
+            ``rings``, ``maximum_offset``; :class:`SteerableConv`).
     """
 
     def __init__(
@@ -521,255 +563,21 @@ class SteerableFamily:
         _check_n(n)
         self.n, self.flip, self.kernel_size = n, flip, kernel_size
         self.group = Group(n, flip)
-        self.group_size = self.group.order
         self.options = {"bias": bias, **options}
 
     def lift(
         self, in_channels: int, out_fields: int, kernel_size: int | None = None
     ) -> SteerableLiftConv:
         """``(B, in_channels, H, W) -> (B, out_fields*group_size, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
+        k = self.kernel(kernel_size)
         return SteerableLiftConv(in_channels, out_fields, k, self.n, self.flip, **self.options)
 
     def conv(
         self, in_fields: int, out_fields: int, kernel_size: int | None = None
     ) -> SteerableGroupConv:
         """``(B, in_fields*group_size, H, W) -> (B, out_fields*group_size, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
+        k = self.kernel(kernel_size)
         return SteerableGroupConv(in_fields, out_fields, k, self.n, self.flip, **self.options)
 
     def __repr__(self) -> str:
         return f"SteerableFamily(n={self.n}, flip={self.flip}, kernel_size={self.kernel_size})"
-
-
-# -- continuous SO(2): irreducible fields, no group axis -------------------------------------------
-#
-# A field is ``psi_0 + psi_1 + ... + psi_L`` (``L = max_frequency``): ``S = 1 + 2L`` channels,
-# channel 0 the invariant ``psi_0`` and channels ``2m-1, 2m`` the vector of frequency ``m``, which
-# a rotation by ``theta`` turns by ``m*theta``. No group axis is sampled, so nothing is
-# interpolated; on the pixel grid the layers are exactly equivariant to rot90 (the kernels are
-# sampled on a rot90-symmetric grid) and approximately to every other angle.
-
-
-def so2_field_size(max_frequency: int) -> int:
-    """Channels of one SO(2) irreps field: ``1 + 2 * max_frequency``."""
-    return 1 + 2 * max_frequency
-
-
-def so2_rotation(max_frequency: int, degrees: float) -> torch.Tensor:
-    """The float64 ``(S, S)`` matrix by which a rotation by ``degrees`` acts on one field.
-
-    Block diagonal: ``1`` on ``psi_0``, the rotation by ``m * degrees`` on ``psi_m`` (e2cnn's
-    ``irrep(m)``); cos and sin are snapped to exact 0/+-1 at multiples of 90 degrees.
-    """
-    blocks = [torch.ones(1, 1, dtype=torch.float64)]
-    for m in range(1, max_frequency + 1):
-        angle = math.radians(m * degrees)
-        c, s = math.cos(angle), math.sin(angle)
-        c, s = (round(v) if abs(v - round(v)) < 1e-12 else v for v in (c, s))
-        blocks.append(torch.tensor([[c, -s], [s, c]], dtype=torch.float64))
-    return torch.block_diag(*blocks)
-
-
-def so2_transform(x: torch.Tensor, max_frequency: int, quarter_turns: int) -> torch.Tensor:
-    """Rotate an SO(2) field map ``(B, C*S, H, W)`` by ``quarter_turns * 90`` degrees.
-
-    ``torch.rot90(x, quarter_turns, (-2, -1))`` and each field's vectors turned by
-    :func:`so2_rotation` (what e2cnn's ``GeometricTensor.transform`` does; tested).
-    """
-    size = so2_field_size(max_frequency)
-    matrix = so2_rotation(max_frequency, 90 * quarter_turns).to(x)
-    x = torch.rot90(x, quarter_turns, (-2, -1)).unflatten(1, (-1, size))
-    return torch.einsum("ij,bcjhw->bcihw", matrix, x).flatten(1, 2)
-
-
-class SO2Conv(_E2Conv):
-    """e2cnn conv to SO(2) irreps fields: ``(B, C_in*S_in, H, W) -> (B, C_out*S, H, W)``.
-
-    ``in_kind``: ``"irreps"`` (``S_in = S = 1 + 2*max_frequency``) or ``"trivial"`` (an image,
-    ``S_in = 1``). Kernel basis: e2cnn's SO(2) harmonics times Gaussian rings (its defaults, as
-    for :class:`SteerableConv`): with k = 5 angular frequencies up to 2, so a pair
-    ``psi_m -> psi_n`` keeps only its frequencies ``|n - m|`` and ``n + m`` that are <= 2.
-    Equivariance: ``layer(so2_transform(x, L, r)) == so2_transform(layer(x), L, r)``.
-    """
-
-    def __init__(
-        self,
-        in_fields: int,
-        out_fields: int,
-        kernel_size: int = DEFAULT_KERNEL_SIZE,
-        max_frequency: int = 2,
-        in_kind: str = "irreps",
-        bias: bool = True,
-        sigma: float | list[float] | None = None,
-        frequencies_cutoff: float | Callable[[float], float] | None = None,
-        rings: list[float] | None = None,
-        maximum_offset: int | None = None,
-    ) -> None:
-        if in_kind not in ("irreps", "trivial"):
-            raise ValueError(f"in_kind must be 'irreps' or 'trivial', got {in_kind!r}")
-        if max_frequency < 1:
-            raise ValueError(f"max_frequency must be >= 1, got {max_frequency}")
-        super().__init__(
-            _Space("SO2", max_frequency),
-            in_kind,
-            "irreps",
-            in_fields,
-            out_fields,
-            kernel_size,
-            bias,
-            sigma,
-            frequencies_cutoff,
-            rings,
-            maximum_offset,
-        )
-        self.max_frequency = max_frequency
-
-
-class IrrepBatchNorm(nn.Module):
-    """Batch norm of SO(2) irreps fields ``(B, C*S, H, W)``, equivariant.
-
-    ``psi_0`` (invariant): an ordinary ``BatchNorm2d`` over the ``C`` fields. ``psi_m``, m >= 1:
-    no mean is subtracted (the mean of a vector field over rotations is zero, and subtracting a
-    batch mean would break equivariance); each vector is divided by the square root of the
-    (running, in eval) mean of ``|v|^2`` of its (field, frequency) and scaled by a learned
-    ``weight`` (no bias). In train mode it is equivariant when the whole batch rotates.
-    """
-
-    def __init__(
-        self, fields: int, max_frequency: int, eps: float = 1e-5, momentum: float = 0.1
-    ) -> None:
-        super().__init__()
-        self.fields, self.max_frequency = fields, max_frequency
-        self.size = so2_field_size(max_frequency)
-        self.eps, self.momentum = eps, momentum
-        self.invariant = nn.BatchNorm2d(fields, eps=eps, momentum=momentum)
-        self.weight = nn.Parameter(torch.ones(fields, max_frequency))
-        self.register_buffer("running_sq", torch.ones(fields, max_frequency))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unflatten(1, (self.fields, self.size))
-        scalars = self.invariant(x[:, :, 0])
-        vectors = x[:, :, 1:].unflatten(2, (self.max_frequency, 2))  # (B, C, L, 2, H, W)
-        if self.training and not isinstance(x, torch.fx.Proxy):  # export traces the eval path
-            sq = vectors.square().sum(3).mean((0, 3, 4))  # (C, L)
-            with torch.no_grad():
-                self.running_sq.lerp_(sq.detach(), self.momentum)
-        else:
-            sq = self.running_sq
-        scale = self.weight * torch.rsqrt(sq + self.eps)
-        vectors = vectors * scale[None, :, :, None, None, None]
-        return torch.cat([scalars.unsqueeze(2), vectors.flatten(2, 3)], dim=2).flatten(1, 2)
-
-
-def _vector_norms(vectors: torch.Tensor) -> torch.Tensor:
-    """``(..., 2, H, W) -> (..., 1, H, W)``: ``sqrt(|v|^2 + 1e-12)`` (smooth at zero)."""
-    return torch.sqrt(vectors.square().sum(-3, keepdim=True) + 1e-12)
-
-
-class IrrepNormReLU(nn.Module):
-    """Equivariant nonlinearity on SO(2) irreps fields ``(B, C*S, H, W)``.
-
-    ``psi_0``: ReLU. ``psi_m``, m >= 1: norm-ReLU, ``v -> v * relu(|v| - b) / |v|`` with a
-    learned threshold ``b = exp(log_threshold) > 0`` per (field, frequency), starting at 0.5
-    (e2cnn's ``NormNonLinearity("n_relu")``). Only the norm changes, never the direction.
-    """
-
-    def __init__(self, fields: int, max_frequency: int) -> None:
-        super().__init__()
-        self.fields, self.max_frequency = fields, max_frequency
-        self.size = so2_field_size(max_frequency)
-        self.log_threshold = nn.Parameter(torch.full((fields, max_frequency), math.log(0.5)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unflatten(1, (self.fields, self.size))
-        scalars = torch.relu(x[:, :, :1])
-        vectors = x[:, :, 1:].unflatten(2, (self.max_frequency, 2))
-        norms = _vector_norms(vectors)
-        threshold = self.log_threshold.exp()[None, :, :, None, None, None]
-        vectors = vectors * (torch.relu(norms - threshold) / norms)
-        return torch.cat([scalars, vectors.flatten(2, 3)], dim=2).flatten(1, 2)
-
-
-class IrrepNormPool(nn.Module):
-    """Invariant map ``(B, C*S, H, W) -> (B, C*(1 + L), H, W)``: ``psi_0`` and ``|psi_m|``."""
-
-    def __init__(self, fields: int, max_frequency: int) -> None:
-        super().__init__()
-        self.fields, self.max_frequency = fields, max_frequency
-        self.size = so2_field_size(max_frequency)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unflatten(1, (self.fields, self.size))
-        vectors = x[:, :, 1:].unflatten(2, (self.max_frequency, 2))
-        norms = _vector_norms(vectors).squeeze(-3)  # (B, C, L, H, W)
-        return torch.cat([x[:, :, :1], norms], dim=2).flatten(1, 2)
-
-
-class SO2Family:
-    """The ``steerable-so2`` family: SO(2) irreps fields in the shared :class:`zoo.unet.UNet`.
-
-    ``group_size = 1 + 2L`` channels per field (no group axis). Besides :meth:`lift` and
-    :meth:`conv` (:class:`SO2Conv`, no bias: the norm follows) it supplies the skeleton's hooks
-    for non-regular fields: :class:`IrrepBatchNorm`, :class:`IrrepNormReLU`, 2x2 *average*
-    pooling (a max over a window is not equivariant for vectors; an average is linear and
-    commutes with rot90 on even grids) and :class:`IrrepNormPool` (the invariant norms) before
-    the 1x1 head. ``group`` is C4: the subgroup to which the model is exactly equivariant.
-    """
-
-    def __init__(
-        self, max_frequency: int = 2, kernel_size: int = DEFAULT_KERNEL_SIZE, **options: Any
-    ) -> None:
-        if max_frequency < 1:
-            raise ValueError(f"max_frequency must be >= 1, got {max_frequency}")
-        self.max_frequency, self.kernel_size = max_frequency, kernel_size
-        self.group = Group(4)
-        self.group_size = so2_field_size(max_frequency)
-        self.options = {"bias": False, **options}
-
-    def lift(self, in_channels: int, out_fields: int, kernel_size: int | None = None) -> SO2Conv:
-        """``(B, in_channels, H, W) -> (B, out_fields*S, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
-        return SO2Conv(in_channels, out_fields, k, self.max_frequency, "trivial", **self.options)
-
-    def conv(self, in_fields: int, out_fields: int, kernel_size: int | None = None) -> SO2Conv:
-        """``(B, in_fields*S, H, W) -> (B, out_fields*S, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
-        return SO2Conv(in_fields, out_fields, k, self.max_frequency, "irreps", **self.options)
-
-    def norm(self, fields: int) -> IrrepBatchNorm:
-        return IrrepBatchNorm(fields, self.max_frequency)
-
-    def activation(self, fields: int) -> IrrepNormReLU:
-        return IrrepNormReLU(fields, self.max_frequency)
-
-    def downsample(self) -> nn.Module:
-        return nn.AvgPool2d(2)
-
-    def invariant_pool(self, fields: int) -> tuple[IrrepNormPool, int]:
-        return IrrepNormPool(fields, self.max_frequency), fields * (1 + self.max_frequency)
-
-    def __repr__(self) -> str:
-        return f"SO2Family(max_frequency={self.max_frequency}, kernel_size={self.kernel_size})"
-
-
-def create_so2_unet(
-    in_channels: int = 3,
-    out_channels: int = 1,
-    width: int = 8,
-    depth: int = 4,
-    max_frequency: int = 2,
-    kernel_size: int = DEFAULT_KERNEL_SIZE,
-    upsample: str = "bilinear",
-) -> nn.Module:
-    """The ``steerable-so2`` model: :class:`zoo.unet.UNet` with :class:`SO2Family`.
-
-    ``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits (H, W divisible by
-    ``2**depth``), ``width`` irreps fields of ``1 + 2*max_frequency`` channels in the first stage.
-    Exactly equivariant to rot90 (``model.group`` is C4), approximately to other angles;
-    ``model.export()`` gives the plain torch module.
-    """
-    from zoo.unet import UNet
-
-    family = SO2Family(max_frequency, kernel_size)
-    return UNet(family, in_channels, out_channels, width, depth, upsample=upsample)

@@ -15,7 +15,8 @@ and a plain 1x1 ``nn.Conv2d`` gives the logits.
 Every step commutes with the family's rot90 subgroup (odd kernels, zero "same" padding, 2x2
 pooling on sides divisible by ``2**depth``, symmetric upsampling, per-field batch norm), so for
 an equivariant family ``model(g . x) = g(model(x))``: the logits rotate (and mirror) with the
-input. The plain baseline is this skeleton with :class:`PlainFamily` (``|G| = 1``).
+input. The plain baseline is this skeleton with :class:`zoo.plain.PlainFamily` (``|G| = 1``).
+What a family must and may supply: :mod:`zoo.family`.
 """
 
 from __future__ import annotations
@@ -26,64 +27,30 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.export import export as export_model
 from zoo.family import ConvFamily
-from zoo.groups import TRIVIAL, Group
-from zoo.norm import GroupBatchNorm2d
-from zoo.pooling import PoolMode, RotationPool, UpsampleMode, upsample2x
-
-
-class PlainFamily:
-    """``|G| = 1``: plain ``nn.Conv2d`` (no bias, batch norm follows), the baseline U-Net.
-
-    ``kernel_size`` is used when the skeleton passes none (it never does: families own it).
-    """
-
-    group = TRIVIAL
-    group_size = 1
-
-    def __init__(self, kernel_size: int = 3) -> None:
-        self.kernel_size = kernel_size
-
-    def lift(self, in_channels: int, out_fields: int, kernel_size: int | None = None) -> nn.Conv2d:
-        """``(B, in_channels, H, W) -> (B, out_fields, H, W)``."""
-        k = self.kernel_size if kernel_size is None else kernel_size
-        return nn.Conv2d(in_channels, out_fields, k, padding=k // 2, bias=False)
-
-    def conv(self, in_fields: int, out_fields: int, kernel_size: int | None = None) -> nn.Conv2d:
-        """``(B, in_fields, H, W) -> (B, out_fields, H, W)``."""
-        return self.lift(in_fields, out_fields, kernel_size)
-
-    def __repr__(self) -> str:
-        return f"PlainFamily(kernel_size={self.kernel_size})"
-
-
-def group_of(family: ConvFamily) -> Group:
-    """The family's group: its ``group`` attribute, else ``C_N`` (or ``D_N`` if ``flip``)."""
-    group = getattr(family, "group", None)
-    if isinstance(group, Group):
-        return group
-    flip = bool(getattr(family, "flip", False))
-    return Group(family.group_size // (2 if flip else 1), flip)
+from zoo.options import PoolMode, UpsampleMode, look_up_option
+from zoo.pooling import upsample2x
+from zoo.sizes import DEFAULT_DEPTH, check_input_size
 
 
 class UNet(nn.Module):
     """``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits; H, W divisible by 2**depth.
 
     Args:
-        family: builds the lifting and group convs (``family.group_size`` channels per field).
-        in_channels, out_channels: image channels and logit channels.
+        family: the variant's :class:`~zoo.family.ConvFamily`: its convs, and every per-field
+            step (norm, activation, downsampling, invariant pooling) of its kind of field.
+        in_channels: image channels.
+        out_channels: logit channels.
         width: fields of the first stage (doubled at every level down).
         depth: number of 2x2 poolings (and of upsamplings).
         upsample: ``"bilinear"`` (``align_corners=False``) or ``"nearest"``, both x2.
-        rotation_pool: ``"max"`` or ``"mean"`` over the group axis before the head.
+        rotation_pool: how the last fields become an invariant map before the head, one of
+            ``family.pool_modes`` (``"max"`` or ``"mean"`` over the group axis for regular
+            fields); ``None``: the family's default (its first mode).
 
     The kernel size is the family's (3 for p4/p4m/plain, 5 for SE(2,N); a variant option).
-
-    Fields other than regular ones (e.g. SO(2) irreps, where a max over a window or over the
-    channels of a field is not equivariant) plug in through optional family methods, each
-    defaulting to the regular-field part: ``norm(fields)`` (:class:`GroupBatchNorm2d`),
-    ``activation(fields)`` (ReLU), ``downsample()`` (``MaxPool2d(2)``) and
-    ``invariant_pool(fields) -> (module, channels)`` (:class:`RotationPool`, ``fields``).
+    ``model.family`` is the family, ``model.group`` its group (``C_1`` for the plain U-Net).
     """
 
     def __init__(
@@ -92,34 +59,34 @@ class UNet(nn.Module):
         in_channels: int = 3,
         out_channels: int = 1,
         width: int = 16,
-        depth: int = 4,
-        upsample: UpsampleMode = "bilinear",
-        rotation_pool: PoolMode = "max",
+        depth: int = DEFAULT_DEPTH,
+        upsample: UpsampleMode | str = UpsampleMode.BILINEAR,
+        rotation_pool: PoolMode | str | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(family, ConvFamily):
+            raise TypeError(f"family must be a zoo.family.ConvFamily, got {type(family).__name__}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if width < 1 or depth < 0:
             raise ValueError(f"width must be >= 1 and depth >= 0, got {width} and {depth}")
-        n = family.group_size
-        self.group_size = n
+        pool_mode = look_up_option(
+            family.pool_modes[0] if rotation_pool is None else rotation_pool,
+            PoolMode, "rotation_pool", family.pool_modes,
+        )  # fmt: skip
+        #: the family that built the convs and per-field steps (not a module: no state)
+        self.family = family
+        self.group_size = family.group_size
         #: the group acting on the fields (``C_1`` for the plain U-Net)
-        self.group = group_of(family)
+        self.group = family.group
         self.in_channels, self.out_channels = in_channels, out_channels
         self.width, self.depth = width, depth
         #: how to rebuild this model (set by :func:`zoo.create`): ``{"variant": name, **kwargs}``
         self.config: dict[str, Any] = {}
 
-        norm = getattr(family, "norm", None) or (lambda f: GroupBatchNorm2d(f, n))
-        activation = getattr(family, "activation", None) or (lambda f: nn.ReLU(inplace=True))
-        downsample = getattr(family, "downsample", None) or (lambda: nn.MaxPool2d(2))
-        invariant = getattr(family, "invariant_pool", None) or (
-            lambda f: (RotationPool(n, rotation_pool), f)
-        )
-
         def block(conv: nn.Module, fields: int) -> nn.Sequential:
-            return nn.Sequential(conv, norm(fields), activation(fields))
+            return nn.Sequential(conv, family.norm(fields), family.activation(fields))
 
         widths = [width * 2**i for i in range(depth + 1)]
         w0 = widths[0]
@@ -128,7 +95,7 @@ class UNet(nn.Module):
         )
         for lo, hi in pairwise(widths):
             self.encoder.append(
-                nn.Sequential(downsample(), block(family.conv(lo, hi), hi),
+                nn.Sequential(family.downsample(), block(family.conv(lo, hi), hi),
                               block(family.conv(hi, hi), hi))
             )  # fmt: skip
         self.upsample = upsample2x(upsample)
@@ -136,20 +103,15 @@ class UNet(nn.Module):
             nn.Sequential(block(family.conv(hi + lo, lo), lo), block(family.conv(lo, lo), lo))
             for lo, hi in reversed(list(pairwise(widths)))
         )
-        self.pool, pooled = invariant(w0)
+        self.pool, pooled = family.invariant_pool(w0, pool_mode)
         self.head = nn.Conv2d(pooled, out_channels, 1)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """``ValueError`` unless ``x`` is ``(B, in_channels, H, W)`` with ``2**depth | H, W``."""
+        """``ValueError`` unless ``x`` is ``(B, in_channels, H, W)`` with ``2**depth | H, W``
+        (:func:`zoo.sizes.check_input_size`)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        step = 2**self.depth
-        if h % step or w % step:
-            raise ValueError(
-                f"input size {h}x{w}: H and W must be divisible by 2**depth = {step} "
-                "(2x2 pooling must tile rotated images identically)"
-            )
+        check_input_size((x.shape[-2], x.shape[-1]), self.depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W) -> (B, out_channels, H, W)`` logits."""
@@ -166,6 +128,4 @@ class UNet(nn.Module):
 
     def export(self) -> nn.Module:
         """An equivalent plain module (torch only); see :func:`zoo.export.export`."""
-        from zoo.export import export
-
-        return export(self)
+        return export_model(self)

@@ -168,8 +168,10 @@ def _side_by_side(
             raise PolypsegError(f"--widths: give one width >= 1 per variant ({len(names)})")
     else:
         chosen = [zoo.match_params(name, params, depth=depth) for name in names]
-    if size % 2**depth:
-        raise PolypsegError(f"--size {size} is not divisible by 2**depth = {2**depth}")
+    try:
+        zoo.check_input_size(size, depth, name="--size")
+    except ValueError as err:
+        raise PolypsegError(str(err)) from None
     doc = run_side_by_side(
         variants=names, widths=chosen, depth=depth, size=size, batch_size=batch_size,
         repeats=repeats, warmup=warmup, device=device, compile_model=compile_model,

@@ -30,8 +30,10 @@ def variant_rows(
     """
     import zoo
 
-    if size % 2**depth:
-        raise ModelError(f"--size {size} is not divisible by 2**depth = {2**depth}")
+    try:
+        zoo.check_input_size(size, depth, name="--size")
+    except ValueError as err:
+        raise ModelError(str(err)) from None
     target = None
     if match is not None:
         try:

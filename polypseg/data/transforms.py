@@ -15,6 +15,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A
 import cv2
 
+import zoo
 from polypseg.errors import DataError
 
 #: ImageNet mean and standard deviation (RGB, 0-1 scale) used to normalise every image; a
@@ -35,18 +36,14 @@ _FILL = {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": 0}
 
 def check_size(size: int, depth: int | None = None) -> int:
     """Validate the square input side: positive, and divisible by ``2**depth`` when given
-    (a U-Net of that depth halves it ``depth`` times; DESIGN.md, exact equivariance)."""
+    (a U-Net of that depth halves it ``depth`` times: :func:`zoo.check_input_size`)."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise DataError(f"image size must be a positive integer, got {size!r}")
     if depth is not None:
-        step = 2**depth
-        if size % step:
-            lower, upper = size // step * step, (size // step + 1) * step
-            hint = f"{lower} or {upper}" if lower else str(upper)
-            raise DataError(
-                f"image size {size} is not divisible by 2**depth = {step} (depth {depth}); "
-                f"use e.g. {hint}"
-            )
+        try:
+            zoo.check_input_size(size, depth, name="image size")
+        except ValueError as err:
+            raise DataError(str(err)) from None
     return size
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import zoo
 from polypseg.errors import RunError
 
 #: Fields that define *what* is trained; a resumed run must agree on all of them.
@@ -139,11 +140,12 @@ class TrainConfig:
             problems.append(f"'min_lr_ratio' must be in [0, 1], got {self.min_lr_ratio}")
         if not 0 < self.threshold < 1:
             problems.append(f"'threshold' must be in (0, 1), got {self.threshold}")
-        if self.depth is not None and self.size % (2**self.depth):
-            problems.append(
-                f"'size' {self.size} must be divisible by 2**depth = {2**self.depth} "
-                f"(depth {self.depth})"
-            )
+        depth = zoo.DEFAULT_DEPTH if self.depth is None else self.depth
+        if self.size >= 1 and depth >= 1:
+            try:
+                zoo.check_input_size(self.size, depth, name="'size'")
+            except ValueError as err:
+                problems.append(str(err))
         device = self.device
         if not (device in ("auto", "cpu", "cuda") or _is_cuda_index(device)):
             problems.append(f"'device' must be auto, cpu, cuda or cuda:N, got {device!r}")

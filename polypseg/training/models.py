@@ -8,6 +8,10 @@ from torch import nn
 
 from polypseg.errors import ModelError
 
+# the one parameter count (every parameter of a zoo model is trainable); re-exported here for
+# the training loop and run records
+from zoo import count_parameters as count_parameters
+
 
 def available_models() -> list[str]:
     """The variant names ``zoo`` knows."""
@@ -53,7 +57,3 @@ def model_depth(kwargs: dict[str, Any]) -> int | None:
     depth = kwargs.get("depth")
     return int(depth) if depth is not None else None
 
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -92,6 +92,8 @@ def test_missing_config_and_invalid_values(tmp_path: Path) -> None:
         build_config(tmp_path / "nope.yaml")
     with pytest.raises(RunError, match="divisible by 2\\*\\*depth"):
         TrainConfig(model="p4", data="d", size=30, depth=2).validate()
+    with pytest.raises(RunError, match="'size' 100 is not divisible by 2\\*\\*depth = 16"):
+        TrainConfig(model="p4", data="d", size=100).validate()  # the zoo's default depth, 4
     with pytest.raises(RunError, match="'epochs' must be >= 1"):
         TrainConfig(model="p4", data="d", epochs=0).validate()
     with pytest.raises(RunError, match="'model' is required"):

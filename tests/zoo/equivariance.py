@@ -1,32 +1,64 @@
-"""Equivariance checks shared by tests/zoo (import as ``from equivariance import ...``).
+"""Checks and builders shared by tests/zoo (import as ``from equivariance import ...``).
 
-Conventions are those of :mod:`zoo.groups`: an element ``(k, flip)`` of the rot90 subgroup acts
-on an image by mirror (left-right, if ``flip``) then ``torch.rot90(k, dims=(-2, -1))``, and on
-regular fields ``(B, C*|G|, H, W)`` also by permuting the group axis (a rotation by ``k`` quarter
-turns rolls it forward by ``k*|G_rot|/4``). A sign slip in a layer (kernel turned one way, group
-axis the other) gives errors of order 1, far above the tolerances here.
-
-Error measure: ``max|actual - expected| / max|expected|`` (relative to the output's scale).
+The equivariance check itself is zoo's public :func:`zoo.check_equivariance` (conventions,
+error measure and tolerances: :mod:`zoo.equivariance`); this module names the three ways the
+tests measure it (a lifting layer, a group layer, a whole model) and builds tiny seeded models
+and inputs. A sign slip in a layer (kernel turned one way, group axis the other) gives errors
+of order 1, far above the tolerances here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
 import torch
 from torch import nn
 
-from zoo.groups import Group, transform_fields, transform_image
+from zoo.equivariance import (
+    TOLERANCE,
+    Transform,
+    check_equivariance,
+    equivariance_errors,
+    relative_error,
+    rot90_elements,
+)
+from zoo.groups import Group
 
-#: Relative tolerance of equivariance in float32 (the project's requirement).
-TOL32 = 1e-4
+__all__ = [
+    "BROKEN",
+    "CASES",
+    "SAME",
+    "SEEDS",
+    "SIZES",
+    "TINY",
+    "TOL32",
+    "TOL64",
+    "TOL_MODEL64",
+    "assert_same_numbers",
+    "build",
+    "equivariance_errors",
+    "group_layer_errors",
+    "lifting_errors",
+    "missing_reason",
+    "model_errors",
+    "random_fields",
+    "random_image",
+    "randomize_norms",
+    "relative_error",
+    "require_variant",
+    "rot90_elements",
+]
+
+#: Relative tolerance of equivariance in float32 (the project's requirement; zoo's default).
+TOL32 = TOLERANCE[torch.float32]
 #: Relative tolerance in float64 for layers that are exact by construction (index permutations):
 #: float64 rounding of a few hundred products is ~1e-15.
 TOL64 = 1e-10
-#: Relative tolerance in float64 for whole models of every variant: every variant's rot90 and
-#: mirror are exact permutations (SE(2,N) snaps cos/sin, e2cnn's bases are symmetric on the
-#: grid), so only float64 rounding remains (max seen 4e-14 over all variants, seeds and sizes).
-TOL_MODEL64 = 1e-10
+#: Relative tolerance in float64 for whole models of every variant (zoo's default): every
+#: variant's rot90 and mirror are exact permutations (SE(2,N) snaps cos/sin, e2cnn's bases are
+#: symmetric on the grid), so only float64 rounding remains (max seen 4e-14 over all variants,
+#: seeds and sizes).
+TOL_MODEL64 = TOLERANCE[torch.float64]
 #: A non-equivariant map (the plain U-Net, a sign slip) has errors of order 1; tests require this.
 BROKEN = 1e-2
 #: Two different computations of the same numbers (ours against e2cnn's: another summation order,
@@ -35,73 +67,34 @@ BROKEN = 1e-2
 #: default MKL path and ``MKL_CBWR=AVX2``/``AVX512``; 0 with ``MKL_CBWR=COMPATIBLE``).
 SAME = {torch.float32: 1e-6, torch.float64: 1e-12}
 
-#: An element of the rot90 subgroup: ``(quarter_turns, flip)``.
-Transform = tuple[int, bool]
-
-
-def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """``max|actual - expected| / max|expected|`` (shapes must match)."""
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    scale = expected.detach().abs().max().clamp_min(torch.finfo(expected.dtype).tiny)
-    return float((actual.detach() - expected.detach()).abs().max() / scale)
-
 
 def assert_same_numbers(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    """``actual`` equals ``expected`` up to rounding: :func:`rel_error` below ``SAME[dtype]``.
+    """``actual`` equals ``expected`` up to rounding: :func:`relative_error` below
+    ``SAME[dtype]``.
 
     For two different computations of one result; ``torch.equal`` is kept for the same kernel
     on the same data (a permutation, a cached result).
     """
     assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
-    error = rel_error(actual, expected)
+    error = relative_error(actual, expected)
     assert error <= SAME[expected.dtype], f"relative error {error:.3g} > {SAME[expected.dtype]}"
 
 
-def transforms(group: Group, identity: bool = False) -> list[Transform]:
-    """The rot90 subgroup's elements: rotations by 90, 180, 270 (and mirrors if ``group.flip``)."""
-    out = [(k, False) for k in range(0 if identity else 1, 4)]
-    if group.flip:
-        out += [(k, True) for k in range(4)]
-    return out
-
-
-def field_action(group: Group | None) -> Callable[[torch.Tensor, int, bool], torch.Tensor]:
-    """``act(x, k, flip)``: on scalar images if ``group`` is None, else on its regular fields."""
-    if group is None:
-        return transform_image
-    return lambda x, k, flip: transform_fields(x, group, k, flip)
-
-
-def equivariance_errors(
-    f: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    in_group: Group | None,
-    out_group: Group | None,
-    elements: list[Transform],
-) -> dict[Transform, float]:
-    """``{(k, flip): rel_error(f(g x), g f(x))}``; a group of None means scalar maps."""
-    act_in, act_out = field_action(in_group), field_action(out_group)
-    with torch.no_grad():
-        y = f(x)
-        return {(k, fl): rel_error(f(act_in(x, k, fl)), act_out(y, k, fl)) for k, fl in elements}
-
-
 def lifting_errors(layer: nn.Module, x: torch.Tensor, group: Group) -> dict[Transform, float]:
-    """Lifting layer: image ``(B, C, H, W)`` in, regular fields of ``group`` out."""
-    return equivariance_errors(layer, x, None, group, transforms(group))
+    """Lifting layer: image ``(B, C, H, W)`` in, regular fields of ``group`` out (measured)."""
+    return check_equivariance(layer, x, out_fields=group, tolerance=math.inf)
 
 
 def group_layer_errors(layer: nn.Module, x: torch.Tensor, group: Group) -> dict[Transform, float]:
-    """Group layer: regular fields of ``group`` in and out."""
-    return equivariance_errors(layer, x, group, group, transforms(group))
+    """Group layer: regular fields of ``group`` in and out (measured)."""
+    return check_equivariance(layer, x, in_fields=group, out_fields=group, tolerance=math.inf)
 
 
 def model_errors(model: nn.Module, x: torch.Tensor, group: Group) -> dict[Transform, float]:
-    """Whole model: image in, logits out (both scalar maps), over the rot90 subgroup of ``group``.
-
-    In train mode the whole batch is transformed at once (batch statistics are invariant).
-    """
-    return equivariance_errors(model, x, None, None, transforms(group))
+    """Whole model: image in, logits out (both scalar maps), over the rot90 subgroup of ``group``
+    (measured). In train mode the whole batch is transformed at once (batch statistics are
+    invariant)."""
+    return check_equivariance(model, x, group=group, tolerance=math.inf)
 
 
 def random_fields(
@@ -123,7 +116,7 @@ TINY = {"width": 2, "depth": 2}
 
 
 def missing_reason(name: str) -> str | None:
-    """Why variant ``name`` cannot be built here (module not written yet, no e2cnn, ...)."""
+    """Why variant ``name`` cannot be built here (e.g. no e2cnn), or ``None``."""
     from zoo.registry import unavailable
 
     return unavailable(name)

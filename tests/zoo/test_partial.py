@@ -16,7 +16,7 @@ from equivariance import (
     build,
     model_errors,
     random_image,
-    rel_error,
+    relative_error,
 )
 
 import zoo
@@ -50,7 +50,7 @@ def test_untrained_partial_model_is_its_parent(name, parent, dtype) -> None:
     partial, equivariant = build(name, 0, dtype).eval(), build(parent, 0, dtype).eval()
     x = random_image((16, 24), dtype, 0)
     with torch.no_grad():
-        assert rel_error(partial(x), equivariant(x)) < TOL[dtype]
+        assert relative_error(partial(x), equivariant(x)) < TOL[dtype]
     errors = model_errors(partial, x, partial.group)
     assert max(errors.values()) < TOL[dtype], errors
     # its state_dict is the parent's plus one subset per layer: a p4 checkpoint loads into it
@@ -135,7 +135,7 @@ def test_eval_is_deterministic_and_the_state_dict_does_not_depend_on_the_mode() 
     model.train()
     with torch.no_grad():  # training draws subsets: two passes differ (a 5% chance per draw)
         outputs = [model(x) for _ in range(4)]
-    assert any(rel_error(a, outputs[0]) > BROKEN for a in outputs[1:])
+    assert any(relative_error(a, outputs[0]) > BROKEN for a in outputs[1:])
 
 
 @pytest.mark.parametrize("name", [name for name, _ in PAIRS])
@@ -146,7 +146,7 @@ def test_export_folds_the_subset_into_plain_batch_norms(name) -> None:
     exported = model.export()
     x = random_image((16, 16), F32, 4)
     with torch.no_grad():
-        assert rel_error(exported(x), model.eval()(x)) < 1e-5
+        assert relative_error(exported(x), model.eval()(x)) < 1e-5
     norms = [m for m in exported.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(norms) == len(_subsets(model))
     for bn in norms:
@@ -159,12 +159,15 @@ def test_subset_norm_needs_affine_and_family_needs_regular_fields() -> None:
     with pytest.raises(ValueError, match="affine"):
         SubsetNormReLU(2, P4, affine=False)
     from zoo.partial import PartialFamily
+    from zoo.plain import PlainFamily
 
-    class NoGroup:
-        group_size = 4
+    class NotRegular(PlainFamily):
+        regular_fields = False
 
     with pytest.raises(ValueError, match="regular fields"):
-        PartialFamily(NoGroup())  # type: ignore[arg-type]
+        PartialFamily(NotRegular())
+    with pytest.raises(TypeError, match="needs a ConvFamily"):
+        PartialFamily(object())  # type: ignore[arg-type]
 
 
 def test_element_names() -> None:

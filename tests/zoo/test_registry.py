@@ -12,7 +12,6 @@ import torch
 from equivariance import missing_reason, require_variant
 
 import zoo
-from zoo.registry import count_params
 
 F32 = torch.float32
 
@@ -91,19 +90,24 @@ def test_params_match_a_hand_computation() -> None:
     assert zoo.describe(p4)["params"] == convs + norms + 2 + 1  # + head weight and bias
 
 
+def _params(name: str, width: int, **kwargs) -> int:
+    """Parameters of the model itself, built at ``width`` (not from the fitted quadratic)."""
+    return zoo.count_parameters(zoo.create(name, width=width, **kwargs))
+
+
 def test_match_params_hits_the_talks_counts() -> None:
     assert zoo.match_params("p4", 1_964_029) == 8
     if missing_reason("se2n12") is None:  # talk: SE(2,12) U-Net 16,493,089 parameters
         width = zoo.match_params("se2n12", 16_493_089)
-        assert width == 8 and abs(count_params("se2n12", 8) / 16_493_089 - 1) < 0.01
+        assert width == 8 and abs(_params("se2n12", 8) / 16_493_089 - 1) < 0.01
 
 
 @pytest.mark.parametrize("name", zoo.available())
 def test_match_params_picks_the_closest_width(name) -> None:
     require_variant(name)
-    target = count_params("unet", 16, depth=2)
+    target = _params("unet", 16, depth=2)
     width = zoo.match_params(name, target, depth=2)
-    counts = {w: count_params(name, w, depth=2) for w in (width - 1, width, width + 1) if w}
+    counts = {w: _params(name, w, depth=2) for w in (width - 1, width, width + 1) if w}
     assert min(counts, key=lambda w: abs(counts[w] - target)) == width
     if name in ("unet", "p4"):
         assert abs(counts[width] / target - 1) < 0.03
@@ -112,6 +116,24 @@ def test_match_params_picks_the_closest_width(name) -> None:
 def test_match_params_refuses_a_width() -> None:
     with pytest.raises(ValueError, match="chooses the width"):
         zoo.match_params("p4", 1000, width=3)
+
+
+def test_counting_leaves_the_global_rng_alone() -> None:
+    torch.manual_seed(3)
+    expected = torch.rand(1)
+    torch.manual_seed(3)
+    zoo.match_params("p4", 10_000, depth=2)
+    zoo.describe_variant("p4m", width=9, depth=2)
+    assert torch.equal(torch.rand(1), expected)
+
+
+def test_count_parameters_counts_every_or_every_trainable_parameter() -> None:
+    model = zoo.create("p4", width=1, depth=1)
+    total = sum(p.numel() for p in model.parameters())
+    assert zoo.count_parameters(model) == zoo.count_parameters(model, trainable_only=True) == total
+    model.head.weight.requires_grad_(False)
+    frozen = model.head.weight.numel()
+    assert zoo.count_parameters(model, trainable_only=True) == total - frozen
 
 
 def test_zoo_never_imports_polypseg_and_only_steerable_imports_e2cnn() -> None:

@@ -19,7 +19,7 @@ from equivariance import (
     lifting_errors,
     random_fields,
     random_image,
-    rel_error,
+    relative_error,
 )
 
 from zoo.groups import P4, P4M, Group, transform_fields
@@ -61,7 +61,7 @@ def test_a_sign_slip_fails_the_check(group: Group) -> None:
         # 1) group axis rolled the wrong way: compare against g^-1 acting on the fields
         y = conv(fields)
         slipped = transform_fields(y, group, -1)
-        assert rel_error(conv(transform_fields(fields, group, 1)), slipped) > BROKEN
+        assert relative_error(conv(transform_fields(fields, group, 1)), slipped) > BROKEN
         # 2) output copy g holding the kernel moved by g^-1 (turned the wrong way): layers break
         n, kk = group.order, 9
         perms = group.kernel_permutations(3).view(n, 1, kk)
@@ -111,7 +111,7 @@ def test_to_conv2d_parity_and_gradients() -> None:
     x = random_fields(2, P4M, (16, 24), torch.float64, 1)
     dense = conv.to_conv2d()
     assert isinstance(dense, torch.nn.Conv2d)
-    assert rel_error(dense(x), conv(x)) < TOL64
+    assert relative_error(dense(x), conv(x)) < TOL64
     conv(x).square().sum().backward()
     assert conv.weight.grad is not None and conv.weight.grad.abs().min() > 0
     assert conv.bias.grad is not None and conv.bias.grad.abs().min() > 0
@@ -133,7 +133,7 @@ def test_eval_cache_reused_and_invalidated_by_an_optimiser_step() -> None:
     conv.eval()
     with torch.no_grad():
         after = conv(x)
-    assert rel_error(after, before) > BROKEN
+    assert relative_error(after, before) > BROKEN
     weight, _ = conv.expand()
     assert torch.allclose(after, F.conv2d(x, weight, padding=1))
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from equivariance import BROKEN, TOL32, TOL_MODEL64, build, model_errors, random_image, rel_error
+from equivariance import (
+    BROKEN,
+    TOL32,
+    TOL_MODEL64,
+    build,
+    model_errors,
+    random_image,
+    relative_error,
+)
 
 import zoo
 from zoo.rpp import ResidualPathwayConv, ResidualPathwayFamily
@@ -38,7 +46,7 @@ def test_untrained_rpp_model_is_p4(dtype) -> None:
     assert all(torch.all(conv.free == 0) for conv in _pathways(rpp))
     x = random_image((16, 24), dtype, 0)
     with torch.no_grad():
-        assert rel_error(rpp(x), p4(x)) < TOL[dtype]
+        assert relative_error(rpp(x), p4(x)) < TOL[dtype]
     errors = model_errors(rpp, x, rpp.group)
     assert max(errors.values()) < TOL[dtype], errors
     assert {conv.free_ratio()[2] for conv in _pathways(rpp)} == {0.0}
@@ -51,7 +59,7 @@ def test_a_free_pathway_breaks_the_symmetry_and_exports() -> None:
     assert min(errors.values()) > BROKEN, errors
     exported = model.export()
     with torch.no_grad():
-        assert rel_error(exported(x), model(x)) < 1e-5
+        assert relative_error(exported(x), model(x)) < 1e-5
         first, second = model(x), model(x)
     assert torch.equal(first, second)  # evaluation is deterministic
     ratios = [conv.free_ratio()[2] for conv in _pathways(model)]
@@ -78,7 +86,7 @@ def test_state_dict_is_the_same_in_train_and_eval_mode() -> None:
 
 
 def test_family_needs_expanded_convs() -> None:
-    from zoo.unet import PlainFamily
+    from zoo.plain import PlainFamily
 
     with pytest.raises(TypeError, match="expanded conv"):
         ResidualPathwayFamily(PlainFamily()).conv(1, 1)

@@ -18,7 +18,7 @@ from equivariance import (
     lifting_errors,
     random_fields,
     random_image,
-    rel_error,
+    relative_error,
 )
 
 from polypseg.geometry import disc_mask as image_disc
@@ -187,8 +187,8 @@ def test_a_wrong_rotation_direction_is_detected() -> None:
     with torch.no_grad():
         rotated_out = conv(transform_fields(x, group, 1))
     backward = group_axis(torch.rot90(y, 1, (-2, -1)), N).roll(-N // 4, 2).reshape(y.shape)
-    assert rel_error(rotated_out, backward) > BROKEN
-    assert rel_error(rotated_out, transform_fields(y, group, 1)) < 1e-12
+    assert relative_error(rotated_out, backward) > BROKEN
+    assert relative_error(rotated_out, transform_fields(y, group, 1)) < 1e-12
     # the same layer with kernels turned the wrong way: R_{-g} instead of R_g
     flipped = rotation_operator(5, N, dtype=torch.float64).to_dense().reshape(N, 25, 25)
     conv.operator = flipped[(-torch.arange(N)) % N].reshape(N * 25, 25).to_sparse_coo()
@@ -315,7 +315,7 @@ def test_gradients_reach_every_parameter_and_export_matches(make) -> None:
     corner = layer.weight.grad[..., 0, 0]
     assert torch.count_nonzero(corner) == 0  # taps outside the disc are unused
     with torch.no_grad():
-        assert rel_error(layer.to_conv2d()(x), layer(x)) < 1e-5
+        assert relative_error(layer.to_conv2d()(x), layer(x)) < 1e-5
 
 
 def test_family() -> None:

@@ -1,14 +1,17 @@
 """The U-Net skeleton, whole models of every registry variant.
 
-Equivariance tolerances (relative, max-abs; see equivariance.py): float32 sweeps over seeds and
-sizes at TOL32 = 1e-4 (the requirement); one float64 case per variant at TOL_MODEL64 = 1e-10
-(only rounding remains: max seen 4e-14), which tells a real error from float noise; the plain
-U-Net must exceed BROKEN = 1e-2. Every element of the rot90 subgroup is checked in eval mode
-and in train mode (batch statistics: the whole batch is transformed at once). Variants whose
-module does not exist yet are skipped with the reason.
+Equivariance is checked with zoo's public :func:`zoo.check_equivariance` at its default
+tolerances (relative, max-abs; :mod:`zoo.equivariance`): float32 sweeps over seeds and sizes at
+1e-4 (the requirement); one float64 case per variant at 1e-10 (only rounding remains: max seen
+4e-14), which tells a real error from float noise; the plain U-Net must exceed BROKEN = 1e-2.
+Every element of the rot90 subgroup is checked in eval mode and in train mode (batch
+statistics: the whole batch is transformed at once). Variants that cannot be built here (no
+e2cnn) are skipped with the reason.
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -18,14 +21,14 @@ from equivariance import (
     TOL32,
     TOL_MODEL64,
     equivariance_errors,
-    model_errors,
     random_image,
-    rel_error,
-    transforms,
+    relative_error,
+    rot90_elements,
 )
 
 import zoo
 from zoo.base import ExpandedConv2d
+from zoo.equivariance import EquivarianceError
 from zoo.partial import GroupSubset
 
 VARIANTS = zoo.available()
@@ -35,19 +38,17 @@ EQUIVARIANT = [name for name in VARIANTS if name != "unet"]
 F32, F64 = torch.float32, torch.float64
 
 
-def _equivariance(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict]:
-    """Errors in eval and in train mode, over the rot90 subgroup of the model's group.
+def _check_modes(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """``zoo.check_equivariance`` in eval and in train mode, over the model's rot90 subgroup.
 
     A partial model draws a random subset of its group per training pass (zoo.partial), so it
     is checked in eval mode only (where its subset is fixed; at init the whole group).
     """
-    errors = {}
     sampled = any(isinstance(m, GroupSubset) for m in model.modules())
     for mode in ("eval",) if sampled else ("eval", "train"):
         model.train(mode == "train")
-        errors[mode] = model_errors(model, x, model.group)
-        assert len(errors[mode]) == (7 if model.group.flip else 3)
-    return errors
+        errors = zoo.check_equivariance(model, x)  # EquivarianceError above the tolerance
+        assert len(errors) == (7 if model.group.flip else 3)
 
 
 @pytest.mark.parametrize("name", EQUIVARIANT)
@@ -55,21 +56,20 @@ def _equivariance(model: torch.nn.Module, x: torch.Tensor) -> dict[str, dict]:
 def test_models_are_equivariant(tiny_model, name, seed, size) -> None:
     model = tiny_model(name, seed, F32)
     assert model.group.rotations % 4 == 0
-    errors = _equivariance(model, random_image(size, F32, seed))
-    assert max(max(e.values()) for e in errors.values()) < TOL32, errors
+    _check_modes(model, random_image(size, F32, seed))
 
 
 @pytest.mark.parametrize("name", EQUIVARIANT)
 def test_models_are_equivariant_in_float64(tiny_model, name) -> None:
-    errors = _equivariance(tiny_model(name, 3, F64), random_image((16, 24), F64, 3))
-    assert max(max(e.values()) for e in errors.values()) < TOL_MODEL64, errors
+    _check_modes(tiny_model(name, 3, F64), random_image((16, 24), F64, 3))
 
 
 @pytest.mark.parametrize("name", EQUIVARIANT)
 def test_fields_before_pooling_transform_and_pooled_maps_are_invariant(tiny_model, name) -> None:
+    """The last fields transform by the family's own action (regular fields: the group axis
+    rolls; SO(2) irreps: the vectors turn) and the pooled map is invariant."""
     model = tiny_model(name, 1, F32).eval()
-    if model.group.order != model.group_size:
-        pytest.skip(f"{name}'s fields are not regular fields of {model.group.name}")
+    act = model.family.transform
     seen: dict[str, torch.Tensor] = {}
     model.decoder[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("fields", o))
     model.pool.register_forward_hook(lambda m, i, o: seen.__setitem__("pooled", o))
@@ -83,22 +83,25 @@ def test_fields_before_pooling_transform_and_pooled_maps_are_invariant(tiny_mode
         return seen["pooled"]
 
     x = random_image((32, 32), F32, 1)
-    group, elements = model.group, transforms(model.group)
-    assert max(equivariance_errors(fields, x, None, group, elements).values()) < TOL32
-    assert max(equivariance_errors(pooled, x, None, None, elements).values()) < TOL32
-    # a group-axis shift the wrong way round must not pass for the regular fields
-    slipped = equivariance_errors(fields, x, None, group, [(1, False)])
-    wrong = zoo.transform_fields(fields(x), group, -1)
+    zoo.check_equivariance(fields, x, group=model.group, out_fields=act)
+    zoo.check_equivariance(pooled, x, group=model.group)
+    # the fields' action the wrong way round must not pass
+    wrong = act(fields(x), -1)
     rotated = fields(zoo.transform_image(x, 1))
-    assert rel_error(rotated, torch.rot90(wrong, 2, dims=(-2, -1))) > BROKEN
+    assert relative_error(rotated, torch.rot90(wrong, 2, dims=(-2, -1))) > BROKEN
+    slipped = equivariance_errors(fields, x, None, act, [(1, False)])
     assert slipped[(1, False)] < TOL32
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_plain_unet_is_not_equivariant(tiny_model, seed) -> None:
     model = tiny_model("unet", seed, F64).eval()
-    errors = model_errors(model, random_image((32, 32), F64, seed), zoo.P4M)
+    x = random_image((32, 32), F64, seed)
+    errors = zoo.check_equivariance(model, x, group=zoo.P4M, tolerance=math.inf)
     assert min(errors.values()) > BROKEN, errors
+    assert len(errors) == len(rot90_elements(zoo.P4M)) == 7
+    with pytest.raises(EquivarianceError, match="not equivariant within 1e-10 relative"):
+        zoo.check_equivariance(model, x, group=zoo.P4)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -142,7 +145,7 @@ def test_eval_cache_is_used_and_invalidated_by_an_optimiser_step(tiny_model, nam
     model.eval()
     with torch.no_grad():
         after = model(x)
-        assert rel_error(after, before) > 1e-3  # the step changed the eval output...
+        assert relative_error(after, before) > 1e-3  # the step changed the eval output...
         for c in convs:  # ...through freshly expanded filters
             c._cache = None
         assert torch.equal(model(x), after)
@@ -191,10 +194,10 @@ def test_channels_last_input_gives_the_same_model(tiny_model, name) -> None:
         with torch.no_grad():
             outputs.append((logits.detach(), net(image)))
     (train_ref, eval_ref), (train_cl, eval_cl) = outputs
-    assert rel_error(train_cl, train_ref) < TOL_MODEL64
-    assert rel_error(eval_cl, eval_ref) < TOL_MODEL64
+    assert relative_error(train_cl, train_ref) < TOL_MODEL64
+    assert relative_error(eval_cl, eval_ref) < TOL_MODEL64
     for (key, ours), theirs in zip(model.named_parameters(), reference.parameters(), strict=True):
-        assert rel_error(ours.grad, theirs.grad) < TOL_MODEL64, key
+        assert relative_error(ours.grad, theirs.grad) < TOL_MODEL64, key
     for ours, theirs in zip(model.buffers(), reference.buffers(), strict=True):
         if ours.is_floating_point() and not ours.is_sparse:  # running statistics
-            assert rel_error(ours, theirs) < TOL_MODEL64
+            assert relative_error(ours, theirs) < TOL_MODEL64
