@@ -10,6 +10,10 @@ import torch
 
 import zoo
 from polypseg.checkpoint import (
+    FORMAT,
+    CheckpointMeta,
+    InputSpec,
+    ModelSpec,
     load_checkpoint,
     read_meta,
     resolve_checkpoint,
@@ -68,3 +72,45 @@ def test_missing_run_folder_is_named(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     with pytest.raises(RunError, match="no 'best' checkpoint"):
         resolve_checkpoint(tmp_path / "run")
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint-v1.json"
+COMMITTED = sorted((Path(__file__).parents[1] / "results").glob("**/checkpoints/best.json"))
+
+
+@pytest.mark.parametrize("path", [FIXTURE, *COMMITTED], ids=lambda p: p.parent.parent.name)
+def test_metadata_of_earlier_versions_reads_and_writes_back_unchanged(path: Path) -> None:
+    raw = json.loads(path.read_text())
+    meta = CheckpointMeta.from_json(raw, str(path))
+    assert meta.variant == raw["variant"] and meta.model.kwargs == raw["model"]
+    spec = meta.require_input(str(path))
+    assert (spec.side, spec.depth, spec.threshold) == (
+        raw["input"]["size"], raw["model"]["depth"], raw["threshold"])
+    assert list(spec.mean) == raw["input"]["mean"] and not spec.pad
+    assert meta.metrics == raw["metrics"] and meta.split == raw["split"] and not meta.extra
+    assert meta.to_json() == raw
+
+
+def test_metadata_without_input_keeps_what_it_has_and_says_what_it_lacks() -> None:
+    raw = {"format": FORMAT, "variant": "unet", "model": {}, "input": {"size": 8},
+           "threshold": 0.4, "note": "hand-made"}
+    meta = CheckpointMeta.from_json(raw, "x.json")
+    assert meta.input is None and meta.extra == {"input": {"size": 8}, "threshold": 0.4,
+                                                 "note": "hand-made"}
+    with pytest.raises(RunError, match=r"x\.json: checkpoint metadata lacks input size/mean/std"):
+        meta.require_input("x.json")
+    assert meta.to_json() == raw
+    with pytest.raises(RunError, match="lacks 'model'"):
+        CheckpointMeta.from_json({"format": FORMAT, "variant": "unet"}, "y.json")
+    with pytest.raises(RunError, match="not a polypseg checkpoint"):
+        CheckpointMeta.from_json([], "z.json")
+
+
+def test_input_depth_is_the_model_depth() -> None:
+    spec = ModelSpec("p4", {"in_channels": 3, "out_channels": 1, "width": 1, "depth": 2})
+    with pytest.raises(ValueError, match="depth"):
+        CheckpointMeta(spec, InputSpec(side=16, mean=(0.5,) * 3, std=(0.5,) * 3, depth=3))
+    meta = CheckpointMeta(spec, InputSpec(side=16, mean=(0.5,) * 3, std=(0.5,) * 3, pad=True,
+                                          threshold=0.3, depth=2), epoch=1)
+    assert CheckpointMeta.from_json(meta.to_json(), "m.json") == meta
+    assert meta.to_json()["input"]["pad"] is True and ModelSpec.of(spec.build()) == spec
