@@ -28,15 +28,16 @@ import json
 import platform
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from polypseg.atomic import atomic_write_json, atomic_write_with
 from polypseg.errors import ModelError, RunError
+
+if TYPE_CHECKING:  # the metadata is read without loading torch (reports, bench tables)
+    import torch
+    from torch import nn
 
 FORMAT = "polypseg-checkpoint/1"
 WEIGHTS_SUFFIX = ".safetensors"
@@ -236,6 +237,8 @@ def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a model's numbers, for the metadata."""
     import importlib.metadata as md
 
+    import torch
+
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     for name in ("polypseg", "monai", "e2cnn", "numpy", "albumentations"):
         with contextlib.suppress(md.PackageNotFoundError):
@@ -259,16 +262,14 @@ def _stem(path: str | Path) -> Path:
     return path
 
 
-def save_checkpoint(stem: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
+def save_checkpoint(stem: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
     """Write ``STEM.safetensors`` then ``STEM.json``, each atomically; return the weights path.
 
-    ``meta`` must hold at least ``variant`` and ``model`` (the ``zoo.create`` kwargs). The
-    state_dict is taken in train mode (the mode is restored afterwards).
+    ``meta`` gets the weights' SHA-256, and when it has none the time and the library
+    versions. The state_dict is taken in train mode (the mode is restored afterwards).
     """
     from safetensors.torch import save_file
 
-    if "variant" not in meta or "model" not in meta:
-        raise ValueError("checkpoint metadata needs 'variant' and 'model' (zoo.create kwargs)")
     stem = _stem(stem)
     was_training = model.training
     model.train()
@@ -278,28 +279,27 @@ def save_checkpoint(stem: str | Path, model: nn.Module, meta: dict[str, Any]) ->
         model.train(was_training)
     weights = stem.with_suffix(WEIGHTS_SUFFIX)
     atomic_write_with(weights, lambda tmp: save_file(state, str(tmp)))
-    full_meta = {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta}
-    full_meta.setdefault("versions", library_versions())
-    full_meta["weights_sha256"] = file_sha256(weights)
-    atomic_write_json(stem.with_suffix(META_SUFFIX), full_meta)
+    written = replace(
+        meta,
+        created=meta.created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        versions=meta.versions or library_versions(),
+        weights_sha256=file_sha256(weights),
+    )
+    atomic_write_json(stem.with_suffix(META_SUFFIX), written.to_json())
     return weights
 
 
-def read_meta(stem: str | Path) -> dict[str, Any]:
-    """The metadata of a checkpoint, validated to name a variant and its constructor kwargs."""
+def read_meta(stem: str | Path) -> CheckpointMeta:
+    """The metadata of a checkpoint; :class:`RunError` when it is missing or not checkpoint
+    metadata naming a variant and its constructor kwargs."""
     meta_path = _stem(stem).with_suffix(META_SUFFIX)
     if not meta_path.is_file():
         raise RunError(f"checkpoint metadata not found: {meta_path}")
     try:
-        meta = json.loads(meta_path.read_text())
+        raw = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunError(f"checkpoint metadata is not valid JSON: {meta_path} ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise RunError(f"not a polypseg checkpoint (format {FORMAT!r} expected): {meta_path}")
-    for key in ("variant", "model"):
-        if key not in meta:
-            raise RunError(f"checkpoint metadata lacks {key!r}: {meta_path}")
-    return meta
+    return CheckpointMeta.from_json(raw, str(meta_path))
 
 
 def load_state(stem: str | Path) -> dict[str, torch.Tensor]:
@@ -347,24 +347,18 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str = "c
 def load_checkpoint(
     stem: str | Path,
     expected_variant: str | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the model named by a checkpoint's metadata and load its weights (on CPU).
 
     Returns ``(model, meta)`` with the model in eval mode. ``expected_variant``, when given,
     must equal the checkpoint's variant (a :class:`ModelError` otherwise).
     """
-    import zoo
-
     meta = read_meta(stem)
-    variant = meta["variant"]
-    if expected_variant is not None and variant != expected_variant:
+    if expected_variant is not None and meta.variant != expected_variant:
         raise ModelError(
-            f"checkpoint {_stem(stem)} holds variant {variant!r}, not {expected_variant!r}"
+            f"checkpoint {_stem(stem)} holds variant {meta.variant!r}, not {expected_variant!r}"
         )
-    try:
-        model = zoo.create(variant, **meta["model"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelError(f"checkpoint {_stem(stem)}: cannot build {variant!r}: {err}") from None
+    model = meta.model.build(f"checkpoint {_stem(stem)}")
     load_into(model, load_state(stem), source=f"checkpoint {_stem(stem)}")
     model.eval()
     return model, meta

@@ -27,7 +27,7 @@ KWARGS = {"in_channels": 3, "out_channels": 1, "width": 2, "depth": 2}
 def _save(stem: Path, variant: str = "p4", **kwargs: int) -> torch.nn.Module:
     torch.manual_seed(0)
     model = zoo.create(variant, **{**KWARGS, **kwargs})
-    save_checkpoint(stem, model, {"variant": variant, "model": {**KWARGS, **kwargs}})
+    save_checkpoint(stem, model, CheckpointMeta(ModelSpec(variant, {**KWARGS, **kwargs})))
     return model
 
 
@@ -37,7 +37,7 @@ def test_round_trip_gives_the_same_outputs(tmp_path: Path) -> None:
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-    assert meta["variant"] == "p4" and len(meta["weights_sha256"]) == 64
+    assert meta.variant == "p4" and len(meta.weights_sha256 or "") == 64
     assert resolve_checkpoint(tmp_path / "ckpt" / "best.safetensors") == tmp_path / "ckpt" / "best"
 
 
@@ -114,3 +114,30 @@ def test_input_depth_is_the_model_depth() -> None:
                                           threshold=0.3, depth=2), epoch=1)
     assert CheckpointMeta.from_json(meta.to_json(), "m.json") == meta
     assert meta.to_json()["input"]["pad"] is True and ModelSpec.of(spec.build()) == spec
+
+
+def test_a_run_folder_of_an_earlier_version_opens_for_prediction(tmp_path: Path) -> None:
+    """The fixture's STEM.json (the structure of a committed best.json) beside the weights of
+    a tiny model, written as that version did: every reader opens it through the record."""
+    from safetensors.torch import save_file
+
+    from polypseg.deploy.bundle import load_bundle
+    from polypseg.training.runs import load_run
+
+    raw = json.loads(FIXTURE.read_text())
+    torch.manual_seed(0)
+    model = zoo.create(raw["variant"], **raw["model"])
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(folder / "best.safetensors"))
+    (folder / "best.json").write_text(FIXTURE.read_text())
+    loaded = load_run(tmp_path / "run")
+    assert (loaded.variant, loaded.size, loaded.depth, loaded.threshold) == ("p4", 16, 2, 0.5)
+    assert loaded.meta.epoch == 20 and loaded.meta.params == raw["params"]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), model.eval()(x), rtol=1e-5, atol=1e-6)
+    bundle = load_bundle(tmp_path / "run")
+    assert (bundle.side, bundle.mean, bundle.pad) == (16, tuple(raw["input"]["mean"]), False)
+    assert bundle.info()["model"] == raw["model"] and bundle.info()["metrics"] == raw["metrics"]

@@ -43,6 +43,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from polypseg.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
+from polypseg.checkpoint import CheckpointMeta
 from polypseg.errors import RunError
 from polypseg.training import distributed as dist_
 from polypseg.training.config import TrainConfig
@@ -50,7 +51,7 @@ from polypseg.training.datasets import choose_split, eval_dataset, shard, subset
 from polypseg.training.interrupt import StopFlag
 from polypseg.training.logs import TensorBoardLog, write_metrics_csv
 from polypseg.training.losses import DiceCELoss
-from polypseg.training.models import build_model, count_parameters, model_depth
+from polypseg.training.models import build_model, count_parameters, input_spec
 from polypseg.training.performance import (
     channels_last_default,
     compiled,
@@ -189,14 +190,14 @@ class _Trainer:
 
     def _setup_model(self) -> None:
         config, ctx = self.config, self.ctx
-        self.model, self.model_kwargs = build_model(
+        self.model, self.model_spec = build_model(
             config.model, config.width, config.depth, config.model_options
         )
-        self.depth = model_depth(self.model_kwargs)
-        train_set, val_set = self._make_transforms(self.depth)
+        self.input_spec = input_spec(config.size, self.model_spec, config.threshold)
+        train_set, val_set = self._make_transforms(self.input_spec.depth)
         self.identity = {
             "variant": config.model,
-            "model": self.model_kwargs,
+            "model": self.model_spec.kwargs,
             "size": config.size,
             "split_sha256": self.split_choice.sha256,
             "batch_size": config.batch_size,
@@ -294,7 +295,7 @@ class _Trainer:
             self.split_choice.split.save(split_copy)
         atomic_write_json(
             self.run_dir / "config.json",
-            {**self.config.to_dict(), "resolved_model": self.model_kwargs,
+            {**self.config.to_dict(), "resolved_model": self.model_spec.kwargs,
              "split_sha256": self.split_choice.sha256, "world_size": self.ctx.world_size,
              "resolved_workers": self.workers},
         )
@@ -351,7 +352,7 @@ class _Trainer:
 
         def epoch_of(which: str) -> int | None:
             try:
-                return int(read_meta(self.ckpt_dir / which).get("epoch"))
+                return int(read_meta(self.ckpt_dir / which).epoch)  # None: TypeError
             except (PolypsegError, TypeError, ValueError):
                 return None
 
@@ -379,29 +380,22 @@ class _Trainer:
             + " and metrics.csv from its resume state; nothing was lost"
         )
 
-    def _checkpoint_meta(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _checkpoint_meta(self, row: dict[str, Any]) -> CheckpointMeta:
         from polypseg.checkpoint import library_versions
-        from polypseg.data import NORMALIZE_MEAN, NORMALIZE_STD
 
         split = self.split_choice.split
-        return {
-            "variant": self.config.model,
-            "model": self.model_kwargs,
-            "input": {
-                "size": self.config.size,
-                "mean": list(NORMALIZE_MEAN),
-                "std": list(NORMALIZE_STD),
-            },
-            "threshold": self.config.threshold,
-            "epoch": row["epoch"],
-            "step": row["step"],
-            "metrics": {k: row[k] for k in ("train_loss", "val_loss", "val_dice")},
-            "split_sha256": self.split_choice.sha256,
-            "split": {"dataset": split.dataset, "rule": split.rule, "seed": split.seed},
-            "params": self.n_params,
-            "args": self.config.to_dict(),
-            "versions": library_versions(),
-        }
+        return CheckpointMeta(
+            model=self.model_spec,
+            input=self.input_spec,
+            epoch=row["epoch"],
+            step=row["step"],
+            metrics={k: row[k] for k in ("train_loss", "val_loss", "val_dice")},
+            split_sha256=self.split_choice.sha256,
+            split={"dataset": split.dataset, "rule": split.rule, "seed": split.seed},
+            params=self.n_params,
+            args=self.config.to_dict(),
+            versions=library_versions(),
+        )
 
     # -- the loop ---------------------------------------------------------------------------
     def _complete(self) -> bool:

@@ -83,8 +83,8 @@ def test_two_process_gloo_run_matches_single_process_structure(
     assert [r["step"] for r in rows_ddp] == [2, 4]  # 4 images / (2 ranks x 1) = 2 steps/epoch
     for which in ("best", "last"):
         _, meta = load_checkpoint(ddp / "checkpoints" / which)
-        assert meta["variant"] == "p4"
-        assert set(meta) == set(read_meta(single / "checkpoints" / which))
+        assert meta.variant == "p4"
+        assert set(meta.to_json()) == set(read_meta(single / "checkpoints" / which).to_json())
     assert load_state(state_path(ddp))["data_order"]["world_size"] == 2
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
     # rank 1 wrote nothing of its own: one event file, from rank 0
@@ -138,7 +138,7 @@ def test_every_variant_logs_the_validation_of_its_checkpoint(
     _torchrun(dataclasses.asdict(config))
 
     logged = read_metrics_csv(run / "metrics.csv")[-1]
-    assert read_meta(run / "checkpoints" / "best")["metrics"]["val_dice"] == logged["val_dice"]
+    assert read_meta(run / "checkpoints" / "best").metrics["val_dice"] == logged["val_dice"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -33,7 +33,7 @@ def kill_at_checkpoint_of_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> 
     real = polypseg.checkpoint.save_checkpoint
 
     def save(stem, model, meta):
-        if meta.get("epoch") == epoch:
+        if meta.epoch == epoch:
             raise Killed
         return real(stem, model, meta)
 
