@@ -141,6 +141,7 @@ class _Trainer:
         seed_everything(config.seed)
         if config.deterministic:
             _make_deterministic()
+        self._resolve_model()
         self._setup_data()
         self._setup_model()
         self._setup_progress()
@@ -166,10 +167,19 @@ class _Trainer:
             )
         return None
 
+    def _resolve_model(self) -> None:
+        """The model and its specs, first: the depth they resolve (the zoo's default unless
+        ``config.depth``) fixes the size rule of the data's transforms."""
+        config = self.config
+        self.model, self.model_spec = build_model(
+            config.model, config.width, config.depth, config.model_options
+        )
+        self.input_spec = input_spec(config.size, self.model_spec, config.threshold)
+
     def _setup_data(self) -> None:
         from polypseg.data import SegmentationDataset, build_transforms, discover
 
-        config = self.config
+        config, spec = self.config, self.input_spec
         self.index = discover(config.data)
         self.split_choice = choose_split(
             self.index,
@@ -180,25 +190,21 @@ class _Trainer:
         split = self.split_choice.split
         self.train_pairs = subset_pairs(self.index, split, "train", config.limit_train)
         self.val_pairs = subset_pairs(self.index, split, "val", config.limit_val)
-        self._make_transforms = lambda depth: (
-            SegmentationDataset(
-                self.train_pairs,
-                build_transforms(config.size, train=True, rot_aug=config.rot_aug, depth=depth),
-            ),
-            eval_dataset(self.val_pairs, config.size, depth),
+        train_set = SegmentationDataset(
+            self.train_pairs,
+            build_transforms(spec.side, train=True, rot_aug=config.rot_aug, depth=spec.depth),
         )
+        self.train_set = SeededAugmentation(train_set, config.seed)
+        val_set = eval_dataset(self.val_pairs, spec.side, spec.depth)
+        self.val_set, self.val_indices = shard(val_set, self.ctx.rank, self.ctx.world_size)
+        self.n_val = len(val_set)
 
     def _setup_model(self) -> None:
         config, ctx = self.config, self.ctx
-        self.model, self.model_spec = build_model(
-            config.model, config.width, config.depth, config.model_options
-        )
-        self.input_spec = input_spec(config.size, self.model_spec, config.threshold)
-        train_set, val_set = self._make_transforms(self.input_spec.depth)
         self.identity = {
             "variant": config.model,
             "model": self.model_spec.kwargs,
-            "size": config.size,
+            "size": self.input_spec.side,
             "split_sha256": self.split_choice.sha256,
             "batch_size": config.batch_size,
         }
@@ -219,7 +225,6 @@ class _Trainer:
             param_groups(self.model, config.lr, config.weight_decay),
             lr=config.lr, weight_decay=config.weight_decay,
         )
-        self.train_set = SeededAugmentation(train_set, config.seed)
         self.sampler = ResumableSampler(self.train_set, ctx.world_size, ctx.rank, config.seed)
         self.steps_per_epoch = math.ceil(self.sampler.num_samples / config.batch_size)
         self.scheduler = warmup_cosine(
@@ -232,8 +237,6 @@ class _Trainer:
         self.workers = (
             dist_.auto_workers(ctx.device) if config.workers is None else config.workers
         )
-        self.val_set, self.val_indices = shard(val_set, ctx.rank, ctx.world_size)
-        self.n_val = len(val_set)
         self.n_params = count_parameters(self.model)
         # position in training
         self.epoch, self.batches_done, self.step = 0, 0, 0
