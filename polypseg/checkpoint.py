@@ -302,7 +302,7 @@ def read_meta(stem: str | Path) -> CheckpointMeta:
     return CheckpointMeta.from_json(raw, str(meta_path))
 
 
-def load_state(stem: str | Path) -> dict[str, torch.Tensor]:
+def load_weights(stem: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of ``STEM.safetensors`` (no pickle is ever read)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -359,7 +359,7 @@ def load_checkpoint(
             f"checkpoint {_stem(stem)} holds variant {meta.variant!r}, not {expected_variant!r}"
         )
     model = meta.model.build(f"checkpoint {_stem(stem)}")
-    load_into(model, load_state(stem), source=f"checkpoint {_stem(stem)}")
+    load_into(model, load_weights(stem), source=f"checkpoint {_stem(stem)}")
     model.eval()
     return model, meta
 

@@ -143,11 +143,6 @@ def source_sha256(meta: dict[str, Any]) -> str | None:
     return meta.get("weights_sha256")
 
 
-def count_parameters(module: nn.Module) -> int:
-    """Number of scalar parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters())
-
-
 def frozen(model: nn.Module) -> nn.Module:
     """``model.export()`` (expanded filters in plain convs) in eval mode, or ``model`` itself."""
     exporter = getattr(model, "export", None)
@@ -205,15 +200,16 @@ def _load_export(folder: Path, threads: int | None) -> ModelBundle:
 
 def load_state_export(folder: Path, spec: ModelSpec) -> nn.Module:
     """Rebuild the plain module of a "state" export (``zoo.create(...).export()``) and load it."""
-    from polypseg.checkpoint import load_into, load_state
+    from polypseg.checkpoint import load_into, load_weights
 
     plain = frozen(spec.build(str(folder)))
-    load_into(plain, load_state(folder / "model"), source=f"export {folder}")
+    load_into(plain, load_weights(folder / "model"), source=f"export {folder}")
     return plain.eval()
 
 
 def _load_checkpoint(path: Path) -> ModelBundle:
     from polypseg.checkpoint import load_checkpoint, resolve_checkpoint
+    from polypseg.training.models import count_parameters  # with zoo, never for exports
 
     stem = resolve_checkpoint(path)
     model, meta = load_checkpoint(stem)

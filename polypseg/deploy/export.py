@@ -44,11 +44,11 @@ from polypseg.deploy.bundle import (
     ONNX_INPUT,
     ONNX_OUTPUT,
     OnnxModule,
-    count_parameters,
     frozen,
     load_state_export,
 )
 from polypseg.errors import PolypsegError
+from polypseg.training.models import count_parameters
 
 #: Export formats of ``polypseg export``.
 FORMATS = tuple(ARTIFACTS)

@@ -62,8 +62,14 @@ from polypseg.training.prefetch import prefetch
 from polypseg.training.progress import Bars, bars, want_progress
 from polypseg.training.sampling import ResumableSampler, SeededAugmentation
 from polypseg.training.schedule import warmup_cosine
-from polypseg.training.state import capture_rng, check_identity, load_state, restore_rng, state_path
-from polypseg.training.state import save_state as write_state
+from polypseg.training.state import (
+    capture_rng,
+    check_identity,
+    load_resume_state,
+    restore_rng,
+    save_resume_state,
+    state_path,
+)
 from zoo.optim import param_groups, regularisation
 
 
@@ -159,7 +165,7 @@ class _Trainer:
                     "its first epoch was saved; training it again from epoch 1"
                 )
                 return None
-            return load_state(state_path(self.run_dir))
+            return load_resume_state(state_path(self.run_dir))
         if state_path(self.run_dir).exists() or (self.ckpt_dir / "best.json").exists():
             raise RunError(
                 f"run folder {self.run_dir} already holds a run; continue it with --resume "
@@ -312,7 +318,7 @@ class _Trainer:
             self.model.train(was_training)
 
     def _save_state(self) -> None:
-        write_state(
+        save_resume_state(
             state_path(self.run_dir),
             {
                 "identity": self.identity,

@@ -64,5 +64,5 @@ def input_spec(size: int, model: ModelSpec, threshold: float) -> InputSpec:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of scalar parameters of ``model`` (every zoo model trains all of its own)."""
+    return sum(p.numel() for p in model.parameters())
