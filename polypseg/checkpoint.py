@@ -23,7 +23,6 @@ The metadata is one typed record, :class:`CheckpointMeta` (a :class:`ModelSpec` 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import platform
 import time
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from polypseg.atomic import atomic_write_json, atomic_write_with
 from polypseg.errors import ModelError, RunError
+from polypseg.hashing import file_sha256
 
 if TYPE_CHECKING:  # the metadata is read without loading torch (reports, bench tables)
     import torch
@@ -244,15 +244,6 @@ def library_versions() -> dict[str, str]:
         with contextlib.suppress(md.PackageNotFoundError):
             versions[name] = md.version(name)
     return versions
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stem(path: str | Path) -> Path:

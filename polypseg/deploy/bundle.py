@@ -171,7 +171,7 @@ def read_export_meta(folder: Path) -> dict[str, Any]:
 
 
 def _load_export(folder: Path, threads: int | None) -> ModelBundle:
-    from polypseg.checkpoint import file_sha256
+    from polypseg.hashing import file_sha256
 
     meta = read_export_meta(folder)
     kind = meta["export_format"]

@@ -48,6 +48,7 @@ from polypseg.deploy.bundle import (
     load_state_export,
 )
 from polypseg.errors import PolypsegError
+from polypseg.hashing import file_sha256
 from polypseg.training.models import count_parameters
 
 #: Export formats of ``polypseg export``.
@@ -217,7 +218,6 @@ def export_run(
         calibration_images = quant.DEFAULT_CALIBRATION_IMAGES
     quant.check_options(fmt, quantize, max_dice_drop, calibration_images)
     from polypseg.checkpoint import (
-        file_sha256,
         library_versions,
         load_checkpoint,
         resolve_checkpoint,
