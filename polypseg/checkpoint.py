@@ -26,7 +26,7 @@ import contextlib
 import json
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -246,6 +246,20 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+@contextlib.contextmanager
+def train_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in train mode for the block, then back in its mode before, also when the
+    block raises. State dicts are taken and loaded in train mode: in eval mode e2cnn adds its
+    expanded ``filter`` buffers. (MONAI's ``train_mode`` does the same, but loading monai takes
+    seconds, and checkpoints are read where it is not loaded: ``predict``, ``serve``.)"""
+    was_training = model.training
+    model.train()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def _stem(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix in (WEIGHTS_SUFFIX, META_SUFFIX):
@@ -262,12 +276,8 @@ def save_checkpoint(stem: str | Path, model: nn.Module, meta: CheckpointMeta) ->
     from safetensors.torch import save_file
 
     stem = _stem(stem)
-    was_training = model.training
-    model.train()
-    try:
+    with train_mode(model):
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    finally:
-        model.train(was_training)
     weights = stem.with_suffix(WEIGHTS_SUFFIX)
     atomic_write_with(weights, lambda tmp: save_file(state, str(tmp)))
     written = replace(
@@ -308,10 +318,18 @@ def load_weights(stem: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Load ``state`` into ``model`` (in train mode), with a clear error on any mismatch."""
-    was_training = model.training
-    model.train()
-    expected = model.state_dict()
+    """Load ``state`` into ``model`` (in train mode), with a clear error on any mismatch; the
+    model keeps its mode, also when it raises."""
+    with train_mode(model):
+        expected = model.state_dict()
+        _check_fits(expected, state, source)
+        model.load_state_dict(state, strict=True)
+
+
+def _check_fits(
+    expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str
+) -> None:
+    """:class:`ModelError` naming the missing, unexpected and reshaped tensors, if any."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(
@@ -331,8 +349,6 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str = "c
             f"{source} does not fit this model: " + "; ".join(parts)
             + ". Was it saved from another variant, width or depth?"
         )
-    model.load_state_dict(state, strict=True)
-    model.train(was_training)
 
 
 def load_checkpoint(

@@ -15,6 +15,8 @@ from polypseg.checkpoint import (
     InputSpec,
     ModelSpec,
     load_checkpoint,
+    load_into,
+    load_weights,
     read_meta,
     resolve_checkpoint,
     save_checkpoint,
@@ -141,3 +143,15 @@ def test_a_run_folder_of_an_earlier_version_opens_for_prediction(tmp_path: Path)
     bundle = load_bundle(tmp_path / "run")
     assert (bundle.side, bundle.mean, bundle.pad) == (16, tuple(raw["input"]["mean"]), False)
     assert bundle.info()["model"] == raw["model"] and bundle.info()["metrics"] == raw["metrics"]
+
+
+def test_load_into_keeps_the_model_mode_also_when_it_refuses(tmp_path: Path) -> None:
+    model = _save(tmp_path / "best", "p4")
+    state = load_weights(tmp_path / "best")
+    for training in (False, True):
+        model.train(training)
+        load_into(model, state)
+        assert model.training is training
+        with pytest.raises(ModelError, match="1 missing"):
+            load_into(model, {k: v for k, v in list(state.items())[1:]})
+        assert model.training is training  # not left in train mode by the refusal

@@ -43,7 +43,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from polypseg.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
-from polypseg.checkpoint import CheckpointMeta
+from polypseg.checkpoint import CheckpointMeta, train_mode
 from polypseg.errors import RunError
 from polypseg.training import distributed as dist_
 from polypseg.training.config import TrainConfig
@@ -310,12 +310,8 @@ class _Trainer:
         )
 
     def _model_state(self) -> dict[str, torch.Tensor]:
-        was_training = self.model.training
-        self.model.train()
-        try:
+        with train_mode(self.model):
             return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        finally:
-            self.model.train(was_training)
 
     def _save_state(self) -> None:
         save_resume_state(
@@ -529,29 +525,29 @@ class _Trainer:
     def _validate(self) -> tuple[float, float]:
         """Validation ``(mean Dice, mean loss)`` over every image of every rank."""
         from monai.metrics import DiceMetric
+        from monai.networks.utils import eval_mode  # monai is loaded here anyway
 
         config, device = self.config, self.ctx.device
         model = self.model
         dist_.broadcast_buffers(self.ctx, model)  # every rank validates rank 0's checkpoint
-        model.eval()
         metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
         batch_size = config.val_batch_size or config.batch_size
         per_image: list[tuple[int, float]] = []
         loss_sum, position = 0.0, 0
-        for batch in DataLoader(self.val_set, batch_size=batch_size, shuffle=False,
-                                num_workers=self.workers):
-            images = batch["image"].to(device)
-            masks = batch["mask"].to(device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
-                logits = model(images)
-            logits = logits.float()
-            loss_sum += float(self.loss_fn(logits, masks)) * images.shape[0]
-            preds = (torch.sigmoid(logits) >= config.threshold).float()
-            scores = metric(preds, masks)[:, 0].cpu().tolist()
-            for score in scores:
-                per_image.append((self.val_indices[position], float(score)))
-                position += 1
-        model.train()
+        with eval_mode(model):
+            for batch in DataLoader(self.val_set, batch_size=batch_size, shuffle=False,
+                                    num_workers=self.workers):
+                images = batch["image"].to(device)
+                masks = batch["mask"].to(device)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
+                    logits = model(images)
+                logits = logits.float()
+                loss_sum += float(self.loss_fn(logits, masks)) * images.shape[0]
+                preds = (torch.sigmoid(logits) >= config.threshold).float()
+                scores = metric(preds, masks)[:, 0].cpu().tolist()
+                for score in scores:
+                    per_image.append((self.val_indices[position], float(score)))
+                    position += 1
         gathered = dist_.gather(self.ctx, (per_image, loss_sum))
         merged = sorted(item for part, _ in gathered for item in part)
         total_loss = sum(part_loss for _, part_loss in gathered)
