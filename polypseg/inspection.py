@@ -83,8 +83,8 @@ def inspect_run(
         "name": loaded.name,
         "checkpoint": str(loaded.stem),
         "variant": loaded.variant,
-        "epoch": loaded.meta.get("epoch"),
-        "params": loaded.meta.get("params"),
+        "epoch": loaded.meta.epoch,
+        "params": loaded.meta.params,
         "summary": learned["summary"] if learned else {"kind": None},
         "layers": learned["layers"] if learned else [],
     }

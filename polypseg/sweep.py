@@ -66,7 +66,7 @@ def _check_compatible(loaded: list[Any]) -> None:
                 f"{other.size} px; sweep runs trained at one size together"
             )
         for key in ("mean", "std"):
-            if other.meta["input"].get(key) != first.meta["input"].get(key):
+            if getattr(other.input, key) != getattr(first.input, key):
                 raise RunError(
                     f"runs {first.name} and {other.name} normalise images differently "
                     f"(input.{key}); they cannot share one set of rotated inputs"
@@ -187,8 +187,8 @@ def _result(
             "name": name,
             "run": str(run.run_dir or run.stem),
             "variant": run.variant,
-            "params": run.meta.get("params"),
-            "epoch": run.meta.get("epoch"),
+            "params": run.meta.params,
+            "epoch": run.meta.epoch,
             "threshold": run.threshold,
             "split_matches_training": choice.sha256 == run.split_sha256,
             "overall": overall,

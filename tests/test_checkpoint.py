@@ -10,7 +10,13 @@ import torch
 
 import zoo
 from polypseg.checkpoint import (
+    FORMAT,
+    CheckpointMeta,
+    InputSpec,
+    ModelSpec,
     load_checkpoint,
+    load_into,
+    load_weights,
     read_meta,
     resolve_checkpoint,
     save_checkpoint,
@@ -23,7 +29,7 @@ KWARGS = {"in_channels": 3, "out_channels": 1, "width": 2, "depth": 2}
 def _save(stem: Path, variant: str = "p4", **kwargs: int) -> torch.nn.Module:
     torch.manual_seed(0)
     model = zoo.create(variant, **{**KWARGS, **kwargs})
-    save_checkpoint(stem, model, {"variant": variant, "model": {**KWARGS, **kwargs}})
+    save_checkpoint(stem, model, CheckpointMeta(ModelSpec(variant, {**KWARGS, **kwargs})))
     return model
 
 
@@ -33,7 +39,7 @@ def test_round_trip_gives_the_same_outputs(tmp_path: Path) -> None:
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-    assert meta["variant"] == "p4" and len(meta["weights_sha256"]) == 64
+    assert meta.variant == "p4" and len(meta.weights_sha256 or "") == 64
     assert resolve_checkpoint(tmp_path / "ckpt" / "best.safetensors") == tmp_path / "ckpt" / "best"
 
 
@@ -68,3 +74,84 @@ def test_missing_run_folder_is_named(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     with pytest.raises(RunError, match="no 'best' checkpoint"):
         resolve_checkpoint(tmp_path / "run")
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint-v1.json"
+COMMITTED = sorted((Path(__file__).parents[1] / "results").glob("**/checkpoints/best.json"))
+
+
+@pytest.mark.parametrize("path", [FIXTURE, *COMMITTED], ids=lambda p: p.parent.parent.name)
+def test_metadata_of_earlier_versions_reads_and_writes_back_unchanged(path: Path) -> None:
+    raw = json.loads(path.read_text())
+    meta = CheckpointMeta.from_json(raw, str(path))
+    assert meta.variant == raw["variant"] and meta.model.kwargs == raw["model"]
+    spec = meta.require_input(str(path))
+    assert (spec.side, spec.depth, spec.threshold) == (
+        raw["input"]["size"], raw["model"]["depth"], raw["threshold"])
+    assert list(spec.mean) == raw["input"]["mean"] and not spec.pad
+    assert meta.metrics == raw["metrics"] and meta.split == raw["split"] and not meta.extra
+    assert meta.to_json() == raw
+
+
+def test_metadata_without_input_keeps_what_it_has_and_says_what_it_lacks() -> None:
+    raw = {"format": FORMAT, "variant": "unet", "model": {}, "input": {"size": 8},
+           "threshold": 0.4, "note": "hand-made"}
+    meta = CheckpointMeta.from_json(raw, "x.json")
+    assert meta.input is None and meta.extra == {"input": {"size": 8}, "threshold": 0.4,
+                                                 "note": "hand-made"}
+    with pytest.raises(RunError, match=r"x\.json: checkpoint metadata lacks input size/mean/std"):
+        meta.require_input("x.json")
+    assert meta.to_json() == raw
+    with pytest.raises(RunError, match="lacks 'model'"):
+        CheckpointMeta.from_json({"format": FORMAT, "variant": "unet"}, "y.json")
+    with pytest.raises(RunError, match="not a polypseg checkpoint"):
+        CheckpointMeta.from_json([], "z.json")
+
+
+def test_input_depth_is_the_model_depth() -> None:
+    spec = ModelSpec("p4", {"in_channels": 3, "out_channels": 1, "width": 1, "depth": 2})
+    with pytest.raises(ValueError, match="depth"):
+        CheckpointMeta(spec, InputSpec(side=16, mean=(0.5,) * 3, std=(0.5,) * 3, depth=3))
+    meta = CheckpointMeta(spec, InputSpec(side=16, mean=(0.5,) * 3, std=(0.5,) * 3, pad=True,
+                                          threshold=0.3, depth=2), epoch=1)
+    assert CheckpointMeta.from_json(meta.to_json(), "m.json") == meta
+    assert meta.to_json()["input"]["pad"] is True and ModelSpec.of(spec.build()) == spec
+
+
+def test_a_run_folder_of_an_earlier_version_opens_for_prediction(tmp_path: Path) -> None:
+    """The fixture's STEM.json (the structure of a committed best.json) beside the weights of
+    a tiny model, written as that version did: every reader opens it through the record."""
+    from safetensors.torch import save_file
+
+    from polypseg.deploy.bundle import load_bundle
+    from polypseg.training.runs import load_run
+
+    raw = json.loads(FIXTURE.read_text())
+    torch.manual_seed(0)
+    model = zoo.create(raw["variant"], **raw["model"])
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(folder / "best.safetensors"))
+    (folder / "best.json").write_text(FIXTURE.read_text())
+    loaded = load_run(tmp_path / "run")
+    assert (loaded.variant, loaded.size, loaded.depth, loaded.threshold) == ("p4", 16, 2, 0.5)
+    assert loaded.meta.epoch == 20 and loaded.meta.params == raw["params"]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), model.eval()(x), rtol=1e-5, atol=1e-6)
+    bundle = load_bundle(tmp_path / "run")
+    assert (bundle.side, bundle.mean, bundle.pad) == (16, tuple(raw["input"]["mean"]), False)
+    assert bundle.info()["model"] == raw["model"] and bundle.info()["metrics"] == raw["metrics"]
+
+
+def test_load_into_keeps_the_model_mode_also_when_it_refuses(tmp_path: Path) -> None:
+    model = _save(tmp_path / "best", "p4")
+    state = load_weights(tmp_path / "best")
+    for training in (False, True):
+        model.train(training)
+        load_into(model, state)
+        assert model.training is training
+        with pytest.raises(ModelError, match="1 missing"):
+            load_into(model, {k: v for k, v in list(state.items())[1:]})
+        assert model.training is training  # not left in train mode by the refusal

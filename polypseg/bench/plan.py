@@ -36,11 +36,11 @@ file and raises :class:`PlanError` with the key, the value and what was expected
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polypseg import geometry
 from polypseg.errors import PolypsegError
 
 #: Test-time augmentations an entry may name (passed to ``evaluate_run(tta=...)``).
@@ -184,18 +184,12 @@ def parse_angles(value: Any) -> tuple[tuple[float, ...], str]:
     Returns the angles and a text form for the tables (``0:360:5``).
     """
     if isinstance(value, str):
-        parts = value.split(":")
         try:
-            start, stop, step = (float(p) for p in parts)
-        except ValueError:
+            return tuple(geometry.parse_angles(value)), value
+        except ValueError as err:
             raise PlanError(
-                f"angles must be 'start:stop:step' (e.g. '0:360:5') or a list, got {value!r}"
+                f"angles must be 'start:stop:step' or a list of numbers: {err}"
             ) from None
-        if step <= 0 or stop <= start:
-            raise PlanError(f"angles {value!r}: need step > 0 and stop > start")
-        count = math.ceil((stop - start) / step - 1e-9)
-        angles = tuple(start + i * step for i in range(count))
-        return angles, value
     if isinstance(value, list) and value and all(
         isinstance(a, (int, float)) and not isinstance(a, bool) for a in value
     ):

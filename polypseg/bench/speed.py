@@ -30,6 +30,9 @@ from typing import Any
 import torch
 from torch import nn
 
+import zoo
+from zoo import count_parameters
+
 #: The MONAI UNet baseline: 5 levels (4 stride-2 downsamplings), 2 residual units per block.
 MONAI_STRIDES = (2, 2, 2, 2)
 MONAI_RES_UNITS = 2
@@ -51,8 +54,6 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     """Build a model from a JSON spec: ``{"kind": "zoo", variant, width, depth}`` or
     ``{"kind": "monai", channels, strides, num_res_units}``."""
     if spec["kind"] == "zoo":
-        import zoo
-
         kwargs = {"width": spec["width"]}
         if spec.get("depth") is not None:
             kwargs["depth"] = spec["depth"]
@@ -71,11 +72,6 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     raise ValueError(f"unknown model spec kind {spec['kind']!r}")
 
 
-def count_params(model: nn.Module) -> int:
-    """Trainable parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def monai_spec(base: int) -> dict[str, Any]:
     """The MONAI UNet spec with base channels ``base`` (doubling over 5 levels)."""
     return {
@@ -91,7 +87,7 @@ def match_monai(target_params: int, search: range = range(2, 65)) -> dict[str, A
     best: tuple[int, dict[str, Any]] | None = None
     for base in search:
         spec = monai_spec(base)
-        gap = abs(count_params(build_from_spec(spec)) - target_params)
+        gap = abs(count_parameters(build_from_spec(spec)) - target_params)
         if best is None or gap < best[0]:
             best = (gap, spec)
         elif gap > best[0]:
@@ -119,14 +115,14 @@ def build_cases(
     cases = []
     spec = match_monai(target_params)
     model = build_from_spec(spec)
-    cases.append(ModelCase("monai-unet", spec, model, count_params(model),
+    cases.append(ModelCase("monai-unet", spec, model, count_parameters(model),
                            describe_macs(model, size)))
     for variant in variants:
         kw = {} if depth is None else {"depth": depth}
         width = zoo.match_params(variant, target_params, **kw)
         spec = {"kind": "zoo", "variant": variant, "width": int(width), "depth": depth}
         model = build_from_spec(spec)
-        cases.append(ModelCase(variant, spec, model, count_params(model),
+        cases.append(ModelCase(variant, spec, model, count_parameters(model),
                                describe_macs(model, size)))
     return cases
 

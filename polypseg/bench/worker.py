@@ -17,7 +17,6 @@ from pathlib import Path
 
 from polypseg.atomic import atomic_write_json
 from polypseg.bench.runs import Evaluation, Progress, RunSpec, eval_file, quiet, sweep_file
-from polypseg.errors import RunError
 
 
 def _train(spec: RunSpec, resume: bool, device: str, progress: Progress) -> None:
@@ -29,12 +28,9 @@ def _train(spec: RunSpec, resume: bool, device: str, progress: Progress) -> None
     marker = spec.bench_dir / "train.json"
     if marker.is_file():
         return
-    partial = state_path(run_dir).is_file()
-    if partial and not resume:
-        raise RunError(
-            f"run {spec.key} in {run_dir} was interrupted (a resume state but no "
-            "bench/train.json); rerun with --resume to continue it, or delete the folder"
-        )
+    # the loop owns the rule (a folder holding a run is refused unless resumed); here a
+    # --resume of the plan continues each interrupted run and starts the others afresh
+    partial = resume and state_path(run_dir).is_file()
     config = TrainConfig(**dict(spec.train, quiet=True, resume=partial, device=device))
     progress(f"{spec.key}: training{' (resumed)' if partial else ''}")
     start = time.perf_counter()

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from polypseg.data.clinicdb import sequence_frames
+from polypseg.data.formats import LOSSY_SUFFIXES
 from polypseg.data.io import (
-    LOSSY_SUFFIXES,
     MASK_THRESHOLD,
     binarize,
     read_image,

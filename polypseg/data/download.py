@@ -8,7 +8,6 @@ Ctrl-C included, removes the temporary folder: nothing half-done is left behind.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from polypseg.data.layouts import DatasetIndex, canonical_dataset, discover, find_dataset_root
 from polypseg.errors import DataError
+from polypseg.hashing import file_sha256
 
 #: Seconds to wait for a connection (and for each read) before giving up.
 DEFAULT_TIMEOUT = 10.0
@@ -93,15 +93,6 @@ def _fetch(url: str, target: Path, timeout: float, progress: Progress | None) ->
             f"cannot download {url}: {reason} (offline? fetch the archive another way and pass "
             "--archive FILE)"
         ) from err
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _inside(base: Path, member: str) -> bool:

@@ -12,21 +12,13 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from polypseg.data.formats import LOSSY_SUFFIXES
+from polypseg.data.layouts import Pair
 from polypseg.errors import DataError
-
-if TYPE_CHECKING:
-    from polypseg.data.layouts import Pair
-
-#: File name suffixes (lower case) read as images or masks; anything else in a folder is ignored.
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
-
-#: Lossy formats: a mask stored in one of them is never read as a 0/1 mask (see :func:`binarize`).
-LOSSY_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg"})
 
 #: Mask pixels above this value are foreground.
 MASK_THRESHOLD = 127

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from polypseg.data.clinicdb import frame_number, sequence_of
-from polypseg.data.io import IMAGE_SUFFIXES
+from polypseg.data.formats import IMAGE_SUFFIXES
 from polypseg.errors import DataError
 
 KVASIR = "kvasir-seg"

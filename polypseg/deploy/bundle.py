@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from polypseg.checkpoint import InputSpec, ModelSpec
 from polypseg.errors import ModelError, RunError
 
 #: ``export.json``'s format tag.
@@ -79,8 +80,10 @@ class ModelBundle:
 
     #: ``(B, 3, S, S)`` normalised float32 -> ``(B, 1, S, S)`` logits; eval mode.
     module: nn.Module
-    #: The checkpoint's or the export's metadata.
+    #: The checkpoint's or the export's metadata (the JSON object).
     meta: dict[str, Any]
+    #: How to feed the module and cut its output (from ``meta``).
+    input: InputSpec
     #: ``"checkpoint"``, ``"torchscript"``, ``"onnx"`` or ``"state"``.
     kind: str
     #: Stable identifier: variant and the first 12 hex digits of the source weights' SHA-256.
@@ -94,28 +97,27 @@ class ModelBundle:
     @property
     def side(self) -> int:
         """Square input side the model was trained at."""
-        return int(self.meta["input"]["size"])
+        return self.input.side
 
     @property
-    def mean(self) -> tuple[float, float, float]:
+    def mean(self) -> tuple[float, ...]:
         """RGB mean on the 0-1 scale."""
-        return tuple(float(v) for v in self.meta["input"]["mean"])  # type: ignore[return-value]
+        return self.input.mean
 
     @property
-    def std(self) -> tuple[float, float, float]:
+    def std(self) -> tuple[float, ...]:
         """RGB standard deviation on the 0-1 scale."""
-        return tuple(float(v) for v in self.meta["input"]["std"])  # type: ignore[return-value]
+        return self.input.std
 
     @property
     def pad(self) -> bool:
         """Whether training letterboxed (kept the aspect ratio and padded) instead of stretching."""
-        return bool(self.meta["input"].get("pad", False))
+        return self.input.pad
 
     @property
     def threshold(self) -> float:
         """Probability threshold chosen at training (0.5 when none was recorded)."""
-        value = self.meta.get("threshold")
-        return 0.5 if value is None else float(value)
+        return self.input.threshold
 
     def info(self) -> dict[str, Any]:
         """Public description (``GET /v1/model``): no file names or paths."""
@@ -141,22 +143,11 @@ def source_sha256(meta: dict[str, Any]) -> str | None:
     return meta.get("weights_sha256")
 
 
-def count_parameters(module: nn.Module) -> int:
-    """Number of scalar parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters())
-
-
 def frozen(model: nn.Module) -> nn.Module:
     """``model.export()`` (expanded filters in plain convs) in eval mode, or ``model`` itself."""
     exporter = getattr(model, "export", None)
     plain = exporter() if callable(exporter) else model
     return plain.eval()
-
-
-def _check_input_meta(meta: dict[str, Any], where: str) -> None:
-    spec = meta.get("input")
-    if not isinstance(spec, dict) or not {"size", "mean", "std"} <= set(spec):
-        raise RunError(f"{where}: metadata lacks input size/mean/std")
 
 
 def _model_id(meta: dict[str, Any]) -> str:
@@ -175,12 +166,12 @@ def read_export_meta(folder: Path) -> dict[str, Any]:
         raise RunError(f"not a polypseg export (format {EXPORT_FORMAT!r} expected): {path}")
     if meta.get("export_format") not in ARTIFACTS:
         raise RunError(f"{path}: unknown export_format {meta.get('export_format')!r}")
-    _check_input_meta(meta, str(path))
+    InputSpec.from_meta(meta, str(path))  # RunError when it lacks one
     return meta
 
 
 def _load_export(folder: Path, threads: int | None) -> ModelBundle:
-    from polypseg.checkpoint import file_sha256
+    from polypseg.hashing import file_sha256
 
     meta = read_export_meta(folder)
     kind = meta["export_format"]
@@ -191,7 +182,8 @@ def _load_export(folder: Path, threads: int | None) -> ModelBundle:
     if expected and file_sha256(artifact) != expected:
         raise ModelError(f"{artifact} does not match the SHA-256 in {EXPORT_META} (modified?)")
     params = meta.get("parameters")
-    common = {"meta": meta, "kind": kind, "model_id": _model_id(meta), "params": params}
+    common = {"meta": meta, "input": InputSpec.from_meta(meta, str(folder / EXPORT_META)),
+              "kind": kind, "model_id": _model_id(meta), "params": params}
     if kind == "onnx":
         return ModelBundle(module=OnnxModule(artifact, threads), thread_safe=True, **common)
     if kind == "torchscript":
@@ -202,33 +194,33 @@ def _load_export(folder: Path, threads: int | None) -> ModelBundle:
         except (RuntimeError, ValueError) as err:
             raise ModelError(f"cannot load TorchScript {artifact}: {err}") from None
         return ModelBundle(module=module.eval(), **common)
-    return ModelBundle(module=load_state_export(folder, meta), **common)
+    spec = ModelSpec.from_meta(meta, str(folder / EXPORT_META))
+    return ModelBundle(module=load_state_export(folder, spec), **common)
 
 
-def load_state_export(folder: Path, meta: dict[str, Any]) -> nn.Module:
+def load_state_export(folder: Path, spec: ModelSpec) -> nn.Module:
     """Rebuild the plain module of a "state" export (``zoo.create(...).export()``) and load it."""
-    import zoo
-    from polypseg.checkpoint import load_into, load_state
+    from polypseg.checkpoint import load_into, load_weights
 
-    try:
-        plain = frozen(zoo.create(meta["variant"], **meta["model"]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelError(f"{folder}: cannot rebuild {meta.get('variant')!r}: {err}") from None
-    load_into(plain, load_state(folder / "model"), source=f"export {folder}")
+    plain = frozen(spec.build(str(folder)))
+    load_into(plain, load_weights(folder / "model"), source=f"export {folder}")
     return plain.eval()
 
 
 def _load_checkpoint(path: Path) -> ModelBundle:
     from polypseg.checkpoint import load_checkpoint, resolve_checkpoint
+    from polypseg.training.models import count_parameters  # with zoo, never for exports
 
     stem = resolve_checkpoint(path)
     model, meta = load_checkpoint(stem)
-    _check_input_meta(meta, str(stem))
+    spec = meta.require_input(str(stem))
+    raw = meta.to_json()
     return ModelBundle(
         module=frozen(model),
-        meta=meta,
+        meta=raw,
+        input=spec,
         kind="checkpoint",
-        model_id=_model_id(meta),
+        model_id=_model_id(raw),
         params=count_parameters(model),
     )
 

@@ -36,6 +36,7 @@ from polypseg.atomic import (
     stale_temps,
     temp_prefix,
 )
+from polypseg.checkpoint import ModelSpec
 from polypseg.deploy.bundle import (
     ARTIFACTS,
     EXPORT_FORMAT,
@@ -43,11 +44,12 @@ from polypseg.deploy.bundle import (
     ONNX_INPUT,
     ONNX_OUTPUT,
     OnnxModule,
-    count_parameters,
     frozen,
     load_state_export,
 )
-from polypseg.errors import ModelError, PolypsegError
+from polypseg.errors import PolypsegError
+from polypseg.hashing import file_sha256
+from polypseg.training.models import count_parameters
 
 #: Export formats of ``polypseg export``.
 FORMATS = tuple(ARTIFACTS)
@@ -140,7 +142,7 @@ def _write_state(plain: nn.Module, path: Path) -> dict[str, Any]:
     return {}
 
 
-def _reload(fmt: str, folder: Path, meta: dict[str, Any]) -> nn.Module:
+def _reload(fmt: str, folder: Path, spec: ModelSpec) -> nn.Module:
     artifact = folder / ARTIFACTS[fmt]
     if fmt == "torchscript":
         with _quiet():
@@ -150,7 +152,7 @@ def _reload(fmt: str, folder: Path, meta: dict[str, Any]) -> nn.Module:
 
         onnx.checker.check_model(str(artifact))
         return OnnxModule(artifact)
-    return load_state_export(folder, meta)
+    return load_state_export(folder, spec)
 
 
 def parity_input(side: int, batch: int = 2, seed: int = PARITY_SEED) -> torch.Tensor:
@@ -216,7 +218,6 @@ def export_run(
         calibration_images = quant.DEFAULT_CALIBRATION_IMAGES
     quant.check_options(fmt, quantize, max_dice_drop, calibration_images)
     from polypseg.checkpoint import (
-        file_sha256,
         library_versions,
         load_checkpoint,
         resolve_checkpoint,
@@ -232,10 +233,8 @@ def export_run(
         raise ExportError(f"output {out} already exists (use --overwrite to replace it)")
     stem = resolve_checkpoint(run, which)
     model, meta = load_checkpoint(stem)
-    spec = meta.get("input") or {}
-    if "size" not in spec:
-        raise ModelError(f"checkpoint {stem} lacks input.size in its metadata")
-    side = int(spec["size"])
+    spec = meta.require_input(f"checkpoint {stem}")
+    side = spec.side
     example = parity_input(side)
     with torch.no_grad():
         reference = model(example)
@@ -254,7 +253,7 @@ def export_run(
                 else:
                     details = _write_state(plain, artifact)
                 apply_umask(artifact)  # safetensors writes 0600 whatever the umask
-                reloaded = _reload(fmt, tmp, meta)
+                reloaded = _reload(fmt, tmp, meta.model)
                 diff = max_abs_diff(reloaded(example), reference)
                 batch3 = reloaded(parity_input(side, batch=3, seed=PARITY_SEED + 1))
         except PolypsegError:
@@ -262,7 +261,7 @@ def export_run(
         except Exception as err:  # exporters and runtimes raise many types
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise ExportError(
-                f"{fmt} export of {meta['variant']!r} failed: {type(err).__name__}: {first}"
+                f"{fmt} export of {meta.variant!r} failed: {type(err).__name__}: {first}"
             ) from err
         if diff > tolerance:
             raise ExportError(
@@ -287,19 +286,18 @@ def export_run(
             "export_format": fmt,
             "file": artifact.name,
             "sha256": file_sha256(artifact),
-            "variant": meta["variant"],
-            "model": meta["model"],
-            "input": {**spec, "layout": "NCHW float32 RGB, (x/255 - mean)/std"},
+            **meta.model.to_meta(),
+            "input": {**spec.to_meta(), "layout": "NCHW float32 RGB, (x/255 - mean)/std"},
             "output": {"name": ONNX_OUTPUT, "shape": ["batch", 1, side, side], "kind": "logits"},
-            "threshold": meta.get("threshold", 0.5),
-            "metrics": meta.get("metrics") or {},
+            "threshold": spec.threshold,
+            "metrics": meta.metrics or {},
             "parameters": count_parameters(model),
             "exported_parameters": count_parameters(plain),
             "source": {
                 "checkpoint": stem.name,
                 "sha256": file_sha256(stem.with_suffix(".safetensors")),
-                "epoch": meta.get("epoch"),
-                "created": meta.get("created"),
+                "epoch": meta.epoch,
+                "created": meta.created,
             },
             "opset": None,
             **details,

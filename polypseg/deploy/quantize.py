@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from polypseg.checkpoint import CheckpointMeta
 from polypseg.errors import PolypsegError
 
 #: Quantisation schemes of ``polypseg export --quantize``.
@@ -71,7 +72,7 @@ def _stack(pairs: list[Any], size: int, depth: int | None) -> tuple[np.ndarray, 
 
 def run_images(
     stem: Path,
-    meta: dict[str, Any],
+    meta: CheckpointMeta,
     data: str | Path | None,
     calibration_images: int,
     val_limit: int | None,
@@ -80,7 +81,7 @@ def run_images(
     ``stem``; :class:`QuantizationError` when its split or dataset cannot be found."""
     from polypseg.data import discover, load_split
     from polypseg.training.config import read_json_config
-    from polypseg.training.datasets import read_run_input, subset_pairs
+    from polypseg.training.datasets import subset_pairs
 
     run_dir = stem.parent.parent if stem.parent.name == "checkpoints" else None
     split_file = run_dir / "split.json" if run_dir is not None else None
@@ -97,10 +98,11 @@ def run_images(
                 f"{run_dir}: pass --data DIR (the dataset the run was trained on)"
             )
     split = load_split(split_file)
-    if meta.get("split_sha256") and meta["split_sha256"] != split.sha256():
+    if meta.split_sha256 and meta.split_sha256 != split.sha256():
         raise QuantizationError(f"{split_file} is not the split the checkpoint was trained on")
     index = discover(data)
-    size, depth = read_run_input(meta, str(stem))
+    spec = meta.require_input(str(stem))
+    size, depth = spec.side, spec.depth
     train_pairs = subset_pairs(index, split, "train")
     step = max(1, len(train_pairs) // max(1, calibration_images))
     chosen = train_pairs[::step][:calibration_images]
@@ -244,7 +246,7 @@ def check_options(fmt: str, scheme: str | None, max_dice_drop: float, calibratio
 def make_int8(
     artifact: Path,
     stem: Path,
-    meta: dict[str, Any],
+    meta: CheckpointMeta,
     float_module: nn.Module,
     *,
     data: str | Path | None,
@@ -261,7 +263,7 @@ def make_int8(
     images = run_images(stem, meta, data, calibration_images, val_limit)
     int8_path = artifact.with_name(artifact.stem + ".int8.onnx")
     settings = quantize_int8(artifact, int8_path, images.calibration)
-    threshold = float(meta.get("threshold", 0.5))
+    threshold = meta.require_input(str(stem)).threshold
     quality = quality_gate(float_module, OnnxModule(int8_path), images, threshold, max_dice_drop)
     os.replace(int8_path, artifact)
     return {

@@ -15,7 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polypseg.data.io import IMAGE_SUFFIXES, not_a_file, read_image
+from polypseg.data.formats import IMAGE_SUFFIXES
+from polypseg.data.io import not_a_file, read_image
 from polypseg.errors import DataError
 
 #: Video suffixes read frame by frame through OpenCV.

@@ -19,7 +19,14 @@ from typing import Any
 from polypseg.bench.report import format_count, format_seconds
 from polypseg.report import html
 from polypseg.report.gallery import ONLY_ROTATED, ONLY_ZERO, Gallery, build_gallery
-from polypseg.report.inputs import Study, SweepResult, collect, read_json, resolve_recorded
+from polypseg.report.inputs import (
+    Study,
+    SweepResult,
+    collect,
+    read_json,
+    resolve_recorded,
+    run_meta,
+)
 from polypseg.report.summary import comparison_rows, quality_rows, run_row
 
 Progress = Callable[[str], None]
@@ -279,11 +286,9 @@ def _split_hashes(study: Study) -> dict[str, str]:
             if row["dataset"] in hashes:
                 continue
             run_dir = resolve_recorded(row.get("run"), result.path)
-            meta = run_dir / "checkpoints" / "best.json" if run_dir else None
-            if meta is not None and meta.is_file():
-                value = read_json(meta).get("split_sha256")
-                if value:
-                    hashes[row["dataset"]] = str(value)
+            meta = run_meta(run_dir) if run_dir else None
+            if meta is not None and meta.split_sha256:
+                hashes[row["dataset"]] = str(meta.split_sha256)
     return hashes
 
 

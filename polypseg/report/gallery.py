@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from polypseg.checkpoint import InputSpec
 from polypseg.errors import PolypsegError, RunError
 from polypseg.report.inputs import ModelView, read_json
 
@@ -93,10 +94,10 @@ def lowest_dice(eval_file: Path, count: int) -> list[tuple[str, float]]:
     return sorted(scored, key=lambda item: (item[1], item[0]))[:count]
 
 
-def _display(image: Any, meta: dict[str, Any]) -> np.ndarray:
+def _display(image: Any, spec: InputSpec) -> np.ndarray:
     """The normalised ``(3, S, S)`` tensor back to an ``(S, S, 3)`` uint8 RGB picture."""
-    mean = np.asarray(meta["input"].get("mean", (0.0, 0.0, 0.0)), np.float32)[:, None, None]
-    std = np.asarray(meta["input"].get("std", (1.0, 1.0, 1.0)), np.float32)[:, None, None]
+    mean = np.asarray(spec.mean, np.float32)[:, None, None]
+    std = np.asarray(spec.std, np.float32)[:, None, None]
     rgb = image.numpy() * std + mean
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(1, 2, 0)
 
@@ -171,7 +172,7 @@ def _consistency_rows(model: _Model, picks: list[tuple[str, float, float]]) -> l
                                  binarize(probs_rot, threshold) * disc_t)[0])
         at_zero = (probs0[0, 0] >= threshold).numpy() & disc
         back = (rotate(probs_rot, -angle)[0, 0] >= threshold).numpy() & disc
-        rgb = _outside_disc(_display(item["image"], model.run.meta), disc)
+        rgb = _outside_disc(_display(item["image"], model.run.input), disc)
         turn = f"{angle:g}°"
         rows.append(GalleryRow(
             stem=stem, score=consistency, angle=angle,
@@ -190,7 +191,7 @@ def _dice_rows(model: _Model, picks: list[tuple[str, float]]) -> list[GalleryRow
     threshold = model.run.threshold
     rows = []
     for item, (stem, value) in zip(model.items([p[0] for p in picks]), picks, strict=True):
-        rgb = _display(item["image"], model.run.meta)
+        rgb = _display(item["image"], model.run.input)
         truth = item["mask"][0].numpy() > 0.5
         pred = (model.probs(item["image"][None])[0, 0] >= threshold).numpy()
         rows.append(GalleryRow(

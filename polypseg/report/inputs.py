@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polypseg.checkpoint import CheckpointMeta, read_meta
 from polypseg.errors import RunError
 
 QUALITY_KIND = "polypseg-quality/1"
@@ -96,6 +97,14 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RunError(f"{path} does not hold a JSON object")
     return data
+
+
+def run_meta(run_dir: Path) -> CheckpointMeta | None:
+    """The metadata of a run folder's best checkpoint (``None`` when it has none);
+    :class:`RunError` when it is unreadable."""
+    if not (run_dir / "checkpoints" / "best.json").is_file():
+        return None
+    return read_meta(run_dir / "checkpoints" / "best")
 
 
 def _try_json(path: Path) -> dict[str, Any] | None:
@@ -181,8 +190,11 @@ def _expand(path: Path) -> list[tuple[str, Path]]:
 
 
 def _run_dataset(run_dir: Path) -> str:
-    meta = _try_json(run_dir / "checkpoints" / "best.json") or {}
-    split = meta.get("split") or {}
+    try:
+        meta = run_meta(run_dir)
+    except RunError:
+        meta = None
+    split = (meta.split if meta is not None else None) or {}
     if split.get("dataset"):
         return str(split["dataset"])
     evaluated = _try_json(run_dir / "eval" / "test.json") or {}

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from polypseg.report.inputs import read_json
+from polypseg.report.inputs import read_json, run_meta
 
 #: ``TrainConfig`` fields that ``polypseg train`` takes as options, and their option names.
 TRAIN_OPTIONS: tuple[str, ...] = (
@@ -60,24 +60,24 @@ def run_provenance(run_dir: Path) -> dict[str, Any]:
     """``items`` (label -> text, in display order) and ``config`` (the whole ``config.json``)
     of one run folder."""
     config = _read(run_dir / "config.json")
-    meta = _read(run_dir / "checkpoints" / "best.json")
+    meta = run_meta(run_dir)
     trained = _read(run_dir / "bench" / "train.json")
     items: dict[str, str] = {"run folder": str(run_dir)}
     if config:
         items["equivalent command"] = train_command(config)
-    if meta:
-        metrics = meta.get("metrics") or {}
+    if meta is not None:
+        metrics = meta.metrics or {}
         items["best checkpoint"] = (
-            f"epoch {meta.get('epoch')}, validation Dice "
+            f"epoch {meta.epoch}, validation Dice "
             + (f"{metrics['val_dice']:.4f}" if isinstance(metrics.get("val_dice"), float)
                else "n/a")
-            + f", written {meta.get('created', '?')}"
+            + f", written {meta.created or '?'}"
         )
-        split = meta.get("split") or {}
+        split = meta.split or {}
         items["split"] = ", ".join(str(x) for x in (split.get("dataset"), split.get("rule")) if x)
-        items["split sha256"] = str(meta.get("split_sha256") or config.get("split_sha256", "?"))
-        items["weights sha256"] = str(meta.get("weights_sha256", "?"))
-        versions = meta.get("versions") or {}
+        items["split sha256"] = str(meta.split_sha256 or config.get("split_sha256", "?"))
+        items["weights sha256"] = str(meta.weights_sha256 or "?")
+        versions = meta.versions or {}
         items["versions"] = ", ".join(f"{k} {v}" for k, v in versions.items())
     hardware = trained.get("hardware") or {}
     if hardware:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from polypseg.errors import DataError, RunError
+from polypseg.errors import DataError
 
 
 @dataclass
@@ -83,12 +83,3 @@ def shard(dataset: Dataset, rank: int, world_size: int) -> tuple[Dataset, list[i
     indices = list(range(rank, len(dataset), world_size))  # type: ignore[arg-type]
     return Subset(dataset, indices), indices
 
-
-def read_run_input(meta: dict[str, Any], where: str) -> tuple[int, int | None]:
-    """``(size, depth)`` of the input a checkpoint expects; RunError if the metadata lacks it."""
-    try:
-        size = int(meta["input"]["size"])
-    except (KeyError, TypeError, ValueError):
-        raise RunError(f"{where}: checkpoint metadata lacks input.size") from None
-    depth = meta.get("model", {}).get("depth")
-    return size, (int(depth) if depth is not None else None)

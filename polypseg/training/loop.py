@@ -43,6 +43,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from polypseg.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
+from polypseg.checkpoint import CheckpointMeta, train_mode
 from polypseg.errors import RunError
 from polypseg.training import distributed as dist_
 from polypseg.training.config import TrainConfig
@@ -50,7 +51,7 @@ from polypseg.training.datasets import choose_split, eval_dataset, shard, subset
 from polypseg.training.interrupt import StopFlag
 from polypseg.training.logs import TensorBoardLog, write_metrics_csv
 from polypseg.training.losses import DiceCELoss
-from polypseg.training.models import build_model, count_parameters, model_depth
+from polypseg.training.models import build_model, count_parameters, input_spec
 from polypseg.training.performance import (
     channels_last_default,
     compiled,
@@ -61,8 +62,14 @@ from polypseg.training.prefetch import prefetch
 from polypseg.training.progress import Bars, bars, want_progress
 from polypseg.training.sampling import ResumableSampler, SeededAugmentation
 from polypseg.training.schedule import warmup_cosine
-from polypseg.training.state import capture_rng, check_identity, load_state, restore_rng, state_path
-from polypseg.training.state import save_state as write_state
+from polypseg.training.state import (
+    capture_rng,
+    check_identity,
+    load_resume_state,
+    restore_rng,
+    save_resume_state,
+    state_path,
+)
 from zoo.optim import param_groups, regularisation
 
 
@@ -140,6 +147,7 @@ class _Trainer:
         seed_everything(config.seed)
         if config.deterministic:
             _make_deterministic()
+        self._resolve_model()
         self._setup_data()
         self._setup_model()
         self._setup_progress()
@@ -157,7 +165,7 @@ class _Trainer:
                     "its first epoch was saved; training it again from epoch 1"
                 )
                 return None
-            return load_state(state_path(self.run_dir))
+            return load_resume_state(state_path(self.run_dir))
         if state_path(self.run_dir).exists() or (self.ckpt_dir / "best.json").exists():
             raise RunError(
                 f"run folder {self.run_dir} already holds a run; continue it with --resume "
@@ -165,10 +173,19 @@ class _Trainer:
             )
         return None
 
+    def _resolve_model(self) -> None:
+        """The model and its specs, first: the depth they resolve (the zoo's default unless
+        ``config.depth``) fixes the size rule of the data's transforms."""
+        config = self.config
+        self.model, self.model_spec = build_model(
+            config.model, config.width, config.depth, config.model_options
+        )
+        self.input_spec = input_spec(config.size, self.model_spec, config.threshold)
+
     def _setup_data(self) -> None:
         from polypseg.data import SegmentationDataset, build_transforms, discover
 
-        config = self.config
+        config, spec = self.config, self.input_spec
         self.index = discover(config.data)
         self.split_choice = choose_split(
             self.index,
@@ -179,25 +196,21 @@ class _Trainer:
         split = self.split_choice.split
         self.train_pairs = subset_pairs(self.index, split, "train", config.limit_train)
         self.val_pairs = subset_pairs(self.index, split, "val", config.limit_val)
-        self._make_transforms = lambda depth: (
-            SegmentationDataset(
-                self.train_pairs,
-                build_transforms(config.size, train=True, rot_aug=config.rot_aug, depth=depth),
-            ),
-            eval_dataset(self.val_pairs, config.size, depth),
+        train_set = SegmentationDataset(
+            self.train_pairs,
+            build_transforms(spec.side, train=True, rot_aug=config.rot_aug, depth=spec.depth),
         )
+        self.train_set = SeededAugmentation(train_set, config.seed)
+        val_set = eval_dataset(self.val_pairs, spec.side, spec.depth)
+        self.val_set, self.val_indices = shard(val_set, self.ctx.rank, self.ctx.world_size)
+        self.n_val = len(val_set)
 
     def _setup_model(self) -> None:
         config, ctx = self.config, self.ctx
-        self.model, self.model_kwargs = build_model(
-            config.model, config.width, config.depth, config.model_options
-        )
-        self.depth = model_depth(self.model_kwargs)
-        train_set, val_set = self._make_transforms(self.depth)
         self.identity = {
             "variant": config.model,
-            "model": self.model_kwargs,
-            "size": config.size,
+            "model": self.model_spec.kwargs,
+            "size": self.input_spec.side,
             "split_sha256": self.split_choice.sha256,
             "batch_size": config.batch_size,
         }
@@ -218,7 +231,6 @@ class _Trainer:
             param_groups(self.model, config.lr, config.weight_decay),
             lr=config.lr, weight_decay=config.weight_decay,
         )
-        self.train_set = SeededAugmentation(train_set, config.seed)
         self.sampler = ResumableSampler(self.train_set, ctx.world_size, ctx.rank, config.seed)
         self.steps_per_epoch = math.ceil(self.sampler.num_samples / config.batch_size)
         self.scheduler = warmup_cosine(
@@ -231,8 +243,6 @@ class _Trainer:
         self.workers = (
             dist_.auto_workers(ctx.device) if config.workers is None else config.workers
         )
-        self.val_set, self.val_indices = shard(val_set, ctx.rank, ctx.world_size)
-        self.n_val = len(val_set)
         self.n_params = count_parameters(self.model)
         # position in training
         self.epoch, self.batches_done, self.step = 0, 0, 0
@@ -294,21 +304,17 @@ class _Trainer:
             self.split_choice.split.save(split_copy)
         atomic_write_json(
             self.run_dir / "config.json",
-            {**self.config.to_dict(), "resolved_model": self.model_kwargs,
+            {**self.config.to_dict(), "resolved_model": self.model_spec.kwargs,
              "split_sha256": self.split_choice.sha256, "world_size": self.ctx.world_size,
              "resolved_workers": self.workers},
         )
 
     def _model_state(self) -> dict[str, torch.Tensor]:
-        was_training = self.model.training
-        self.model.train()
-        try:
+        with train_mode(self.model):
             return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        finally:
-            self.model.train(was_training)
 
     def _save_state(self) -> None:
-        write_state(
+        save_resume_state(
             state_path(self.run_dir),
             {
                 "identity": self.identity,
@@ -351,7 +357,7 @@ class _Trainer:
 
         def epoch_of(which: str) -> int | None:
             try:
-                return int(read_meta(self.ckpt_dir / which).get("epoch"))
+                return int(read_meta(self.ckpt_dir / which).epoch)  # None: TypeError
             except (PolypsegError, TypeError, ValueError):
                 return None
 
@@ -379,29 +385,22 @@ class _Trainer:
             + " and metrics.csv from its resume state; nothing was lost"
         )
 
-    def _checkpoint_meta(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _checkpoint_meta(self, row: dict[str, Any]) -> CheckpointMeta:
         from polypseg.checkpoint import library_versions
-        from polypseg.data import NORMALIZE_MEAN, NORMALIZE_STD
 
         split = self.split_choice.split
-        return {
-            "variant": self.config.model,
-            "model": self.model_kwargs,
-            "input": {
-                "size": self.config.size,
-                "mean": list(NORMALIZE_MEAN),
-                "std": list(NORMALIZE_STD),
-            },
-            "threshold": self.config.threshold,
-            "epoch": row["epoch"],
-            "step": row["step"],
-            "metrics": {k: row[k] for k in ("train_loss", "val_loss", "val_dice")},
-            "split_sha256": self.split_choice.sha256,
-            "split": {"dataset": split.dataset, "rule": split.rule, "seed": split.seed},
-            "params": self.n_params,
-            "args": self.config.to_dict(),
-            "versions": library_versions(),
-        }
+        return CheckpointMeta(
+            model=self.model_spec,
+            input=self.input_spec,
+            epoch=row["epoch"],
+            step=row["step"],
+            metrics={k: row[k] for k in ("train_loss", "val_loss", "val_dice")},
+            split_sha256=self.split_choice.sha256,
+            split={"dataset": split.dataset, "rule": split.rule, "seed": split.seed},
+            params=self.n_params,
+            args=self.config.to_dict(),
+            versions=library_versions(),
+        )
 
     # -- the loop ---------------------------------------------------------------------------
     def _complete(self) -> bool:
@@ -526,29 +525,29 @@ class _Trainer:
     def _validate(self) -> tuple[float, float]:
         """Validation ``(mean Dice, mean loss)`` over every image of every rank."""
         from monai.metrics import DiceMetric
+        from monai.networks.utils import eval_mode  # monai is loaded here anyway
 
         config, device = self.config, self.ctx.device
         model = self.model
         dist_.broadcast_buffers(self.ctx, model)  # every rank validates rank 0's checkpoint
-        model.eval()
         metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
         batch_size = config.val_batch_size or config.batch_size
         per_image: list[tuple[int, float]] = []
         loss_sum, position = 0.0, 0
-        for batch in DataLoader(self.val_set, batch_size=batch_size, shuffle=False,
-                                num_workers=self.workers):
-            images = batch["image"].to(device)
-            masks = batch["mask"].to(device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
-                logits = model(images)
-            logits = logits.float()
-            loss_sum += float(self.loss_fn(logits, masks)) * images.shape[0]
-            preds = (torch.sigmoid(logits) >= config.threshold).float()
-            scores = metric(preds, masks)[:, 0].cpu().tolist()
-            for score in scores:
-                per_image.append((self.val_indices[position], float(score)))
-                position += 1
-        model.train()
+        with eval_mode(model):
+            for batch in DataLoader(self.val_set, batch_size=batch_size, shuffle=False,
+                                    num_workers=self.workers):
+                images = batch["image"].to(device)
+                masks = batch["mask"].to(device)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
+                    logits = model(images)
+                logits = logits.float()
+                loss_sum += float(self.loss_fn(logits, masks)) * images.shape[0]
+                preds = (torch.sigmoid(logits) >= config.threshold).float()
+                scores = metric(preds, masks)[:, 0].cpu().tolist()
+                for score in scores:
+                    per_image.append((self.val_indices[position], float(score)))
+                    position += 1
         gathered = dist_.gather(self.ctx, (per_image, loss_sum))
         merged = sorted(item for part, _ in gathered for item in part)
         total_loss = sum(part_loss for _, part_loss in gathered)

@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from polypseg.checkpoint import InputSpec, ModelSpec
 from polypseg.errors import ModelError
 
 # the one parameter count (every parameter of a zoo model is trainable); re-exported here for
@@ -25,11 +26,11 @@ def build_model(
     width: int | None = None,
     depth: int | None = None,
     options: dict[str, Any] | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """``(model, kwargs)``: ``zoo.create(name, ...)`` and the kwargs that rebuild it.
+) -> tuple[nn.Module, ModelSpec]:
+    """``(model, spec)``: ``zoo.create(name, ...)`` and the spec that rebuilds it.
 
-    ``width``/``depth`` left as ``None`` take the zoo's defaults; the returned kwargs are the
-    model's own ``config`` (without the variant name), i.e. what a checkpoint records.
+    ``width``/``depth`` left as ``None`` take the zoo's defaults; the spec holds the model's own
+    ``config``, i.e. what a checkpoint records (so its ``depth`` is resolved).
     An unknown name or a bad option is a :class:`ModelError` listing what is available.
     """
     import zoo
@@ -49,11 +50,18 @@ def build_model(
     config = dict(getattr(model, "config", None) or kwargs)
     config.pop("variant", None)
     config.pop("name", None)
-    return model, config
+    return model, ModelSpec(name, config)
 
 
-def model_depth(kwargs: dict[str, Any]) -> int | None:
-    """The U-Net depth recorded in model kwargs (``None`` when the variant has none)."""
-    depth = kwargs.get("depth")
-    return int(depth) if depth is not None else None
+def input_spec(size: int, model: ModelSpec, threshold: float) -> InputSpec:
+    """The input of a model trained here: ``size`` px squares (stretched), normalised with
+    :data:`polypseg.data.NORMALIZE_MEAN` / ``NORMALIZE_STD``, thresholded at ``threshold``."""
+    from polypseg.data import NORMALIZE_MEAN, NORMALIZE_STD
 
+    return InputSpec(
+        side=size,
+        mean=tuple(NORMALIZE_MEAN),
+        std=tuple(NORMALIZE_STD),
+        threshold=threshold,
+        depth=model.depth,
+    )

@@ -1,4 +1,4 @@
-"""Opening a trained run for prediction: its checkpoint, model, input size and split."""
+"""Opening a trained run for prediction: its checkpoint, model, input spec and split."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from polypseg.training.datasets import read_run_input
+from polypseg.checkpoint import CheckpointMeta, InputSpec
 
 
 @dataclass
@@ -19,24 +19,33 @@ class LoadedRun:
     run_dir: Path | None  # None when a bare checkpoint was given
     stem: Path
     model: nn.Module
-    meta: dict[str, Any]
-    size: int
-    depth: int | None
+    meta: CheckpointMeta
+    input: InputSpec
 
     @property
     def variant(self) -> str:
         """The zoo variant name."""
-        return str(self.meta["variant"])
+        return self.meta.variant
+
+    @property
+    def size(self) -> int:
+        """Side of the square input the model was trained at."""
+        return self.input.side
+
+    @property
+    def depth(self) -> int | None:
+        """U-Net depth (inputs divisible by ``2**depth``), when the variant has one."""
+        return self.input.depth
 
     @property
     def threshold(self) -> float:
         """Probability threshold recorded at training time (0.5 by default)."""
-        return float(self.meta.get("threshold", 0.5))
+        return self.input.threshold
 
     @property
     def split_sha256(self) -> str | None:
         """Hash of the split the model was trained on, if recorded."""
-        return self.meta.get("split_sha256")
+        return self.meta.split_sha256
 
     @property
     def split_file(self) -> Path | None:
@@ -56,10 +65,10 @@ def load_run(path: str | Path, which: str = "best", device: str = "cpu") -> Load
     model, meta = load_checkpoint(stem)
     model.to(resolve_device(device))
     model.eval()
-    size, depth = read_run_input(meta, str(stem))
+    spec = meta.require_input(str(stem))
     run_dir = stem.parent.parent if stem.parent.name == "checkpoints" else None
     name = run_dir.name if run_dir is not None else stem.name
-    return LoadedRun(name, run_dir, stem, model, meta, size, depth)
+    return LoadedRun(name, run_dir, stem, model, meta, spec)
 
 
 def create_run(
@@ -75,29 +84,26 @@ def create_run(
     For models that were not trained by :func:`polypseg.training.train` (an untrained
     baseline, imported weights) so that evaluate / sweep / plot treat them like any run.
     ``model.config`` (set by ``zoo.create``) names the variant and its kwargs; ``split`` is a
-    :class:`polypseg.data.Split`.
+    :class:`polypseg.data.Split`; ``extra_meta``: more keys of the checkpoint metadata.
     """
-    from polypseg.checkpoint import save_checkpoint
-    from polypseg.data import NORMALIZE_MEAN, NORMALIZE_STD
-    from polypseg.training.models import count_parameters
+    from polypseg.checkpoint import ModelSpec, save_checkpoint
+    from polypseg.training.models import count_parameters, input_spec
 
     run_dir = Path(run_dir)
-    config = dict(getattr(model, "config", {}))
-    variant = config.pop("variant", None)
-    if variant is None:
-        raise ValueError("create_run needs a zoo model (its .config names the variant)")
+    try:
+        spec = ModelSpec.of(model)
+    except ValueError:
+        raise ValueError("create_run needs a zoo model (its .config names the variant)") from None
     split.save(run_dir / "split.json")
-    meta = {
-        "variant": variant,
-        "model": config,
-        "input": {"size": size, "mean": list(NORMALIZE_MEAN), "std": list(NORMALIZE_STD)},
-        "threshold": threshold,
-        "epoch": 0,
-        "metrics": {},
-        "split_sha256": split.sha256(),
-        "params": count_parameters(model),
-        **(extra_meta or {}),
-    }
+    meta = CheckpointMeta(
+        model=spec,
+        input=input_spec(size, spec, threshold),
+        epoch=0,
+        metrics={},
+        split_sha256=split.sha256(),
+        params=count_parameters(model),
+        extra=dict(extra_meta or {}),
+    )
     for which in ("best", "last"):
         save_checkpoint(run_dir / "checkpoints" / which, model, meta)
     return run_dir

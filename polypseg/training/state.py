@@ -68,13 +68,13 @@ def state_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints" / STATE_NAME
 
 
-def save_state(path: str | Path, state: dict[str, Any]) -> None:
+def save_resume_state(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` (plus the format tag) atomically with ``torch.save``."""
     payload = {"format": FORMAT, **state}
     atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_state(path: str | Path) -> dict[str, Any]:
+def load_resume_state(path: str | Path) -> dict[str, Any]:
     """Read a resume state with ``weights_only=True``; :class:`RunError` if absent or bad."""
     path = Path(path)
     if not path.is_file():

@@ -9,13 +9,6 @@ import yaml
 
 from polypseg.bench.plan import PlanError, load_plan, parse_angles, parse_plan
 
-
-def _needs_zoo() -> None:
-    zoo = pytest.importorskip("zoo")
-    if not hasattr(zoo, "available"):
-        pytest.skip("zoo.available() has not landed")
-
-
 VARIANTS = {"unet", "p4", "p4m", "se2n12", "steerable", "steerable-flip"}
 
 
@@ -78,7 +71,6 @@ def test_unknown_variant(tmp_path: Path) -> None:
 
 
 def test_unknown_variant_checked_against_zoo(tmp_path: Path) -> None:
-    _needs_zoo()
     raw = _raw(tmp_path, entries=[{"name": "x", "variant": "no-such-variant", "width": 4}])
     with pytest.raises(PlanError, match="unknown variant 'no-such-variant'"):
         load_plan(_write(tmp_path, raw))
@@ -132,7 +124,6 @@ def test_angles() -> None:
 
 @pytest.mark.parametrize("name", ["smoke", "reduced-cpu", "full"])
 def test_shipped_plans_are_valid(name: str) -> None:
-    _needs_zoo()
     root = Path(__file__).resolve().parents[2]
     plan = load_plan(root / "plans" / f"{name}.yaml", check_paths=False)
     assert plan.name == name

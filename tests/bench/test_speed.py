@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from polypseg.bench.memprobe import probe
-from polypseg.bench.speed import count_params, match_monai, run_speed, write_speed
+from polypseg.bench.speed import match_monai, run_speed, write_speed
+from zoo import count_parameters
 
 
 def test_monai_unet_is_parameter_matched() -> None:
     from polypseg.bench.speed import build_from_spec
 
     spec = match_monai(2_000_000)
-    params = count_params(build_from_spec(spec))
+    params = count_parameters(build_from_spec(spec))
     assert abs(params - 2_000_000) / 2_000_000 < 0.2
     assert spec["channels"][1] == 2 * spec["channels"][0]
 

@@ -186,3 +186,15 @@ def test_shared_clinicdb(clinicdb_dir: Path) -> None:
     assert index.sequences == list(range(1, 27))
     assert {"133", "419", "480"}.isdisjoint(index.stems)
     assert index.problems == []
+
+
+def test_layouts_load_neither_the_image_reader_nor_opencv() -> None:
+    """``discover`` needs only the suffixes (``data.formats``): ``io`` imports ``layouts`` for
+    ``Pair``, never the other way round, so no import circle and no OpenCV to list a folder."""
+    import subprocess
+    import sys
+
+    code = ("import sys, polypseg.data.layouts; "
+            "print(sorted(m for m in ('cv2', 'polypseg.data.io') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["[]"]

@@ -22,7 +22,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     import zoo
-    from polypseg.checkpoint import save_checkpoint
+    from polypseg.checkpoint import CheckpointMeta, InputSpec, ModelSpec, save_checkpoint
     from polypseg.inference import predict_probs
 
     torch.manual_seed(0)
@@ -37,14 +37,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     x = torch.from_numpy(((image - MEAN) / STD).astype(np.float32)).permute(2, 0, 1)[None]
     threshold = float(predict_probs(model, x).median())
     run = tmp_path_factory.mktemp("run")
-    meta = {
-        "variant": "p4",
-        "model": kwargs,
-        "input": {"size": SIDE, "mean": MEAN, "std": STD},
-        "threshold": threshold,
-        "epoch": 3,
-        "metrics": {"dice": 0.42, "iou": 0.3},
-    }
+    meta = CheckpointMeta(
+        model=ModelSpec("p4", kwargs),
+        input=InputSpec(SIDE, tuple(MEAN), tuple(STD), threshold=threshold, depth=2),
+        epoch=3,
+        metrics={"dice": 0.42, "iou": 0.3},
+    )
     save_checkpoint(run / "checkpoints" / "best", model, meta)
     return run
 

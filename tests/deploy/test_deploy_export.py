@@ -12,11 +12,11 @@ import pytest
 import torch
 from deploy_helpers import REPO, SIDE
 
-from polypseg.checkpoint import file_sha256
 from polypseg.cli import main
 from polypseg.deploy import export as export_module
 from polypseg.deploy.bundle import EXPORT_META, load_bundle
 from polypseg.deploy.export import parity_input
+from polypseg.hashing import file_sha256
 
 
 def test_export_folders_hold_artifact_and_metadata(exports: dict[str, Path], run_dir: Path):

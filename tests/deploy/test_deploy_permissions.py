@@ -64,12 +64,12 @@ def test_export_folder_and_files_follow_the_umask(
 
 def test_checkpoint_weights_follow_the_umask(tmp_path: Path):
     import zoo
-    from polypseg.checkpoint import save_checkpoint
+    from polypseg.checkpoint import CheckpointMeta, ModelSpec, save_checkpoint
 
     model = zoo.create("unet", in_channels=3, out_channels=1, width=2, depth=1)
     previous = os.umask(0o022)
     try:
-        weights = save_checkpoint(tmp_path / "best", model, {"variant": "unet", "model": {}})
+        weights = save_checkpoint(tmp_path / "best", model, CheckpointMeta(ModelSpec.of(model)))
     finally:
         os.umask(previous)
     assert mode(weights) == 0o644 and mode(weights.with_suffix(".json")) == 0o644

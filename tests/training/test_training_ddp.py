@@ -30,7 +30,7 @@ from polypseg.evaluation import evaluate_run
 from polypseg.training import TrainConfig, train
 from polypseg.training.logs import read_metrics_csv
 from polypseg.training.models import available_models, build_model
-from polypseg.training.state import load_state, state_path
+from polypseg.training.state import load_resume_state, state_path
 from polypseg.training.synthetic import make_synthetic
 
 #: Two computations of one float32 result (see test_training_resume).
@@ -83,9 +83,9 @@ def test_two_process_gloo_run_matches_single_process_structure(
     assert [r["step"] for r in rows_ddp] == [2, 4]  # 4 images / (2 ranks x 1) = 2 steps/epoch
     for which in ("best", "last"):
         _, meta = load_checkpoint(ddp / "checkpoints" / which)
-        assert meta["variant"] == "p4"
-        assert set(meta) == set(read_meta(single / "checkpoints" / which))
-    assert load_state(state_path(ddp))["data_order"]["world_size"] == 2
+        assert meta.variant == "p4"
+        assert set(meta.to_json()) == set(read_meta(single / "checkpoints" / which).to_json())
+    assert load_resume_state(state_path(ddp))["data_order"]["world_size"] == 2
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
     # rank 1 wrote nothing of its own: one event file, from rank 0
     assert len(list((ddp / "tb").glob("events.out.tfevents.*"))) == 1
@@ -138,7 +138,7 @@ def test_every_variant_logs_the_validation_of_its_checkpoint(
     _torchrun(dataclasses.asdict(config))
 
     logged = read_metrics_csv(run / "metrics.csv")[-1]
-    assert read_meta(run / "checkpoints" / "best")["metrics"]["val_dice"] == logged["val_dice"]
+    assert read_meta(run / "checkpoints" / "best").metrics["val_dice"] == logged["val_dice"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -163,7 +163,7 @@ def test_ddp_resume_mid_epoch_logs_the_losses_of_an_uninterrupted_run(
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     _torchrun(dict(values, out=str(straight)))
     _torchrun(dict(values, out=str(stopped)), interrupt_at=3)  # mid-epoch 2
-    state = load_state(state_path(stopped))
+    state = load_resume_state(state_path(stopped))
     assert (state["epoch"], state["batches_done"], state["step"]) == (1, 1, 3)
     _torchrun(dict(values, out=str(stopped), resume=True))
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from polypseg.training import StepInfo, TrainCallback, TrainConfig, train
-from polypseg.training.state import load_state, state_path
+from polypseg.training.state import load_resume_state, state_path
 from zoo.partial import LOGIT_LR_SCALE
 
 
@@ -53,7 +53,7 @@ def _initial(model: str, key: str) -> torch.Tensor:
 
 def test_optimiser_groups_follow_the_zoo_layers(tiny_config: Callable[..., TrainConfig]) -> None:
     config = tiny_config(model="p4-partial", epochs=1, lr=2e-3, weight_decay=1e-3)
-    groups = load_state(state_path(train(config)))["optimizer"]["param_groups"]
+    groups = load_resume_state(state_path(train(config)))["optimizer"]["param_groups"]
     assert [(g["initial_lr"], g["weight_decay"]) for g in groups] == [
         (2e-3, 1e-3), (2e-3 * LOGIT_LR_SCALE, 0.0)
     ]  # fmt: skip

@@ -31,12 +31,14 @@ def test_run_folder_layout_checkpoints_and_logs(tiny_config: Callable[..., Train
     split = load_split(run / "split.json")  # the default split, saved in the run
     assert split.seed == 0 and split.dataset == "kvasir-seg"
 
-    meta = read_meta(run / "checkpoints" / "last")
+    meta = json.loads((run / "checkpoints" / "last.json").read_text())  # the format on disk
     assert meta["variant"] == "unet" and meta["epoch"] == 2
     assert meta["input"]["size"] == 32 and len(meta["input"]["mean"]) == 3
     assert meta["threshold"] == 0.5 and meta["split_sha256"] == split.sha256()
     assert set(meta["metrics"]) == {"train_loss", "val_loss", "val_dice"}
     assert meta["args"]["limit_train"] == 4 and "torch" in meta["versions"]
+    record = read_meta(run / "checkpoints" / "last")
+    assert record.to_json() == meta and record.require_input("last").depth == 2
     model, _ = load_checkpoint(run / "checkpoints" / "best", expected_variant="unet")
     assert not model.training
 
@@ -59,7 +61,7 @@ def test_early_stopping_after_patience_epochs(
     run = train(tiny_config(epochs=6, patience=2))
     rows = read_metrics_csv(run / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3]  # best at 1, then 2 epochs without gain
-    assert read_meta(run / "checkpoints" / "best")["epoch"] == 1
+    assert read_meta(run / "checkpoints" / "best").epoch == 1
 
 
 def test_bad_model_and_data_are_user_errors(

@@ -21,7 +21,7 @@ import polypseg.checkpoint
 from polypseg.errors import RunError
 from polypseg.training import TrainConfig, train
 from polypseg.training.logs import read_metrics_csv
-from polypseg.training.state import load_state, state_path
+from polypseg.training.state import load_resume_state, state_path
 
 
 class Killed(Exception):
@@ -33,7 +33,7 @@ def kill_at_checkpoint_of_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> 
     real = polypseg.checkpoint.save_checkpoint
 
     def save(stem, model, meta):
-        if meta.get("epoch") == epoch:
+        if meta.epoch == epoch:
             raise Killed
         return real(stem, model, meta)
 
@@ -57,7 +57,7 @@ def test_killed_before_the_first_resume_state_resumes_from_epoch_1(
     out = capsys.readouterr().out
     assert "holds no resume state" in out and "from epoch 1" in out
     assert [row["epoch"] for row in read_metrics_csv(run / "metrics.csv")] == [1, 2]
-    assert checkpoint_epoch(run, "last") == 2 and load_state(state_path(run))["epoch"] == 2
+    assert checkpoint_epoch(run, "last") == 2 and load_resume_state(state_path(run))["epoch"] == 2
 
 
 def test_the_resume_state_is_written_before_the_checkpoints(
@@ -68,7 +68,7 @@ def test_the_resume_state_is_written_before_the_checkpoints(
     with pytest.raises(Killed):
         train(tiny_config(epochs=2))
     run = tiny_config().run_dir()
-    assert load_state(state_path(run))["epoch"] == 1
+    assert load_resume_state(state_path(run))["epoch"] == 1
     monkeypatch.undo()
     train(tiny_config(epochs=2, resume=True))
     assert [row["epoch"] for row in read_metrics_csv(run / "metrics.csv")] == [1, 2]
@@ -89,7 +89,7 @@ def test_resume_rewrites_the_checkpoints_a_kill_left_behind(
     assert checkpoint_epoch(run, "last") == 1
     assert len(read_metrics_csv(run / "metrics.csv")) == 1
     monkeypatch.undo()
-    state = load_state(state_path(run))
+    state = load_resume_state(state_path(run))
     train(tiny_config(epochs=2, resume=True, quiet=False, progress=False))
     out = capsys.readouterr().out
     assert "stopped while writing epoch 2's files" in out and "nothing was lost" in out

@@ -22,7 +22,7 @@ from polypseg.data import discover, make_split
 from polypseg.errors import RunError
 from polypseg.training import TrainConfig, train
 from polypseg.training.logs import read_metrics_csv
-from polypseg.training.state import load_state, state_path
+from polypseg.training.state import load_resume_state, state_path
 
 #: Relative tolerance of "the same run" (see the module docstring).
 SAME = 1e-6
@@ -52,7 +52,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     interrupted = tiny_config(out=str(tmp_path / "interrupted"), rot_aug=True)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, [InterruptAt(step=3)])  # mid-epoch 2 (2 steps per epoch)
-    state = load_state(state_path(interrupted.run_dir()))  # weights_only=True inside
+    state = load_resume_state(state_path(interrupted.run_dir()))  # weights_only=True inside
     assert (state["epoch"], state["batches_done"], state["step"]) == (1, 1, 3)
     assert len(state["history"]) == 1
     resumed = train(tiny_config(out=str(tmp_path / "interrupted"), rot_aug=True, resume=True))
@@ -76,7 +76,7 @@ def test_sigint_stops_after_the_step_with_a_resumable_state(
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         train(config, [InterruptAt(step=1, real_signal=True)])
-    state = load_state(state_path(config.run_dir()))
+    state = load_resume_state(state_path(config.run_dir()))
     assert (state["epoch"], state["batches_done"], state["step"]) == (0, 1, 1)
     assert not (config.run_dir() / "checkpoints" / "last.json").exists()  # no half epoch saved
     assert signal.getsignal(signal.SIGINT) is handler  # handler restored

@@ -16,7 +16,12 @@ from polypseg.training.config import TrainConfig, read_yaml
 from polypseg.training.distributed import auto_workers, resolve_device
 from polypseg.training.sampling import ResumableSampler, item_seed
 from polypseg.training.schedule import warmup_cosine, warmup_cosine_factor
-from polypseg.training.state import capture_rng, load_state, restore_rng, save_state
+from polypseg.training.state import (
+    capture_rng,
+    load_resume_state,
+    restore_rng,
+    save_resume_state,
+)
 
 
 def test_warmup_then_cosine() -> None:
@@ -40,8 +45,8 @@ def test_rng_state_round_trip_through_weights_only(tmp_path: Path) -> None:
     torch.manual_seed(3)
     saved = capture_rng()
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
-    save_state(tmp_path / "s.pt", {"rng": saved})
-    restore_rng(load_state(tmp_path / "s.pt")["rng"])
+    save_resume_state(tmp_path / "s.pt", {"rng": saved})
+    restore_rng(load_resume_state(tmp_path / "s.pt")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
