@@ -135,8 +135,10 @@ def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> li
     """Every training run of the plan (dataset x training entry x seed).
 
     Ordered so that whole seeds finish first (every run of the first seed, on every dataset,
-    before any run of the second), and within a seed the costliest entries (MACs) first, so
-    that parallel jobs end together instead of leaving one long run alone at the end.
+    before any run of the second), and within a seed in the plan's order of entries, each on
+    every dataset in turn: the plan lists what it needs first (its baselines, then the
+    variants), so a study stopped part-way holds whole paired comparisons, not the costliest
+    runs alone.
     """
     widths = widths if widths is not None else resolve_entries(plan)
     runs = []
@@ -177,7 +179,8 @@ def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> li
                             for o in others},
                 ))
     seeds = {seed: i for i, seed in enumerate(plan.seeds)}
-    runs.sort(key=lambda r: (seeds[r.seed], -widths[r.entry].get("macs_256", 0)))
+    entries = {entry.name: i for i, entry in enumerate(plan.training_entries())}
+    runs.sort(key=lambda r: (seeds[r.seed], entries[r.entry]))  # stable: datasets in turn
     return runs
 
 
