@@ -33,7 +33,6 @@ from polypseg.bench.runs import (
 )
 from polypseg.bench.worker import execute
 from polypseg.errors import PolypsegError
-from polypseg.report.build import write_quality_report
 
 #: Environment variable that tells a worker subprocess how many torch threads to use.
 THREADS_ENV = "POLYPSEG_BENCH_THREADS"
@@ -176,6 +175,4 @@ def run_quality(
             outcome.trained.append(spec.key)
     outcome.written = write_results(plan, specs, entries, datasets, out or plan.out, command,
                                     progress)
-    results = next(p for p in outcome.written if p.suffix == ".json")
-    outcome.written.append(write_quality_report(results, results.with_suffix(".html")))
     return outcome

@@ -19,12 +19,14 @@ means: a run folder committed to git and cloned elsewhere counts as finished the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from polypseg.bench.plan import EntrySpec, Plan
+from polypseg.errors import RunError
 
 Progress = Callable[[str], None]
 
@@ -240,8 +242,6 @@ SPEC_KEYS = ("model", "width", "depth", "size", "seed", "batch_size", "lr", "epo
 def spec_mismatch(spec: RunSpec) -> dict[str, tuple[Any, Any]]:
     """``key -> (asked, found)`` for each :data:`SPEC_KEYS` setting where the run folder's
     ``config.json`` differs from ``spec`` (empty when it agrees or holds no run yet)."""
-    import json
-
     path = Path(spec.run_dir) / "config.json"
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
@@ -254,8 +254,6 @@ def spec_mismatch(spec: RunSpec) -> dict[str, tuple[Any, Any]]:
 def check_spec(spec: RunSpec) -> None:
     """:class:`~polypseg.errors.RunError` when the run folder holds a run of other settings
     than ``spec`` asks for (the plan changed after it ran): name them, touch nothing."""
-    from polypseg.errors import RunError
-
     mismatch = spec_mismatch(spec)
     if mismatch:
         what = ", ".join(f"{k} {found!r} (the plan asks {asked!r})"

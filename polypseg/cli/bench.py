@@ -53,6 +53,11 @@ def quality(
         return
     outcome = run_quality(spec, jobs=jobs, out=out, resume=resume, device=device,
                           command=_command_line(), progress=_say, collect_only=collect)
+    # the study's HTML page (the report layer reads what bench wrote; bench never imports it)
+    from polypseg.report.build import write_quality_report
+
+    results = next(p for p in outcome.written if p.suffix == ".json")
+    outcome.written.append(write_quality_report(results, results.with_suffix(".html")))
     typer.echo(f"trained {len(outcome.trained)}, reused {len(outcome.reused)}, "
                f"failed {len(outcome.failed)}")
     for path in outcome.written:

@@ -22,6 +22,8 @@ def first_run(tiny_bench: Path) -> dict:
     """The tiny plan run once through the CLI; its results document."""
     code = main(["bench", "quality", "--plan", str(tiny_bench / "tiny.yaml")])
     assert code == 0
+    page = (tiny_bench / "results" / "quality-tiny.html").read_text()
+    assert page.lower().startswith("<!doctype html>") and "tiny" in page  # written by the CLI
     return json.loads((tiny_bench / "results" / "quality-tiny.json").read_text())
 
 
