@@ -36,6 +36,7 @@ file and raises :class:`PlanError` with the key, the value and what was expected
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,13 +137,19 @@ class Plan:
         return f"{self.name} (REDUCED)" if self.reduced else self.name
 
     def relative(self, path: str | Path) -> str:
-        """``path`` relative to the project root when it lies under it (else as given): the
-        form paths take in results that are committed and read on other machines."""
+        """``path`` relative to the project root when it lies under it or beside it (the
+        shared data, ``../shared/data/...``), else as given: the form paths take in results
+        that are committed and read on other machines."""
         path = Path(path)
         try:
             return str(path.resolve().relative_to(self.root.resolve()))
         except ValueError:
-            return str(path)
+            pass
+        lexical = Path(os.path.normpath(path if path.is_absolute() else Path.cwd() / path))
+        root = Path(os.path.normpath(self.root.absolute()))
+        if lexical.parts[:2] == root.parts[:2] and len(root.parts) > 1:  # same top folder
+            return os.path.relpath(lexical, root)
+        return str(path)
 
     def entry(self, name: str) -> EntrySpec:
         """The entry called ``name``."""

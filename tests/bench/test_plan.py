@@ -132,3 +132,17 @@ def test_shipped_plans_are_valid(name: str) -> None:
         names = {e.name for e in plan.entries}
         assert {"unet", "unet+rotaug", "unet+tta", "p4", "p4m", "se2n12", "steerable"} <= names
         assert {d.key for d in plan.datasets} == {"kvasir", "cvc"}
+
+
+def test_relative_paths_for_committed_results(tmp_path: Path) -> None:
+    """Paths in committed results are relative to the project root: under it, or beside it
+    (the shared data, ``../shared/data/...``), whatever the form they were given in."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("")
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    raw = _raw(project)
+    plan = load_plan(_write(project, raw), variants=VARIANTS)
+    assert plan.relative(project / "runs" / "a") == "runs/a"
+    assert plan.relative(project / ".." / "shared" / "data") == "../shared/data"
+    assert plan.relative(tmp_path / "shared" / "data") == "../shared/data"
