@@ -12,7 +12,7 @@ its *expanded* weight: the dense ``(C_out*|G|, C_in*|G_in|, k, k)`` bank that a 
 * ``to_conv2d()``: an equivalent ``nn.Conv2d`` holding the frozen expanded weight (used by
   ``export()`` for deployment without zoo or e2cnn).
 
-Tensor layout (DESIGN.md): a feature map over a group ``G`` is ``(B, C*|G|, H, W)`` with the
+Tensor layout (docs/design.md): a feature map over a group ``G`` is ``(B, C*|G|, H, W)`` with the
 group axis innermost, channel ``c*|G| + g``.
 """
 

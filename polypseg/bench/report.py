@@ -135,7 +135,7 @@ def quality_markdown(doc: dict[str, Any]) -> str:
     if doc.get("reduced"):
         lines += [
             "> **REDUCED plan**: smaller images, narrower models, fewer epochs/seeds and images "
-            "than the full protocol (DESIGN.md). The numbers compare the variants under one "
+            "than the full protocol (docs/design.md). The numbers compare the variants under one "
             "small budget; they are not the full-protocol results.",
             "",
         ]

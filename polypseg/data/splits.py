@@ -1,6 +1,6 @@
 """Deterministic train/val/test splits, saved as JSON and reused by every later command.
 
-Rules (DESIGN.md, benchmark protocol):
+Rules (docs/design.md, benchmark protocol):
 
 - Kvasir-SEG: seeded random 80/10/10 by image.
 - CVC-ClinicDB: by video sequence, so that no polyp is seen in two sets; among many seeded

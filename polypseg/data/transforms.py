@@ -23,7 +23,7 @@ from polypseg.errors import DataError
 NORMALIZE_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 NORMALIZE_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-#: Training augmentation strengths (DESIGN.md: flips, scale, colour; no rotation by default).
+#: Training augmentation strengths (docs/design.md: flips, scale, colour; no rotation by default).
 SCALE_RANGE = (0.85, 1.15)
 SHIFT_FRACTION = 0.0625
 BRIGHTNESS = 0.2
