@@ -131,6 +131,21 @@ def make_temp_dir(target: str | os.PathLike[str]) -> Path:
     return tmp
 
 
+def _sync_folder(folder: Path) -> None:
+    """fsync ``folder`` so that a rename into it survives a power loss (POSIX; a no-op where
+    folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems do not sync folders; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
@@ -153,6 +168,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
+            _sync_folder(target.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -120,3 +120,22 @@ def test_this_process_keeps_its_own_temporaries(tmp_path: Path) -> None:
     reused = tmp_path / f".other.{os.getpid()}.zzzzzzzz.tmp"
     reused.write_text("x")
     assert remove_stale_temps(tmp_path) == [reused]
+
+
+def test_the_folder_is_synced_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rename is durable only once the folder holding it is synced: after the file's own
+    fsync, the folder is synced too."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        mode = os.fstat(fd).st_mode
+        synced.append("folder" if stat.S_ISDIR(mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    atomic_write_text(tmp_path / "a.txt", "hello")
+    assert (tmp_path / "a.txt").read_text() == "hello"
+    assert synced == ["file", "folder"]

@@ -28,9 +28,6 @@ from typing import Any
 import zoo
 from polypseg.errors import RunError
 
-#: Fields that define *what* is trained; a resumed run must agree on all of them.
-IDENTITY_FIELDS: tuple[str, ...] = ("model", "width", "depth", "size", "model_options")
-
 
 @dataclass
 class TrainConfig:
@@ -108,10 +105,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         return dataclasses.asdict(self)
-
-    def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the original run."""
-        return {name: getattr(self, name) for name in IDENTITY_FIELDS}
 
     def validate(self) -> TrainConfig:
         """Check ranges and required values; return ``self`` or raise :class:`RunError`."""

@@ -87,3 +87,28 @@ def test_relative_error_is_scaled_by_the_expected_values() -> None:
 
 def test_is_public() -> None:
     assert zoo.check_equivariance is check_equivariance and "check_equivariance" in zoo.__all__
+
+
+def test_the_check_runs_in_full_float32_and_restores_the_tf32_flags() -> None:
+    """TF32 (CUDA's default for convolutions) alone exceeds float32 tolerances: the check
+    turns it off while it runs and restores the caller's flags, also when it fails."""
+    seen: list[tuple[bool, bool]] = []
+
+    def identity(x: torch.Tensor) -> torch.Tensor:
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return x
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        image = random_image((8, 8), torch.float32, seed=0)
+        check_equivariance(identity, image, group=P4, in_fields=TRIVIAL, out_fields=TRIVIAL)
+        assert seen and set(seen) == {(False, False)}
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (
+            True, True)
+        with pytest.raises(EquivarianceError):
+            check_equivariance(lambda x: torch.roll(x, 1, dims=-1), image, group=P4,
+                               in_fields=TRIVIAL, out_fields=TRIVIAL)
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
