@@ -155,6 +155,8 @@ def compare_to_baselines(plan: Plan, specs: list[RunSpec]) -> list[dict[str, Any
 
 def run_result(spec: RunSpec, evaluation: Evaluation) -> dict[str, Any] | None:
     """One row of ``results``: an evaluation of a finished run, or ``None`` if unfinished."""
+    from polypseg.training.logs import training_seconds  # polypseg.training loads torch
+
     evaluated = _read(eval_file(spec, evaluation))
     swept = _read(sweep_file(spec, evaluation))
     trained = _read(spec.bench_dir / "train.json")
@@ -176,8 +178,10 @@ def run_result(spec: RunSpec, evaluation: Evaluation) -> dict[str, Any] | None:
         "sweep_file": str(sweep_file(spec, evaluation)),
         "val_dice": _val_dice(Path(spec.run_dir)),
         "epoch": evaluated.get("epoch"),
-        # an evaluation-only entry trained nothing: its training time is its source's
-        "train_seconds": trained.get("seconds") if own else None,
+        # an evaluation-only entry trained nothing: its training time is its source's; a
+        # resumed run's time is summed over its sittings (train.json times the last one)
+        "train_seconds": (training_seconds(spec.run_dir) or trained.get("seconds"))
+        if own else None,
         "device": (trained.get("hardware") or {}).get("device_name"),
     }
 

@@ -86,13 +86,11 @@ def sweep_numbers(sweep_file: Path | None, name: str | None) -> dict[str, float 
 
 def _train_seconds(run_dir: Path | None) -> float | None:
     """Sum of ``epoch_seconds`` of ``RUN/metrics.csv`` (None without one)."""
-    if run_dir is None or not (run_dir / "metrics.csv").is_file():
+    if run_dir is None:
         return None
-    from polypseg.training.logs import read_metrics_csv
+    from polypseg.training.logs import training_seconds
 
-    seconds = [r.get("epoch_seconds") for r in read_metrics_csv(run_dir / "metrics.csv")]
-    finite = [s for s in seconds if s is not None]
-    return sum(finite) if finite else None
+    return training_seconds(run_dir)
 
 
 def run_row(view: ModelView, facts: dict[str, Any]) -> dict[str, Any]:

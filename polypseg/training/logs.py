@@ -38,6 +38,16 @@ def read_metrics_csv(path: str | Path) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in rows]
 
 
+def training_seconds(run_dir: str | Path) -> float | None:
+    """Wall time a run has trained, over every sitting it was resumed in: the sum of
+    ``epoch_seconds`` of ``RUN/metrics.csv`` (``None`` without one)."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return None
+    seconds = [r["epoch_seconds"] for r in read_metrics_csv(path) if "epoch_seconds" in r]
+    return sum(seconds) if seconds else None
+
+
 class TensorBoardLog:
     """A thin ``SummaryWriter`` wrapper that does nothing when ``enabled`` is false."""
 

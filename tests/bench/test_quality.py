@@ -92,6 +92,14 @@ def test_interrupted_run_needs_resume(tiny_bench: Path, first_run: dict) -> None
     assert outcome.trained == ["kvasir/p4/seed0"] and outcome.failed == {}
     assert marker.is_file() and is_complete(spec)
     assert weights.stat().st_mtime_ns == stamp
+    # its training time is the sum over its sittings (metrics.csv), not the resumed sitting's
+    from polypseg.training.logs import read_metrics_csv
+
+    doc = json.loads((tiny_bench / "results" / "quality-tiny.json").read_text())
+    row = next(r for r in doc["results"] if r["entry"] == "p4")
+    epochs = read_metrics_csv(Path(spec.run_dir) / "metrics.csv")
+    assert row["train_seconds"] == pytest.approx(sum(r["epoch_seconds"] for r in epochs))
+    assert row["train_seconds"] > json.loads(marker.read_text())["seconds"]
 
 
 def test_parallel_jobs_use_worker_subprocesses(
