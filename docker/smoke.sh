@@ -67,13 +67,16 @@ import sys
 import torch
 import zoo
 
-from polypseg.checkpoint import save_checkpoint
+from polypseg.checkpoint import CheckpointMeta, InputSpec, ModelSpec, save_checkpoint
 
 torch.manual_seed(0)
-kwargs = {"in_channels": 3, "out_channels": 1, "width": 4, "depth": 3}
-model = zoo.create("p4", **kwargs).eval()
-meta = {"variant": "p4", "model": kwargs, "threshold": 0.5, "metrics": {},
-        "input": {"size": 128, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
+model = zoo.create("p4", in_channels=3, out_channels=1, width=4, depth=3)
+spec = ModelSpec.of(model)
+meta = CheckpointMeta(
+    model=spec, metrics={},
+    input=InputSpec(side=128, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                    threshold=0.5, depth=spec.depth),
+)
 save_checkpoint(f"{sys.argv[1]}/checkpoints/best", model, meta)
 EOF
 "$PY" -m polypseg export "$WORK/run" --format onnx --out "$WORK/onnx" >&2

@@ -51,3 +51,21 @@ def test_build_context_is_small():
 def test_docker_smoke():
     done = subprocess.run(["bash", str(DOCKER / "smoke.sh")], cwd=REPO, timeout=1800)
     assert done.returncode == 0
+
+
+def test_the_smoke_model_snippet_makes_a_run_that_exports(tmp_path: Path):
+    """The smoke test's model (the Python heredoc in docker/smoke.sh) is made with the current
+    checkpoint API and exports, so the container stage cannot fail on a stale snippet."""
+    script = (DOCKER / "smoke.sh").read_text()
+    start = script.index("\"$PY\" - \"$WORK/run\" <<'EOF'\n")
+    snippet = script[script.index("\n", start) + 1:script.index("\nEOF\n", start)]
+    run = tmp_path / "run"
+    made = subprocess.run([sys.executable, "-", str(run)], input=snippet, capture_output=True,
+                          text=True)
+    assert made.returncode == 0, made.stderr
+    exported = subprocess.run(
+        [sys.executable, "-m", "polypseg", "export", str(run), "--format", "onnx",
+         "--out", str(tmp_path / "onnx")], capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "onnx" / "model.onnx").is_file()
+    assert (tmp_path / "onnx" / "export.json").is_file()
