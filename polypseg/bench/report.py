@@ -256,11 +256,11 @@ def cross_markdown(doc: dict[str, Any]) -> list[str]:
         return str(datasets.get(key, {}).get("label", key))
 
     own = {(r["entry"], r["dataset"]): r for r in doc.get("summary", [])}
-    columns: list[tuple[str, str]] = []  # (trained on, tested on)
+    columns: list[tuple[str, str]] = []  # (trained on, tested on), each once
     for trained_on in dict.fromkeys(r["trained_on"] for r in rows):
         columns.append((trained_on, trained_on))
-        columns += [(trained_on, r["dataset"]) for r in rows if r["trained_on"] == trained_on
-                    and (trained_on, r["dataset"]) not in columns]
+        columns += dict.fromkeys((trained_on, r["dataset"]) for r in rows
+                                 if r["trained_on"] == trained_on)
     header = ["Entry"] + [f"{label(t)}-trained, {label(d)} test" for t, d in columns]
     body = []
     for entry in dict.fromkeys(r["entry"] for r in rows):

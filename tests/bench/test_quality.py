@@ -195,6 +195,9 @@ def test_cross_dataset_evaluations(tmp_path: Path) -> None:
     assert not Path(doc["results"][0]["run"]).is_absolute()
     text = (tmp_path / "results" / "quality-tiny.md").read_text()
     assert "## Cross-dataset generalisation" in text and "## Paired differences" in text
+    # one column per (trained on, tested on), whatever the number of entries
+    header = next(line for line in text.splitlines() if "-trained, " in line)
+    assert header.count("-trained, ") == 4, header
     (spec.bench_dir / "unet+tta" / "cross-b" / "test-tta-rot90.json").unlink()
     assert not is_complete(spec)
 
