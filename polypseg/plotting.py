@@ -63,15 +63,31 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _colours(variants: Sequence[str | None]) -> list[str]:
-    """One colour per curve: the variant's own when it appears once, else the palette's."""
-    palette = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
-    return [
-        VARIANT_COLOURS[v]
-        if v in VARIANT_COLOURS and variants.count(v) == 1
-        else palette[i % len(palette)]
-        for i, v in enumerate(variants)
-    ]
+#: Line styles and markers that tell apart the curves of one variant (its first curve: solid).
+_LINESTYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D")
+
+
+def curve_styles(variants: Sequence[str | None]) -> list[dict[str, str]]:
+    """A matplotlib style (``color``, ``linestyle``, ``marker``) per curve: the variant's
+    colour (:data:`VARIANT_COLOURS`; other variants get palette colours no variant uses), and
+    for the second, third, ... curve of one variant (``unet``, ``unet+rotaug``, ``unet-wide``)
+    another line style and marker, so every curve differs and a variant's curves share a hue.
+    """
+    palette = [c for c in _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+               if c not in VARIANT_COLOURS.values()] or ["0.3"]
+    others: dict[str | None, str] = {}
+    seen: dict[str | None, int] = {}
+    styles = []
+    for v in variants:
+        if v in VARIANT_COLOURS:
+            colour = VARIANT_COLOURS[v]
+        else:
+            colour = others.setdefault(v, palette[len(others) % len(palette)])
+        k = seen[v] = seen.get(v, -1) + 1
+        styles.append({"color": colour, "linestyle": _LINESTYLES[k % len(_LINESTYLES)],
+                       "marker": _MARKERS[k % len(_MARKERS)]})
+    return styles
 
 
 def _run_variant(run_dir: Path) -> str | None:
@@ -124,15 +140,17 @@ def sweep_figure(sweeps: Sequence[dict[str, Any]], title: str | None = None) -> 
     if not runs:
         raise RunError("no runs in the sweep results to plot")
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8), sharex=True)
-    colours = _colours([run["variant"] for _, run in runs])
+    styles = curve_styles([run["variant"] for _, run in runs])
     for panel, (ax, metric) in enumerate(zip(axes, ("consistency", "accuracy"), strict=True)):
-        for (_, run), colour in zip(runs, colours, strict=True):
+        for (_, run), style in zip(runs, styles, strict=True):
+            colour = style["color"]
             angles = [p["angle"] for p in run["per_angle"]]
             mean = [p[metric]["mean"] for p in run["per_angle"]]
             q1 = [p[metric]["q1"] for p in run["per_angle"]]
             q3 = [p[metric]["q3"] for p in run["per_angle"]]
-            ax.fill_between(angles, q1, q3, color=colour, alpha=0.18, linewidth=0)
-            ax.plot(angles, mean, color=colour, linewidth=2, marker="o", markersize=3,
+            alpha = 0.18 if style["linestyle"] == "-" else 0.06  # a variant's hue, not stacked
+            ax.fill_between(angles, q1, q3, color=colour, alpha=alpha, linewidth=0)
+            ax.plot(angles, mean, linewidth=2, markersize=3.5, **style,
                     label=_run_label(run) if panel == 0 else None)
         for quarter in (0, 90, 180, 270, 360):
             ax.axvline(quarter, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
@@ -184,7 +202,7 @@ def training_figure(
     if len(names) != len(run_dirs):
         raise ValueError(f"{len(names)} labels for {len(run_dirs)} runs")
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    colours = _colours([_run_variant(Path(r)) for r in run_dirs])
+    colours = [s["color"] for s in curve_styles([_run_variant(Path(r)) for r in run_dirs])]
     for run_dir, colour, name in zip(run_dirs, colours, names, strict=True):
         path = Path(run_dir) / "metrics.csv"
         if not path.is_file():

@@ -78,3 +78,17 @@ def test_learned_symmetry_panels(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 1000 for p in written)
     with pytest.raises(RunError, match="none of these runs"):
         plot_symmetry([plain], tmp_path / "none.png")
+
+
+def test_curve_styles_tell_every_curve_apart_and_group_a_variant() -> None:
+    from polypseg.plotting import VARIANT_COLOURS, curve_styles
+
+    variants = ["unet", "unet", "unet", "unet", "p4", "p4-partial", "p4-rpp", "p4m", "se2n12",
+                "steerable", "custom-a", "custom-b"]
+    styles = curve_styles(variants)
+    keys = [(s["color"], s["linestyle"], s["marker"]) for s in styles]
+    assert len(set(keys)) == len(variants)  # no two curves look alike
+    assert {s["color"] for s in styles[:4]} == {VARIANT_COLOURS["unet"]}  # one hue per variant
+    assert styles[0]["linestyle"] == "-" and styles[4]["linestyle"] == "-"
+    custom = {styles[-1]["color"], styles[-2]["color"]}
+    assert len(custom) == 2 and not custom & set(VARIANT_COLOURS.values())

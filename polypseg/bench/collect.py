@@ -207,21 +207,17 @@ def plot_best(plan: Plan, results: list[dict[str, Any]], out: Path) -> list[Path
 
     written = []
     best = best_runs(results)
-    # plain variants first (their fixed colours), then the derived entries (+rotaug, +tta),
-    # renamed so that they take palette colours of their own instead of sharing unet's
-    plain = [e for e in plan.entries if e.trains and not e.rot_aug]
-    derived = [e for e in plan.entries if e not in plain]
+    # in the plan's order; the entries of one variant (unet, unet+rotaug, unet+tta, unet-wide)
+    # share its colour and differ in line style (plotting.curve_styles)
     for dataset in plan.datasets:
         sweeps = []
-        for entry in plain + derived:
+        for entry in plan.entries:
             row = best.get((entry.name, dataset.key))
             if row is None:
                 continue
             sweep = load_sweep(plan.root / row["sweep_file"])
             for run in sweep["runs"]:
                 run["name"] = entry.name  # the legend names the entry, not the run folder
-                if entry in derived:
-                    run["variant"] = entry.name
             sweeps.append(sweep)
         if not sweeps:
             continue

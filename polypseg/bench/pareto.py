@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from polypseg.plotting import VARIANT_COLOURS, _pyplot, _save
+from polypseg.plotting import _pyplot, _save, curve_styles
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -38,9 +38,10 @@ def _points(doc: dict[str, Any], costs: dict[str, float], dataset: str) -> list[
             continue
         entry = entries.get(row["entry"], {})
         source = entry.get("source") or row["entry"]
+        variant = entry.get("variant") or entries.get(source, {}).get("variant")
         dice = row["metrics"]["dice"]
         points.append({
-            "name": row["entry"], "variant": entry.get("variant"), "params": entry.get("params"),
+            "name": row["entry"], "variant": variant, "params": entry.get("params"),
             "cost": costs.get(source), "dice": dice["mean"], "std": dice.get("std") or 0.0,
             "derived": bool(entry.get("source") or entry.get("rot_aug")),
             "eval_only": bool(entry.get("source")),
@@ -56,8 +57,6 @@ def plot_pareto(doc: dict[str, Any], cost_doc: dict[str, Any] | None, out: Path)
     costs = {m["name"]: m["seconds_per_image"] for m in (cost_doc or {}).get("models", [])}
     labels = {k: v.get("label", k) for k, v in doc.get("datasets", {}).items()}
     written: list[Path] = []
-    taken = set(VARIANT_COLOURS.values())
-    palette = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c not in taken]
     for dataset in dict.fromkeys(r["dataset"] for r in doc.get("summary", [])):
         points = _points(doc, costs, dataset)
         if not points:
@@ -68,13 +67,13 @@ def plot_pareto(doc: dict[str, Any], cost_doc: dict[str, Any] | None, out: Path)
         fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8),
                                  squeeze=False)
         for ax, (key, label) in zip(axes[0], panels, strict=True):
+            styles = dict(zip([p["name"] for p in points],
+                              curve_styles([p["variant"] for p in points]), strict=True))
             usable = [p for p in points if isinstance(p[key], (int, float))]
-            derived = [p["name"] for p in points if p["derived"]]
             for p in usable:
-                colour = (palette[derived.index(p["name"]) % len(palette)] if p["derived"]
-                          else VARIANT_COLOURS.get(p["variant"], "0.2"))
-                ax.errorbar(p[key], p["dice"], yerr=p["std"], fmt="o", markersize=8,
-                            color=colour, mfc="none" if p["eval_only"] else colour,
+                colour = styles[p["name"]]["color"]
+                ax.errorbar(p[key], p["dice"], yerr=p["std"], fmt=styles[p["name"]]["marker"],
+                            markersize=8, color=colour, mfc="none" if p["eval_only"] else colour,
                             capsize=3, label=p["name"])
                 ax.annotate(p["name"], (p[key], p["dice"]), textcoords="offset points",
                             xytext=(6, 5), fontsize=9)
