@@ -83,6 +83,7 @@ def inspect_run(
         "name": loaded.name,
         "checkpoint": str(loaded.stem),
         "variant": loaded.variant,
+        "dataset": (loaded.meta.split or {}).get("dataset"),  # what it was trained on
         "epoch": loaded.meta.epoch,
         "params": loaded.meta.params,
         "summary": learned["summary"] if learned else {"kind": None},

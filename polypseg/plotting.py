@@ -273,7 +273,8 @@ def plot_symmetry(results: Sequence[dict[str, Any]], out: str | Path) -> list[Pa
             ax.grid(True, axis="x", alpha=0.3)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         name, variant = result["name"], result["variant"]
-        ax.set_title(name if name == variant else f"{name} ({variant})", fontsize=10)
+        about = ", ".join(str(v) for v in (variant, result.get("dataset")) if v and v != name)
+        ax.set_title(f"{name} ({about})" if about else name, fontsize=10)
     fig.suptitle("Learned symmetry per layer", fontsize=12)
     fig.tight_layout()
     try:
