@@ -145,7 +145,12 @@ def compare_to_baselines(plan: Plan, specs: list[RunSpec]) -> list[dict[str, Any
             base = scores.get((dataset.key, baseline))
             for entry in plan.entries:
                 runs = scores.get((dataset.key, entry.name))
-                if entry.name in plan.baselines or not base or not runs:
+                # a baseline is compared only with the baselines listed before it (unet+rotaug
+                # and unet-wide with unet: does augmentation, or width, help?)
+                if entry.name in plan.baselines and (
+                        plan.baselines.index(baseline) >= plan.baselines.index(entry.name)):
+                    continue
+                if not base or not runs:
                     continue
                 result = paired_bootstrap(runs, base)
                 rows.append({"dataset": dataset.key, "entry": entry.name,

@@ -169,7 +169,7 @@ def test_cross_dataset_evaluations(tmp_path: Path) -> None:
 
     kvasir = write_dataset_at(tmp_path, "Kvasir-SEG")
     other = write_dataset_at(tmp_path / "other", "Kvasir-SEG", seed=1)
-    plan = load_plan(tiny_plan(tmp_path, kvasir, cross_dataset=True, baselines=["unet"],
+    plan = load_plan(tiny_plan(tmp_path, kvasir, cross_dataset=True, baselines=["unet", "unet+tta"],
                                entries=[
         {"name": "unet", "variant": "unet", "width": 2},
         {"name": "unet+tta", "from": "unet", "tta": "rot90"}],
@@ -189,6 +189,7 @@ def test_cross_dataset_evaluations(tmp_path: Path) -> None:
     assert [(r["entry"], r["trained_on"], r["dataset"]) for r in doc["cross"]] == [
         ("unet", "a", "b"), ("unet+tta", "a", "b"), ("unet", "b", "a"), ("unet+tta", "b", "a")]
     assert doc["cross"][0]["metrics"]["dice"] == pytest.approx(moved["summary"]["dice"]["mean"])
+    # a baseline is compared with the baselines before it, never with itself or a later one
     assert {(r["entry"], r["dataset"], r["baseline"]) for r in doc["comparisons"]} == {
         ("unet+tta", "a", "unet"), ("unet+tta", "b", "unet")}
     assert all(r["ci_low"] <= r["diff_mean"] <= r["ci_high"] for r in doc["comparisons"])
