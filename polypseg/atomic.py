@@ -194,3 +194,13 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Path], Non
     """Call ``writer(tmp_path)`` (e.g. a library's save function) and move the result atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def atomic_write_report(stem: str | os.PathLike[str], doc: Any, markdown: str) -> list[Path]:
+    """A result as its two files: ``STEM.json`` (``doc``) and ``STEM.md`` (``markdown``),
+    each written atomically; returns both paths."""
+    stem = Path(stem)
+    written = [stem.with_suffix(".json"), stem.with_suffix(".md")]
+    atomic_write_json(written[0], doc)
+    atomic_write_text(written[1], markdown)
+    return written

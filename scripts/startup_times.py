@@ -179,10 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out is not None:
         sys.path.insert(0, str(REPO))
-        from polypseg.atomic import atomic_write_json, atomic_write_text
+        from polypseg.atomic import atomic_write_report
 
-        atomic_write_json(args.out.with_suffix(".json"), doc)
-        atomic_write_text(args.out.with_suffix(".md"), text)
+        atomic_write_report(args.out, doc, text)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from polypseg.atomic import (
     atomic_path,
     atomic_write_json,
+    atomic_write_report,
     atomic_write_text,
     atomic_write_with,
     current_umask,
@@ -139,3 +141,10 @@ def test_the_folder_is_synced_after_the_rename(
     atomic_write_text(tmp_path / "a.txt", "hello")
     assert (tmp_path / "a.txt").read_text() == "hello"
     assert synced == ["file", "folder"]
+
+
+def test_a_report_is_its_json_and_its_markdown(tmp_path: Path) -> None:
+    written = atomic_write_report(tmp_path / "speed-cpu", {"ratio": 1.5}, "# Speed\n")
+    assert written == [tmp_path / "speed-cpu.json", tmp_path / "speed-cpu.md"]
+    assert json.loads(written[0].read_text()) == {"ratio": 1.5}
+    assert written[1].read_text() == "# Speed\n"

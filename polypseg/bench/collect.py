@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from polypseg.atomic import atomic_write_json, atomic_write_text
+from polypseg.atomic import atomic_write_report
 from polypseg.bench.plan import Plan
 from polypseg.bench.report import mean_std, quality_markdown, summarize
 from polypseg.bench.runs import Evaluation, RunSpec, eval_file, sweep_file
@@ -340,9 +340,7 @@ def write_results(
         plots += plot_pareto(doc, cost_doc, out)
     doc["plots"] = [p.name for p in plots]
     stem = out / f"quality-{plan.name}"
-    atomic_write_json(stem.with_suffix(".json"), doc)
-    atomic_write_text(stem.with_suffix(".md"), quality_markdown(doc))
-    written += [stem.with_suffix(".json"), stem.with_suffix(".md"), *plots]
+    written += [*atomic_write_report(stem, doc, quality_markdown(doc)), *plots]
     if missing:
         progress(f"{len(missing)} evaluations unfinished, left out: {', '.join(missing[:5])}")
     return written

@@ -199,7 +199,7 @@ def cost(
 ) -> None:
     """Time one training step of every entry of a plan side by side (CPU, one thread):
     seconds per image and ratios, for the cost columns and the Pareto plot."""
-    from polypseg.atomic import atomic_write_json, atomic_write_text
+    from polypseg.atomic import atomic_write_report
     from polypseg.bench.cost import ModelSpec, step_times
     from polypseg.bench.hardware import hardware_info
     from polypseg.bench.plan import load_plan
@@ -234,8 +234,7 @@ def cost(
     lines += [f"| {r['name']} | {r['variant']} | {r['width']} | {r['params']:,} | "
               f"{r['step_seconds']:.3f} | {1000 * r['seconds_per_image']:.1f} | "
               f"{r['ratio']:.2f} |" for r in rows]
-    atomic_write_json(stem.with_suffix(".json"), doc)
-    atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_report(stem, doc, "\n".join(lines) + "\n")
     typer.echo("\n".join(lines[6:]))
     typer.echo(f"wrote {stem.with_suffix('.json')} and .md")
 
