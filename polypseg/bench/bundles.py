@@ -157,9 +157,11 @@ def write_bundles(plan: Plan, doc: dict[str, Any], out: Path) -> list[Path]:
         for relative in COPIED:
             atomic_write_bytes(target / relative, (run_dir / relative).read_bytes())
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        # the plan's paths in this checkout, not where the run happened to be trained (a run
+        # committed from another clone records that clone's absolute paths)
         for key in ("data", "out", "split_file"):
             if config.get(key):
-                config[key] = plan.relative(config[key])
+                config[key] = plan.relative(spec.train.get(key) or config[key])
         atomic_write_json(target / "config.json", config)
         seeds = [r for r in own if r["entry"] == entry and r["dataset"] == dataset]
         card = model_card(doc, row, seeds, name, training_command(spec.train, plan),

@@ -260,6 +260,8 @@ def write_results(
         path = Path(spec.run_dir) / "metrics.csv"
         return read_metrics_csv(path) if path.is_file() else []
 
+    datasets = {key: {k: plan.relative(v) if k.endswith("split_file") else v
+                      for k, v in info.items()} for key, info in datasets.items()}
     results, cross, missing = [], [], []
     patience = int(plan.train_options.get("patience", 0) or 0)
     for spec in specs:

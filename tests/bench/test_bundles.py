@@ -37,3 +37,27 @@ def test_bundles_are_runs_that_predict_takes(tiny_bench: Path, tmp_path: Path) -
     assert masks, "predict wrote no mask"
     mask = np.asarray(Image.open(sorted(masks)[0]))
     assert mask.shape[:2] == np.asarray(Image.open(image)).shape[:2]
+
+
+def test_bundles_and_collected_doc_hold_paths_of_this_checkout(
+    tiny_bench: Path, tmp_path: Path
+) -> None:
+    """A run committed from another clone records that clone's absolute paths; its bundle
+    and the collected document name the plan's paths, relative to the project root."""
+    plan = tiny_bench / "tiny.yaml"
+    assert main(["bench", "quality", "--plan", str(plan)]) == 0
+    run_config = tiny_bench / "runs" / "kvasir" / "p4" / "seed0" / "config.json"
+    config = json.loads(run_config.read_text())
+    for key in ("data", "out", "split_file"):
+        config[key] = f"/elsewhere/clone/{key}"
+    run_config.write_text(json.dumps(config))
+    out = tmp_path / "models"
+    assert main(["bench", "bundle", "--plan", str(plan), "--out", str(out)]) == 0
+    bundled = json.loads((out / "kvasir-p4" / "config.json").read_text())
+    assert bundled["out"] == "runs/kvasir/p4/seed0"
+    for key in ("data", "split_file"):
+        assert "elsewhere" not in bundled[key] and (tiny_bench / bundled[key]).exists(), key
+    doc = json.loads((tiny_bench / "results" / "quality-tiny.json").read_text())
+    for info in doc["datasets"].values():
+        assert not Path(info["split_file"]).is_absolute()
+        assert (tiny_bench / info["split_file"]).is_file()
