@@ -270,3 +270,30 @@ def is_complete(spec: RunSpec) -> bool:
         if not evaluation.cross:
             needed.append(sweep_file(spec, evaluation))
     return all(p.is_file() for p in needed)
+
+
+#: The states of a run folder that ``bench quality --dry-run`` reports.
+FINISHED, EVALUATING, HALF_DONE, TO_DO = "finished", "trained", "half-done", "to do"
+
+
+def run_status(spec: RunSpec) -> tuple[str, str]:
+    """Where ``spec``'s run stands, without touching it: ``(state, detail)``.
+
+    ``finished`` (every stage has its file: reused as it is), ``trained`` (training ended;
+    evaluations or sweeps to do), ``half-done`` (a resume state from an interrupted training;
+    ``--resume`` continues it, a run without it starts over) or ``to do``.
+    """
+    from polypseg.training.logs import read_metrics_csv
+    from polypseg.training.state import STATE_NAME
+
+    if is_complete(spec):
+        return FINISHED, ""
+    if (spec.bench_dir / "train.json").is_file():
+        return EVALUATING, "evaluations to do"
+    run_dir = Path(spec.run_dir)
+    if (run_dir / "checkpoints" / STATE_NAME).is_file():
+        metrics = run_dir / "metrics.csv"
+        rows = read_metrics_csv(metrics) if metrics.is_file() else []
+        epoch = int(rows[-1]["epoch"]) if rows and "epoch" in rows[-1] else 0
+        return HALF_DONE, f"resumes after epoch {epoch} with --resume"
+    return TO_DO, ""

@@ -44,12 +44,19 @@ def quality(
     """Run a quality plan: train, evaluate (test split), sweep and plot; skip finished runs."""
     from polypseg.bench.plan import load_plan
     from polypseg.bench.quality import run_quality
-    from polypseg.bench.runs import plan_runs
+    from polypseg.bench.runs import check_spec, plan_runs, run_status
 
     spec = load_plan(plan)
-    if dry_run:
+    if dry_run:  # what a run of the plan would do, from the run folders as they are
+        counts: dict[str, int] = {}
         for run in plan_runs(spec):
-            typer.echo(f"{run.key}  ->  {run.run_dir}")
+            check_spec(run)  # a folder of an edited plan: the same error the real run gives
+            state, detail = run_status(run)
+            counts[state] = counts.get(state, 0) + 1
+            where = spec.relative(run.run_dir)
+            typer.echo(f"{run.key:<28} {state:<9} {where}" + (f"  ({detail})" if detail else ""))
+        typer.echo(f"plan {spec.label}: " + ", ".join(f"{n} {state}" for state, n in
+                                                      counts.items()))
         return
     outcome = run_quality(spec, jobs=jobs, out=out, resume=resume, device=device,
                           command=_command_line(), progress=_say, collect_only=collect)

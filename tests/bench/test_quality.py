@@ -232,3 +232,33 @@ def test_a_plan_edited_after_a_run_finished_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RunError, match=r"width 2 \(the plan asks 3\)"):
         run_quality(edited)
     assert weights.stat().st_mtime_ns == stamp
+
+
+def test_dry_run_reports_where_each_run_stands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--dry-run`` reads the run folders as they are (what a fresh clone of a half-finished
+    study would do next) and refuses a plan edited after its runs, like the real run."""
+    from bench_helpers import tiny_plan, write_dataset_at
+
+    data = write_dataset_at(tmp_path, "Kvasir-SEG")
+    plan_file = tiny_plan(tmp_path, data)
+    assert run_quality(load_plan(plan_file)).failed == {}
+    p4, unet = (next(s for s in plan_runs(load_plan(plan_file)) if s.entry == name)
+                for name in ("p4", "unet"))
+    (p4.bench_dir / "p4" / "sweep.json").unlink()  # trained and tested, not swept
+    (unet.bench_dir / "train.json").unlink()  # interrupted before its training marker
+    tiny_plan(tmp_path, data, seeds=[0, 1])
+    capsys.readouterr()
+    assert main(["bench", "quality", "--plan", str(plan_file), "--dry-run"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "trained" in lines["kvasir/p4/seed0"]
+    assert "half-done" in lines["kvasir/unet/seed0"] and "after epoch 1" in lines[
+        "kvasir/unet/seed0"]
+    assert "to do" in lines["kvasir/p4/seed1"] and "to do" in lines["kvasir/unet/seed1"]
+    assert set(lines["plan"].split(": ")[1].split(", ")) == {"1 half-done", "1 trained", "2 to do"}
+    assert not (Path(p4.run_dir).parent / "seed1").exists()  # a dry run writes no run folder
+
+    tiny_plan(tmp_path, data, entries=[{"name": "unet", "variant": "unet", "width": 3}])
+    assert main(["bench", "quality", "--plan", str(plan_file), "--dry-run"]) != 0
+    assert "width 2 (the plan asks 3)" in capsys.readouterr().err
