@@ -30,6 +30,7 @@ from polypseg.bench.runs import (
     prepare_splits,
     quiet,
     resolve_entries,
+    select_runs,
 )
 from polypseg.bench.worker import execute
 from polypseg.errors import PolypsegError
@@ -151,21 +152,28 @@ def run_quality(
     command: str = "",
     progress: Progress = quiet,
     collect_only: bool = False,
+    only: list[str] | None = None,
 ) -> Outcome:
     """Run every unfinished run of ``plan``, then collect, tabulate and plot all of them
-    (with ``collect_only``: only collect the finished runs, train nothing)."""
+    (with ``collect_only``: only collect the finished runs, train nothing; with ``only``:
+    train only the unfinished runs whose key matches one of these patterns, see
+    :func:`~polypseg.bench.runs.select_runs`; the tables still hold every finished run)."""
     datasets = prepare_splits(plan, progress)
     entries = resolve_entries(plan)
     specs = plan_runs(plan, entries)
     for spec in specs:  # a folder left by an edited plan is an error, never silently reused
         check_spec(spec)
+    selected = {s.key for s in select_runs(specs, only)}
     outcome = Outcome()
     pending = []
     for spec in specs:
         (outcome.reused if is_complete(spec) else pending).append(spec)
     outcome.reused = [s.key for s in outcome.reused]
+    left = [s for s in pending if s.key not in selected]
+    pending = [s for s in pending if s.key in selected]
     progress(f"plan {plan.label}: {len(specs)} runs, {len(outcome.reused)} finished, "
-             f"{len(pending)} to do, jobs {jobs}")
+             f"{len(pending)} to do" + (f" ({len(left)} more not selected by --only)"
+                                        if left else "") + f", jobs {jobs}")
     errors = {} if collect_only else run_all(pending, jobs, resume, device, progress)
     for spec in [] if collect_only else pending:
         message = errors.get(spec.key)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polypseg.bench.plan import EntrySpec, Plan
+from polypseg.bench.plan import EntrySpec, Plan, PlanError
 from polypseg.errors import RunError
 
 Progress = Callable[[str], None]
@@ -297,3 +297,19 @@ def run_status(spec: RunSpec) -> tuple[str, str]:
         epoch = int(rows[-1]["epoch"]) if rows and "epoch" in rows[-1] else 0
         return HALF_DONE, f"resumes after epoch {epoch} with --resume"
     return TO_DO, ""
+
+
+def select_runs(specs: list[RunSpec], patterns: list[str] | None) -> list[RunSpec]:
+    """The runs whose key (``DATASET/ENTRY/seedN``) matches one of the shell-style
+    ``patterns`` (``fnmatch``: ``*/p4*/seed2``, ``cvc/*/*``), in plan order; every run when
+    ``patterns`` is empty. A pattern that matches no run of the plan is an error (a typo
+    would otherwise train nothing, silently)."""
+    from fnmatch import fnmatchcase
+
+    if not patterns:
+        return list(specs)
+    unmatched = [p for p in patterns if not any(fnmatchcase(s.key, p) for s in specs)]
+    if unmatched:
+        raise PlanError(f"--only {', '.join(unmatched)} matches no run of the plan (run keys "
+                        f"look like {specs[0].key if specs else 'DATASET/ENTRY/seedN'})")
+    return [s for s in specs if any(fnmatchcase(s.key, p) for p in patterns)]

@@ -40,18 +40,26 @@ def quality(
     collect: bool = typer.Option(False, "--collect",
                                  help="Only collect the finished runs into the tables and "
                                       "plots; train and evaluate nothing."),
+    only: list[str] | None = typer.Option(
+        None, "--only", metavar="PATTERN",
+        help="Train only the runs whose key (DATASET/ENTRY/seedN) matches this shell pattern, "
+             "e.g. '*/p4*/seed2'; repeatable. The tables still hold every finished run."),
 ) -> None:
     """Run a quality plan: train, evaluate (test split), sweep and plot; skip finished runs."""
     from polypseg.bench.plan import load_plan
     from polypseg.bench.quality import run_quality
-    from polypseg.bench.runs import check_spec, plan_runs, run_status
+    from polypseg.bench.runs import check_spec, plan_runs, run_status, select_runs
 
     spec = load_plan(plan)
     if dry_run:  # what a run of the plan would do, from the run folders as they are
         counts: dict[str, int] = {}
-        for run in plan_runs(spec):
+        runs = plan_runs(spec)
+        selected = {run.key for run in select_runs(runs, only)}
+        for run in runs:
             check_spec(run)  # a folder of an edited plan: the same error the real run gives
             state, detail = run_status(run)
+            if run.key not in selected and state != "finished":
+                state, detail = "left out", "not selected by --only"
             counts[state] = counts.get(state, 0) + 1
             where = spec.relative(run.run_dir)
             typer.echo(f"{run.key:<28} {state:<9} {where}" + (f"  ({detail})" if detail else ""))
@@ -59,7 +67,8 @@ def quality(
                                                       counts.items()))
         return
     outcome = run_quality(spec, jobs=jobs, out=out, resume=resume, device=device,
-                          command=_command_line(), progress=_say, collect_only=collect)
+                          command=_command_line(), progress=_say, collect_only=collect,
+                          only=only)
     # the study's HTML page (the report layer reads what bench wrote; bench never imports it)
     from polypseg.report.build import write_quality_report
 

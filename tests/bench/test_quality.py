@@ -262,3 +262,23 @@ def test_dry_run_reports_where_each_run_stands(
     tiny_plan(tmp_path, data, entries=[{"name": "unet", "variant": "unet", "width": 3}])
     assert main(["bench", "quality", "--plan", str(plan_file), "--dry-run"]) != 0
     assert "width 2 (the plan asks 3)" in capsys.readouterr().err
+
+
+def test_only_trains_the_selected_runs_and_collects_every_finished_one(tmp_path: Path) -> None:
+    from bench_helpers import tiny_plan, write_dataset_at
+
+    from polypseg.bench.plan import PlanError
+
+    plan = load_plan(tiny_plan(tmp_path, write_dataset_at(tmp_path, "Kvasir-SEG"), seeds=[0, 1]))
+    with pytest.raises(PlanError, match="matches no run"):
+        run_quality(plan, only=["kvasir/p4/seed7"])
+    first = run_quality(plan, only=["*/p4/*"])
+    assert first.trained == ["kvasir/p4/seed0", "kvasir/p4/seed1"] and first.failed == {}
+    runs = {s.key: s for s in plan_runs(plan)}
+    assert not any(is_complete(runs[k]) for k in ("kvasir/unet/seed0", "kvasir/unet/seed1"))
+    second = run_quality(plan, only=["kvasir/unet/seed1", "*/p4/*"])  # p4's are finished
+    assert second.trained == ["kvasir/unet/seed1"] and sorted(second.reused) == [
+        "kvasir/p4/seed0", "kvasir/p4/seed1"]
+    doc = json.loads((tmp_path / "results" / "quality-tiny.json").read_text())
+    assert sorted((r["entry"], r["seed"]) for r in doc["results"]) == [
+        ("p4", 0), ("p4", 1), ("unet", 1), ("unet+tta", 1)]
