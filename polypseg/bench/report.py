@@ -286,7 +286,7 @@ def convergence_markdown(doc: dict[str, Any]) -> list[str]:
     if not runs:
         return []
     levelled = [r for r in runs if r["convergence"].get("levelled_off")]
-    early = [r for r in runs if r["convergence"].get("stopped_early")]
+    early = [r for r in levelled if r["convergence"].get("stopped_early")]
     epochs = [r["convergence"]["epochs"] for r in runs]
     patience = (doc.get("settings", {}).get("train_options") or {}).get("patience", 0)
     text = (f"{len(levelled)} of {len(runs)} runs levelled off: {len(early)} stopped early "
@@ -295,7 +295,16 @@ def convergence_markdown(doc: dict[str, Any]) -> list[str]:
             f"0.01 over their last {patience} epochs. Epochs trained: {min(epochs)}-"
             f"{max(epochs)} (median {statistics.median(epochs):g}).")
     lines = ["## Convergence", "", text]
-    rest = [r for r in runs if not r["convergence"].get("levelled_off")]
+    stalled = [r for r in runs if r["convergence"].get("stalled")]
+    if stalled:
+        lines.append("Stalled (validation Dice never rose 0.01 above its first epoch's: a failed "
+                     "start, not a converged model; its scores still count in every table): "
+                     + ", ".join(f"{r['dataset']}/{r['entry']}/seed{r['seed']} (best validation "
+                                 f"Dice {r['convergence']['best_val_dice']:.3f} at epoch "
+                                 f"{r['convergence']['best_epoch']}, stopped at epoch "
+                                 f"{r['convergence']['epochs']})" for r in stalled) + ".")
+    rest = [r for r in runs if not r["convergence"].get("levelled_off")
+            and not r["convergence"].get("stalled")]
     if rest:
         lines.append("Not levelled off: " + ", ".join(
             f"{r['dataset']}/{r['entry']}/seed{r['seed']} (gain "

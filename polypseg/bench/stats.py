@@ -15,7 +15,9 @@ An interval above zero says "better", below zero "worse", and one that holds zer
 **Convergence.** A run levelled off when early stopping ended it (no better validation Dice
 for ``patience`` epochs), or when it reached the epoch cap and gained less than ``tolerance``
 validation Dice over its last ``patience`` epochs; :func:`convergence` reads that from the
-run's ``metrics.csv``.
+run's ``metrics.csv``. A run whose validation Dice never rose ``tolerance`` above its first
+epoch's *stalled*: a failed start (say, stuck predicting every pixel as polyp), not a converged
+model, whatever stopped it.
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ def convergence(
     ``rows`` are its ``metrics.csv`` rows (``epoch``, ``val_dice``); ``patience`` and
     ``epochs`` are the schedule's. Returns ``epochs`` (trained), ``best_epoch``,
     ``best_val_dice``, ``stopped_early``, ``late_gain`` (best validation Dice minus the best
-    as of ``patience`` epochs before the end) and ``levelled_off``.
+    as of ``patience`` epochs before the end), ``stalled`` and ``levelled_off`` (never true
+    for a stalled run).
     """
     if not rows:
         return {"epochs": 0, "levelled_off": False}
@@ -107,12 +110,14 @@ def convergence(
     earlier = max(dice[:-window]) if len(dice) > window else -math.inf
     late_gain = best - earlier if math.isfinite(earlier) else None
     stopped_early = patience > 0 and trained < epochs and trained - best_epoch >= patience
-    levelled = stopped_early or (late_gain is not None and late_gain < tolerance)
+    stalled = best - dice[0] < tolerance
+    levelled = not stalled and (stopped_early or (late_gain is not None and late_gain < tolerance))
     return {
         "epochs": trained,
         "best_epoch": best_epoch,
         "best_val_dice": best,
         "stopped_early": stopped_early,
         "late_gain": late_gain,
+        "stalled": bool(stalled),
         "levelled_off": bool(levelled),
     }

@@ -82,6 +82,27 @@ def test_convergence_rule() -> None:
     climbing = convergence(_rows([0.3 + 0.01 * i for i in range(40)]), patience=8, epochs=40)
     assert not climbing["levelled_off"] and climbing["late_gain"] == pytest.approx(0.08)
     assert convergence([], patience=8, epochs=40)["levelled_off"] is False
+    assert not (stopped["stalled"] or flat["stalled"] or climbing["stalled"])
+    # stuck at the all-foreground score, then stopped by patience: a failed start
+    stuck = convergence(_rows([0.146] * 9), patience=8, epochs=40)
+    assert stuck["stopped_early"] and stuck["stalled"] and not stuck["levelled_off"]
+    # a slow start that takes off (val Dice 0 for five epochs) is not stalled
+    late = convergence(_rows([0.0] * 5 + [0.5, 0.7, 0.8] + [0.79] * 8), patience=8, epochs=40)
+    assert late["levelled_off"] and not late["stalled"]
+
+
+def test_convergence_paragraph_names_stalled_runs() -> None:
+    from polypseg.bench.report import convergence_markdown
+
+    def run(seed: int, values: list[float]) -> dict:
+        return {"entry": "p4m", "trained_as": "p4m", "dataset": "cvc", "seed": seed,
+                "convergence": convergence(_rows(values), patience=8, epochs=40)}
+
+    doc = {"settings": {"train_options": {"patience": 8}},
+           "results": [run(0, [0.5, 0.7, 0.8] + [0.79] * 8), run(2, [0.146] * 9)]}
+    text = "\n".join(convergence_markdown(doc))
+    assert "1 of 2 runs levelled off: 1 stopped early" in text and ", 0 reached" in text
+    assert "Stalled" in text and "cvc/p4m/seed2 (best validation Dice 0.146 at epoch 1" in text
 
 
 def test_pareto_front() -> None:
