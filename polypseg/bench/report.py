@@ -297,18 +297,18 @@ def convergence_markdown(doc: dict[str, Any]) -> list[str]:
     lines = ["## Convergence", "", text]
     stalled = [r for r in runs if r["convergence"].get("stalled")]
     if stalled:
-        lines.append("Stalled (validation Dice never rose 0.01 above its first epoch's: a failed "
+        lines += ["", "Stalled (validation Dice never rose 0.01 above its first epoch's: a failed "
                      "start, not a converged model; its scores still count in every table): "
                      + ", ".join(f"{r['dataset']}/{r['entry']}/seed{r['seed']} (best validation "
                                  f"Dice {r['convergence']['best_val_dice']:.3f} at epoch "
                                  f"{r['convergence']['best_epoch']}, stopped at epoch "
-                                 f"{r['convergence']['epochs']})" for r in stalled) + ".")
+                                 f"{r['convergence']['epochs']})" for r in stalled) + "."]
     rest = [r for r in runs if not r["convergence"].get("levelled_off")
             and not r["convergence"].get("stalled")]
     if rest:
-        lines.append("Not levelled off: " + ", ".join(
+        lines += ["", "Not levelled off: " + ", ".join(
             f"{r['dataset']}/{r['entry']}/seed{r['seed']} (gain "
-            f"{(r['convergence'].get('late_gain') or 0):.3f})" for r in rest) + ".")
+            f"{(r['convergence'].get('late_gain') or 0):.3f})" for r in rest) + "."]
     return [*lines, ""]
 
 
