@@ -274,6 +274,8 @@ def is_complete(spec: RunSpec) -> bool:
 
 #: The states of a run folder that ``bench quality --dry-run`` reports.
 FINISHED, EVALUATING, HALF_DONE, TO_DO = "finished", "trained", "half-done", "to do"
+#: An unfinished run that ``--only`` leaves out.
+LEFT_OUT = "left out"
 
 
 def run_status(spec: RunSpec) -> tuple[str, str]:

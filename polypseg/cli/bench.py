@@ -48,7 +48,14 @@ def quality(
     """Run a quality plan: train, evaluate (test split), sweep and plot; skip finished runs."""
     from polypseg.bench.plan import load_plan
     from polypseg.bench.quality import run_quality
-    from polypseg.bench.runs import check_spec, plan_runs, run_status, select_runs
+    from polypseg.bench.runs import (
+        FINISHED,
+        LEFT_OUT,
+        check_spec,
+        plan_runs,
+        run_status,
+        select_runs,
+    )
 
     spec = load_plan(plan)
     if dry_run:  # what a run of the plan would do, from the run folders as they are
@@ -58,8 +65,8 @@ def quality(
         for run in runs:
             check_spec(run)  # a folder of an edited plan: the same error the real run gives
             state, detail = run_status(run)
-            if run.key not in selected and state != "finished":
-                state, detail = "left out", "not selected by --only"
+            if run.key not in selected and state != FINISHED:
+                state, detail = LEFT_OUT, "not selected by --only"
             counts[state] = counts.get(state, 0) + 1
             where = spec.relative(run.run_dir)
             typer.echo(f"{run.key:<28} {state:<9} {where}" + (f"  ({detail})" if detail else ""))
