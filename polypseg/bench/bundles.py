@@ -48,14 +48,22 @@ def bundle_name(dataset: str, entry: str) -> str:
     return f"{dataset}-{entry.replace('+', '-')}"
 
 
+def _stopping(options: dict[str, Any]) -> str:
+    """The early-stopping rule of a plan's ``train_options``, in words."""
+    floor = options.get("min_epochs", 0)
+    return f"patience {options.get('patience', 0)}" + (
+        f", not before epoch {floor}" if floor else "")
+
+
 def training_command(train: dict[str, Any], plan: Plan) -> str:
     """The ``polypseg train`` command line that reproduces a plan's run (paths relative to
     the project root)."""
     options = [("model", train["model"]), ("data", plan.relative(train["data"])),
                ("split-file", plan.relative(train["split_file"])),
                ("out", plan.relative(train["out"]))]
-    for key in ("size", "depth", "width", "epochs", "batch_size", "lr", "seed", "patience"):
-        if train.get(key) is not None:
+    for key in ("size", "depth", "width", "epochs", "batch_size", "lr", "seed", "patience",
+                "min_epochs"):
+        if train.get(key) is not None and (key != "min_epochs" or train[key]):
             options.append((key.replace("_", "-"), train[key]))
     words = ["polypseg", "train"]
     for key, value in options:
@@ -104,7 +112,7 @@ def model_card(doc: dict[str, Any], row: dict[str, Any], seeds: list[dict[str, A
         f"({', '.join(f'{k} {v}' for k, v in (info.get('counts') or {}).items())} images), "
         "the split is `split.json` here.",
         f"- Schedule: {settings.get('epochs')} epochs at most, early stopping on validation "
-        f"Dice (patience {(settings.get('train_options') or {}).get('patience', 0)}), batch "
+        f"Dice ({_stopping(settings.get('train_options') or {})}), batch "
         f"{settings.get('batch_size')}, AdamW lr {settings.get('lr')} with warm-up and cosine "
         "decay, MONAI Dice + cross-entropy loss, flips/scale/colour augmentation"
         + (" and random rotations" if "rotaug" in row["entry"] else "") + ".",

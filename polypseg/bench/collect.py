@@ -32,7 +32,7 @@ from typing import Any
 from polypseg.atomic import atomic_write_report
 from polypseg.bench.plan import Plan
 from polypseg.bench.report import mean_std, quality_markdown, summarize
-from polypseg.bench.runs import Evaluation, RunSpec, eval_file, sweep_file
+from polypseg.bench.runs import Evaluation, RunSpec, eval_file, stopped_too_soon, sweep_file
 
 KIND = "polypseg-quality/1"
 
@@ -265,6 +265,9 @@ def write_results(
     results, cross, missing = [], [], []
     patience = int(plan.train_options.get("patience", 0) or 0)
     for spec in specs:
+        if stopped_too_soon(spec) is not None:  # its files are of a rule the plan dropped
+            missing.append(f"{spec.key} (stopped before min_epochs)")
+            continue
         for evaluation in spec.evaluations:
             row = (cross_result if evaluation.cross else run_result)(spec, evaluation)
             if row is None:

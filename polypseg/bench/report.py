@@ -288,9 +288,11 @@ def convergence_markdown(doc: dict[str, Any]) -> list[str]:
     levelled = [r for r in runs if r["convergence"].get("levelled_off")]
     early = [r for r in levelled if r["convergence"].get("stopped_early")]
     epochs = [r["convergence"]["epochs"] for r in runs]
-    patience = (doc.get("settings", {}).get("train_options") or {}).get("patience", 0)
+    options = doc.get("settings", {}).get("train_options") or {}
+    patience, floor = options.get("patience", 0), options.get("min_epochs", 0)
     text = (f"{len(levelled)} of {len(runs)} runs levelled off: {len(early)} stopped early "
-            f"(no better validation Dice for {patience} epochs), "
+            f"(no better validation Dice for {patience} epochs"
+            + (f", and at least {floor} epochs trained" if floor else "") + "), "
             f"{len(levelled) - len(early)} reached the epoch cap with a validation gain below "
             f"0.01 over their last {patience} epochs. Epochs trained: {min(epochs)}-"
             f"{max(epochs)} (median {statistics.median(epochs):g}).")

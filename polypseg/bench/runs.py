@@ -262,8 +262,30 @@ def check_spec(spec: RunSpec) -> None:
                        "changed after it ran: move that folder away or name the entry anew")
 
 
+def stopped_too_soon(spec: RunSpec) -> int | None:
+    """The epoch at which early stopping ended ``spec``'s finished training, when the plan's
+    rule would have trained on: before its ``min_epochs`` (and its cap). ``None`` otherwise.
+
+    Such a run was trained under an older stopping rule (``min_epochs`` added or raised
+    after it finished). Its first epochs are what the new rule trains too, so the run is
+    continued from its resume state rather than trained again; a run that patience ended at
+    or after ``min_epochs`` is what the new rule gives, and stays finished.
+    """
+    from polypseg.training.logs import read_metrics_csv
+
+    floor = min(int(spec.train.get("min_epochs") or 0), int(spec.train.get("epochs") or 0))
+    metrics = Path(spec.run_dir) / "metrics.csv"
+    if floor <= 0 or not (spec.bench_dir / "train.json").is_file() or not metrics.is_file():
+        return None
+    trained = len(read_metrics_csv(metrics))
+    return trained if trained < floor else None
+
+
 def is_complete(spec: RunSpec) -> bool:
-    """Whether every stage of ``spec`` has its file (training marker, evals, sweeps)."""
+    """Whether every stage of ``spec`` has its file (training marker, evals, sweeps) and its
+    training ended where the plan's stopping rule ends it (:func:`stopped_too_soon`)."""
+    if stopped_too_soon(spec) is not None:
+        return False
     needed = [spec.bench_dir / "train.json"]
     for evaluation in spec.evaluations:
         needed.append(eval_file(spec, evaluation))
@@ -274,6 +296,8 @@ def is_complete(spec: RunSpec) -> bool:
 
 #: The states of a run folder that ``bench quality --dry-run`` reports.
 FINISHED, EVALUATING, HALF_DONE, TO_DO = "finished", "trained", "half-done", "to do"
+#: A finished run that the plan's ``min_epochs`` trains on (:func:`stopped_too_soon`).
+STOPPED_TOO_SOON = "stopped too soon"
 #: An unfinished run that ``--only`` leaves out.
 LEFT_OUT = "left out"
 
@@ -281,13 +305,23 @@ LEFT_OUT = "left out"
 def run_status(spec: RunSpec) -> tuple[str, str]:
     """Where ``spec``'s run stands, without touching it: ``(state, detail)``.
 
-    ``finished`` (every stage has its file: reused as it is), ``trained`` (training ended;
-    evaluations or sweeps to do), ``half-done`` (a resume state from an interrupted training;
-    ``--resume`` continues it, a run without it starts over) or ``to do``.
+    ``finished`` (every stage has its file: reused as it is), ``stopped too soon`` (early
+    stopping ended it before the plan's ``min_epochs``: ``--resume`` continues it from its
+    resume state, then evaluates it again), ``trained`` (training ended; evaluations or sweeps
+    to do), ``half-done`` (a resume state from an interrupted training; ``--resume``
+    continues it, a run without it starts over) or ``to do``.
     """
     from polypseg.training.logs import read_metrics_csv
     from polypseg.training.state import STATE_NAME
 
+    early = stopped_too_soon(spec)
+    if early is not None:
+        floor = spec.train.get("min_epochs")
+        if (Path(spec.run_dir) / "checkpoints" / STATE_NAME).is_file():
+            return STOPPED_TOO_SOON, (f"stopped at epoch {early}, before min_epochs {floor}: "
+                                      "--resume continues it")
+        return STOPPED_TOO_SOON, (f"stopped at epoch {early}, before min_epochs {floor}; no "
+                                  "resume state here: move the folder away to train it anew")
     if is_complete(spec):
         return FINISHED, ""
     if (spec.bench_dir / "train.json").is_file():

@@ -7,16 +7,27 @@ that the runner wrote into the run folder.
 
 Resume policy: a run folder with a training state but no ``bench/train.json`` was
 interrupted; it continues from its state only when resuming was asked for, and is an error
-otherwise (nothing is overwritten).
+otherwise (nothing is overwritten). A finished run that early stopping ended before the
+plan's ``min_epochs`` (:func:`~polypseg.bench.runs.stopped_too_soon`) is continued the same
+way, and its evaluations and sweeps are made again.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 from polypseg.atomic import atomic_write_json
-from polypseg.bench.runs import Evaluation, Progress, RunSpec, eval_file, quiet, sweep_file
+from polypseg.bench.runs import (
+    Evaluation,
+    Progress,
+    RunSpec,
+    eval_file,
+    quiet,
+    stopped_too_soon,
+    sweep_file,
+)
 
 
 def _train(spec: RunSpec, resume: bool, device: str, progress: Progress) -> None:
@@ -26,8 +37,10 @@ def _train(spec: RunSpec, resume: bool, device: str, progress: Progress) -> None
 
     run_dir = Path(spec.run_dir)
     marker = spec.bench_dir / "train.json"
-    if marker.is_file():
+    if marker.is_file() and stopped_too_soon(spec) is None:
         return
+    if marker.is_file():
+        _reopen(spec, resume)
     # the loop owns the rule (a folder holding a run is refused unless resumed); here a
     # --resume of the plan continues each interrupted run and starts the others afresh
     partial = resume and state_path(run_dir).is_file()
@@ -41,6 +54,26 @@ def _train(spec: RunSpec, resume: bool, device: str, progress: Progress) -> None
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "hardware": hardware_info(device),
     })
+
+
+def _reopen(spec: RunSpec, resume: bool) -> None:
+    """Make a run that early stopping ended before the plan's ``min_epochs`` an interrupted
+    run again, to be continued from its resume state: remove its training marker, then the
+    evaluations and sweeps of its old best checkpoint (they are made anew once it has
+    trained on). Without ``resume`` or without the state: a RunError, nothing touched."""
+    from polypseg.errors import RunError
+    from polypseg.training.state import state_path
+
+    epoch, floor = stopped_too_soon(spec), spec.train.get("min_epochs")
+    if not resume or not state_path(spec.run_dir).is_file():
+        raise RunError(
+            f"run {spec.key} stopped at epoch {epoch}, before the plan's min_epochs {floor}; "
+            + ("continue it with --resume" if state_path(spec.run_dir).is_file() else
+               f"its resume state is not in {spec.run_dir}: move that folder away to train it "
+               "anew"))
+    (spec.bench_dir / "train.json").unlink()  # first: from here on it is an interrupted run
+    for entry in sorted({evaluation.entry for evaluation in spec.evaluations}):
+        shutil.rmtree(spec.bench_dir / entry, ignore_errors=True)  # bench/ENTRY: its results
 
 
 def _evaluate(spec: RunSpec, evaluation: Evaluation, device: str, progress: Progress) -> None:

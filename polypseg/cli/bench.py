@@ -69,7 +69,7 @@ def quality(
                 state, detail = LEFT_OUT, "not selected by --only"
             counts[state] = counts.get(state, 0) + 1
             where = spec.relative(run.run_dir)
-            typer.echo(f"{run.key:<28} {state:<9} {where}" + (f"  ({detail})" if detail else ""))
+            typer.echo(f"{run.key:<28} {state:<16} {where}" + (f"  ({detail})" if detail else ""))
         typer.echo(f"plan {spec.label}: " + ", ".join(f"{n} {state}" for state, n in
                                                       counts.items()))
         return

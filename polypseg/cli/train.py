@@ -151,6 +151,11 @@ def train(
         typer.Option("--patience", help="Early stop after N epochs without a better val Dice "
                      "(0: off, the default)."),
     ] = None,
+    min_epochs: Annotated[
+        int | None,
+        typer.Option("--min-epochs", help="Early stopping waits until N epochs have run "
+                     "(a warm-up; 0: none, the default)."),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option("--workers", help="DataLoader worker processes (default: 0 on CPU; on "
@@ -182,7 +187,8 @@ def train(
         "warmup_epochs": warmup_epochs, "size": size, "width": width, "depth": depth,
         "seed": seed, "out": str(out) if out else None, "device": device, "amp": amp,
         "deterministic": deterministic,
-        "rot_aug": rot_aug, "patience": patience, "workers": workers,
+        "rot_aug": rot_aug, "patience": patience, "min_epochs": min_epochs,
+        "workers": workers,
         "limit_train": limit_train, "limit_val": limit_val, "progress": progress,
         "quiet": quiet or None, "resume": resume or None,
         "channels_last": channels_last, "compile": compile_model, "prefetch": prefetch,

@@ -18,7 +18,7 @@ from polypseg.report.inputs import read_json, run_meta
 TRAIN_OPTIONS: tuple[str, ...] = (
     "model", "data", "split_file", "split_seed", "epochs", "batch_size", "lr", "weight_decay",
     "warmup_epochs", "size", "width", "depth", "seed", "out", "device", "amp", "rot_aug",
-    "patience", "workers", "limit_train", "limit_val",
+    "patience", "min_epochs", "workers", "limit_train", "limit_val",
 )
 #: Fields that only describe how a run was watched, never what it computed.
 _NOT_SHOWN = frozenset({"progress", "quiet", "resume"})

@@ -72,6 +72,11 @@ class TrainConfig:
     """Continue the run in ``out`` from ``checkpoints/last_state.pt``."""
     patience: int = 0
     """Stop after this many epochs without a better validation Dice (0: never stop early)."""
+    min_epochs: int = 0
+    """Early stopping waits until this many epochs have run: a warm-up in which a run may sit
+    at its starting score (e.g. the all-foreground mask) before it takes off. A run that
+    patience would have ended sooner trains on to this epoch (then stops if patience still
+    holds); runs that patience ends at or after it are unchanged."""
     workers: int | None = None
     """DataLoader worker processes (0: load in the training process); ``None``: 0 on CPU, on
     CUDA ``min(4, CPUs per process - 1)`` (:func:`polypseg.training.distributed.auto_workers`)."""
@@ -122,7 +127,7 @@ class TrainConfig:
                 problems.append(f"'{name}' must be >= 1, got {value}")
         if self.workers is not None and self.workers < 0:
             problems.append(f"'workers' must be >= 0, got {self.workers}")
-        for name in ("patience", "split_seed", "seed"):
+        for name in ("patience", "min_epochs", "split_seed", "seed"):
             if getattr(self, name) < 0:
                 problems.append(f"'{name}' must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:

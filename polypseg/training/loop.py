@@ -404,9 +404,14 @@ class _Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def _complete(self) -> bool:
+        return self.epoch >= self.config.epochs or (self.batches_done == 0 and self._patience_out())
+
+    def _patience_out(self) -> bool:
+        """Whether early stopping ends the run here: ``patience`` epochs without a better
+        validation Dice, and at least ``min_epochs`` epochs trained."""
         patience = self.config.patience
-        stopped = patience > 0 and self.bad_epochs >= patience and self.batches_done == 0
-        return self.epoch >= self.config.epochs or stopped
+        return (patience > 0 and self.bad_epochs >= patience
+                and self.epoch >= self.config.min_epochs)
 
     def run(self) -> Path:
         """Train the remaining epochs; return the run folder."""
@@ -586,7 +591,7 @@ class _Trainer:
             f"{'(best)' if improved else f'(best {self.best:.4f} @ {self.best_epoch})'}  "
             f"{seconds:.1f}s"
         )
-        if config.patience > 0 and self.bad_epochs >= config.patience:
+        if self._patience_out():
             self._say(f"early stop: no better val Dice for {self.bad_epochs} epochs")
         for callback in self.callbacks:
             callback.on_epoch_end(row)

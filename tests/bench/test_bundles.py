@@ -61,3 +61,17 @@ def test_bundles_and_collected_doc_hold_paths_of_this_checkout(
     for info in doc["datasets"].values():
         assert not Path(info["split_file"]).is_absolute()
         assert (tiny_bench / info["split_file"]).is_file()
+
+
+def test_training_command_carries_the_stopping_rule(tiny_bench: Path) -> None:
+    from polypseg.bench.bundles import training_command
+    from polypseg.bench.plan import load_plan
+
+    plan = load_plan(tiny_bench / "tiny.yaml")
+    train = {"model": "p4", "data": "d", "split_file": "s.json", "out": "o", "seed": 0,
+             "patience": 8, "min_epochs": 16}
+    words = training_command(train, plan).split()
+    assert words[words.index("--seed") + 1] == "0"  # a zero that is a setting stays
+    assert words[words.index("--patience") + 1] == "8"
+    assert words[words.index("--min-epochs") + 1] == "16"
+    assert "--min-epochs" not in training_command(dict(train, min_epochs=0), plan).split()

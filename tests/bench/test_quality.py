@@ -282,3 +282,61 @@ def test_only_trains_the_selected_runs_and_collects_every_finished_one(tmp_path:
     doc = json.loads((tmp_path / "results" / "quality-tiny.json").read_text())
     assert sorted((r["entry"], r["seed"]) for r in doc["results"]) == [
         ("p4", 0), ("p4", 1), ("unet", 1), ("unet+tta", 1)]
+
+
+def test_min_epochs_added_to_a_plan_continues_the_runs_it_would_have_kept_going(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that patience ended before a ``min_epochs`` added to the plan afterwards is not
+    finished: ``--resume`` trains it on from its resume state and evaluates it anew; a run
+    that the new rule leaves as it was stays finished and untouched."""
+    from bench_helpers import tiny_plan, write_dataset_at
+
+    from polypseg.bench.runs import STOPPED_TOO_SOON, run_status
+    from polypseg.training.logs import read_metrics_csv
+    from polypseg.training.loop import _Trainer
+    from polypseg.training.state import state_path
+
+    monkeypatch.setattr(_Trainer, "_validate", lambda self: (0.5, 1.0))  # never improves
+    data = write_dataset_at(tmp_path, "Kvasir-SEG")
+    entries = [{"name": "unet", "variant": "unet", "width": 2},
+               {"name": "p4", "variant": "p4", "match": "unet"}]
+    plan_file = tiny_plan(tmp_path, data, entries=entries, epochs=4,
+                          train_options={"patience": 1})
+    assert run_quality(load_plan(plan_file)).failed == {}
+    runs = {s.entry: s for s in plan_runs(load_plan(plan_file))}
+    assert len(read_metrics_csv(Path(runs["unet"].run_dir) / "metrics.csv")) == 2
+    untouched = Path(runs["unet"].run_dir) / "checkpoints" / "best.safetensors"
+    stamp = untouched.stat().st_mtime_ns
+
+    # min_epochs 2 changes nothing (both stopped at epoch 2); 3 reopens both runs
+    tiny_plan(tmp_path, data, entries=entries, epochs=4,
+              train_options={"patience": 1, "min_epochs": 2})
+    assert all(is_complete(s) for s in plan_runs(load_plan(plan_file)))
+    tiny_plan(tmp_path, data, entries=entries, epochs=4,
+              train_options={"patience": 1, "min_epochs": 3})
+    plan = load_plan(plan_file)
+    runs = {s.entry: s for s in plan_runs(plan)}
+    state_path(runs["unet"].run_dir).unlink()  # unet's resume state is gone (a fresh clone)
+    assert [run_status(runs[e])[0] for e in ("unet", "p4")] == [STOPPED_TOO_SOON] * 2
+    assert "move the folder away" in run_status(runs["unet"])[1]
+    assert "--resume continues it" in run_status(runs["p4"])[1]
+    collected = run_quality(plan, collect_only=True)
+    doc = json.loads(next(p for p in collected.written if p.suffix == ".json").read_text())
+    assert doc["results"] == [] and "kvasir/p4/seed0 (stopped before min_epochs)" in doc[
+        "missing"]
+
+    refused = run_quality(plan, only=["*/p4/*"])  # without --resume: an error, nothing lost
+    assert "continue it with --resume" in refused.failed["kvasir/p4/seed0"]
+    old_test = (runs["p4"].bench_dir / "p4" / "test.json").stat().st_mtime_ns
+    resumed = run_quality(plan, resume=True)
+    assert "move that folder away" in resumed.failed["kvasir/unet/seed0"]
+    assert untouched.stat().st_mtime_ns == stamp and (runs["unet"].bench_dir / "train.json"
+                                                      ).is_file()
+    assert resumed.trained == ["kvasir/p4/seed0"]
+    rows = read_metrics_csv(Path(runs["p4"].run_dir) / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and is_complete(runs["p4"])
+    assert (runs["p4"].bench_dir / "p4" / "test.json").stat().st_mtime_ns != old_test
+    evaluated = json.loads((runs["p4"].bench_dir / "p4" / "test.json").read_text())
+    assert evaluated["epoch"] == 1  # made anew from the best checkpoint (still epoch 1)
+    assert json.loads((runs["p4"].bench_dir / "train.json").read_text())["resumed"] is True

@@ -103,6 +103,10 @@ def test_convergence_paragraph_names_stalled_runs() -> None:
     text = "\n".join(convergence_markdown(doc))
     assert "1 of 2 runs levelled off: 1 stopped early" in text and ", 0 reached" in text
     assert "Stalled" in text and "cvc/p4m/seed2 (best validation Dice 0.146 at epoch 1" in text
+    assert "at least" not in text
+    doc["settings"]["train_options"]["min_epochs"] = 16
+    assert "(no better validation Dice for 8 epochs, and at least 16 epochs trained)" in "\n".join(
+        convergence_markdown(doc))
 
 
 def test_pareto_front() -> None:

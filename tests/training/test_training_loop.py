@@ -64,6 +64,39 @@ def test_early_stopping_after_patience_epochs(
     assert read_meta(run / "checkpoints" / "best").epoch == 1
 
 
+def test_min_epochs_keeps_a_flat_start_training_then_patience_stops_it(
+    tiny_config: Callable[..., TrainConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_Trainer, "_validate", lambda self: (0.5, 1.0))  # never improves
+    run = train(tiny_config(epochs=8, patience=2, min_epochs=5))
+    rows = read_metrics_csv(run / "metrics.csv")
+    # patience alone stops after epoch 3; the warm-up holds the stop until epoch 5
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert read_meta(run / "checkpoints" / "best").epoch == 1
+
+
+def test_a_run_stopped_early_continues_under_min_epochs_as_if_trained_under_it(
+    tiny_config: Callable[..., TrainConfig], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Resuming an early-stopped run with a larger ``min_epochs`` trains the epochs the new
+    rule adds, to the same weights as a run trained under the new rule from the start."""
+    import torch
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(_Trainer, "_validate", lambda self: (0.5, 1.0))
+    stopped = train(tiny_config(out=str(tmp_path / "a"), epochs=6, patience=1))
+    assert len(read_metrics_csv(stopped / "metrics.csv")) == 2
+    continued = train(tiny_config(out=str(tmp_path / "a"), epochs=6, patience=1,
+                                  min_epochs=4, resume=True))
+    direct = train(tiny_config(out=str(tmp_path / "b"), epochs=6, patience=1, min_epochs=4))
+    assert [r["epoch"] for r in read_metrics_csv(continued / "metrics.csv")] == [1, 2, 3, 4]
+    a = load_file(str(continued / "checkpoints" / "last.safetensors"))
+    b = load_file(str(direct / "checkpoints" / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:  # two computations (resumed vs straight through): equal to float rounding
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5, rtol=1e-4), key
+
+
 def test_bad_model_and_data_are_user_errors(
     tiny_config: Callable[..., TrainConfig], tmp_path: Path
 ) -> None:

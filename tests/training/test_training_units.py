@@ -105,6 +105,8 @@ def test_missing_config_and_invalid_values(tmp_path: Path) -> None:
         TrainConfig(data="d").validate()
     with pytest.raises(RunError, match="'workers' must be >= 0"):
         TrainConfig(model="p4", data="d", workers=-1).validate()
+    with pytest.raises(RunError, match="'min_epochs' must be >= 0"):
+        TrainConfig(model="p4", data="d", min_epochs=-1).validate()
     assert TrainConfig(model="p4", data="d").validate().workers is None  # automatic
 
 
