@@ -9,6 +9,7 @@ group, every helper here is then a no-op. Only rank 0 writes files (:attr:`Dist.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,8 +80,17 @@ def setup(device_name: str) -> Dist:
 
 
 def teardown(ctx: Dist) -> None:
-    """Leave the process group that :func:`setup` joined."""
+    """Leave the process group that :func:`setup` joined.
+
+    Call it after dropping the ``DistributedDataParallel`` wrapper: its reducer holds the
+    group, and a gloo group freed last by the reducer is destroyed with the GIL held, joining
+    a gloo thread that may be waiting for the GIL to free a finished collective's tensor (a
+    deadlock, seen once in ``tests/training/test_training_ddp.py`` on a loaded 2-core
+    machine). Collected first, the reducer leaves the group to ``destroy_process_group``,
+    whose binding releases the GIL while the group's threads stop.
+    """
     if ctx.enabled and dist.is_initialized():
+        gc.collect()  # a wrapper kept alive only by a reference cycle goes now, not later
         dist.destroy_process_group()
 
 

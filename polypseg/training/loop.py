@@ -125,12 +125,15 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Path:
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
     ctx = dist_.setup(config.device)
+    trainer: _Trainer | None = None
     try:
         with StopFlag() as flag:
             trainer = _Trainer(config, ctx, list(callbacks), flag)
             return trainer.run()
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        if trainer is not None:
+            del trainer.net  # the DDP wrapper goes before its process group (dist_.teardown)
         dist_.teardown(ctx)
 
 

@@ -51,6 +51,7 @@ def _rank_main(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)  # OpenMP pools do not survive fork; one thread per rank
+    _refuse_teardown_with_a_live_wrapper()
     if not interrupt_at:
         train(TrainConfig(**values))
         return
@@ -61,6 +62,26 @@ def _rank_main(
     except KeyboardInterrupt:
         return
     raise AssertionError(f"rank {rank} was not stopped")
+
+
+def _refuse_teardown_with_a_live_wrapper() -> None:
+    """Make this rank fail if its process group is destroyed while a DistributedDataParallel
+    wrapper lives: its reducer would free the group with the GIL held, which can deadlock
+    (``polypseg.training.distributed.teardown``). A race, so the test checks its condition."""
+    import gc
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    destroy = dist.destroy_process_group
+
+    def checked(*args: Any, **kwargs: Any) -> None:
+        live = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
+        if live:
+            raise AssertionError(f"process group destroyed under {len(live)} live DDP wrapper(s)")
+        destroy(*args, **kwargs)
+
+    dist.destroy_process_group = checked  # this forked rank's copy of the module only
 
 
 def _torchrun(values: dict[str, Any], interrupt_at: int = 0) -> None:
