@@ -24,3 +24,16 @@ def test_startup_timer_times_a_whole_process() -> None:
     assert result["wall_s"] > 0 and result["cpu_s"] >= 0 and "first_step_s" not in result
     summary = startup_times.summarize([{"wall_s": 1.0}, {"wall_s": 3.0}, {"wall_s": 2.0}])
     assert summary["wall_s"] == {"median": 2.0, "min": 1.0, "max": 3.0}
+
+
+def test_init_offsets_reads_a_constant_prediction_as_a_large_offset() -> None:
+    import torch
+
+    from scripts import init_offsets
+
+    stats = init_offsets.logit_stats(torch.tensor([1.0, 1.0, 1.0, -1.0]))
+    assert abs(stats["mean"] - 0.5) < 1e-6 and abs(stats["std"] - 1.0) < 1e-6
+    assert abs(stats["offset"] - 0.5) < 1e-6 and stats["foreground"] == 0.75
+    nearly_constant = init_offsets.logit_stats(torch.full((2, 1, 8, 8), -3.0) +
+                                               0.1 * torch.randn(2, 1, 8, 8))
+    assert nearly_constant["offset"] > 10 and nearly_constant["foreground"] == 0.0
