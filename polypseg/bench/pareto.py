@@ -49,6 +49,26 @@ def _points(doc: dict[str, Any], costs: dict[str, float], dataset: str) -> list[
     return points
 
 
+def label_offsets(xs: list[float], ys: list[float], *, log_x: bool = True,
+                  near: float = 0.04) -> list[tuple[int, int]]:
+    """Text offsets in points for the labels of points at ``(xs, ys)``: ``(6, 5)``, except
+    that labels of points within ``near`` of each other (as fractions of the data's span, x
+    on a log scale when ``log_x``) stack downwards, 11 points apart, so none covers another."""
+    import math
+
+    def scaled(values: list[float], log: bool) -> list[float]:
+        values = [math.log10(v) if log else v for v in values]
+        span = (max(values) - min(values)) or 1.0
+        return [(v - min(values)) / span for v in values]
+
+    sx, sy = scaled(xs, log_x), scaled(ys, False)
+    offsets: list[tuple[int, int]] = []
+    for i in range(len(xs)):
+        below = sum(1 for j in range(i) if abs(sx[i] - sx[j]) < near and abs(sy[i] - sy[j]) < near)
+        offsets.append((6, 5 - 11 * below))
+    return offsets
+
+
 def plot_pareto(doc: dict[str, Any], cost_doc: dict[str, Any] | None, out: Path) -> list[Path]:
     """Write ``pareto-PLAN-DATASET.{png,svg}`` into ``out`` for every dataset of ``doc``
     (a ``quality-PLAN.json`` document); ``cost_doc`` is ``cost-PLAN.json`` (``None``: the
@@ -70,13 +90,14 @@ def plot_pareto(doc: dict[str, Any], cost_doc: dict[str, Any] | None, out: Path)
             styles = dict(zip([p["name"] for p in points],
                               curve_styles([p["variant"] for p in points]), strict=True))
             usable = [p for p in points if isinstance(p[key], (int, float))]
-            for p in usable:
+            offsets = label_offsets([p[key] for p in usable], [p["dice"] for p in usable])
+            for p, offset in zip(usable, offsets, strict=True):
                 colour = styles[p["name"]]["color"]
                 ax.errorbar(p[key], p["dice"], yerr=p["std"], fmt=styles[p["name"]]["marker"],
                             markersize=8, color=colour, mfc="none" if p["eval_only"] else colour,
                             capsize=3, label=p["name"])
                 ax.annotate(p["name"], (p[key], p["dice"]), textcoords="offset points",
-                            xytext=(6, 5), fontsize=9)
+                            xytext=offset, fontsize=9)
             front = pareto_front([(p[key], p["dice"]) for p in usable])
             ax.plot([usable[i][key] for i in front], [usable[i]["dice"] for i in front],
                     color="0.4", linestyle="--", linewidth=1, zorder=0, label="Pareto front")

@@ -115,3 +115,15 @@ def test_pareto_front() -> None:
     points = [(1.0, 0.70), (2.0, 0.80), (3.0, 0.75), (0.5, 0.60), (2.0, 0.78), (4.0, 0.85)]
     assert pareto_front(points) == [3, 0, 1, 5]
     assert pareto_front([(1.0, 0.5), (1.0, 0.5)]) == [0, 1]  # ties dominate neither
+
+
+def test_labels_of_points_that_coincide_stack_and_the_others_stay() -> None:
+    from polypseg.bench.pareto import label_offsets
+
+    # unet+rotaug and unet+tta: the same cost and mean Dice; p4 far away
+    offsets = label_offsets([0.0098, 0.0098, 0.0099, 0.023], [0.755, 0.755, 0.746, 0.800])
+    assert offsets[0] == (6, 5) and offsets[3] == (6, 5)
+    assert offsets[1] == (6, -6)  # one line below the first
+    assert offsets[2] == (6, 5)  # 0.009 Dice lower of a 0.054 span: not near
+    three = label_offsets([1.0, 1.0, 1.0, 100.0], [0.5, 0.5, 0.5, 0.9])
+    assert len({o for o in three[:3]}) == 3  # three coinciding labels, three lines
