@@ -311,7 +311,6 @@ def run_status(spec: RunSpec) -> tuple[str, str]:
     to do), ``half-done`` (a resume state from an interrupted training; ``--resume``
     continues it, a run without it starts over) or ``to do``.
     """
-    from polypseg.training.logs import read_metrics_csv
     from polypseg.training.state import STATE_NAME
 
     early = stopped_too_soon(spec)
@@ -326,13 +325,26 @@ def run_status(spec: RunSpec) -> tuple[str, str]:
         return FINISHED, ""
     if (spec.bench_dir / "train.json").is_file():
         return EVALUATING, "evaluations to do"
-    run_dir = Path(spec.run_dir)
-    if (run_dir / "checkpoints" / STATE_NAME).is_file():
-        metrics = run_dir / "metrics.csv"
-        rows = read_metrics_csv(metrics) if metrics.is_file() else []
-        epoch = int(rows[-1]["epoch"]) if rows and "epoch" in rows[-1] else 0
-        return HALF_DONE, f"resumes after epoch {epoch} with --resume"
+    state = Path(spec.run_dir) / "checkpoints" / STATE_NAME
+    if state.is_file():
+        return HALF_DONE, _resume_point(state)
     return TO_DO, ""
+
+
+def _resume_point(path: Path) -> str:
+    """Where ``--resume`` continues from the resume state at ``path``, in words: after a whole
+    epoch, or inside one (a run stopped mid-epoch), or why it cannot."""
+    from polypseg.errors import RunError
+    from polypseg.training.state import load_resume_state
+
+    try:
+        state = load_resume_state(path)
+        epoch, batches = int(state["epoch"]), int(state["batches_done"])
+    except (RunError, KeyError, TypeError, ValueError) as err:
+        return f"its resume state cannot be read: {err}"
+    if batches:
+        return f"resumes in epoch {epoch + 1}, after its first {batches} batches, with --resume"
+    return f"resumes after epoch {epoch} with --resume"
 
 
 def select_runs(specs: list[RunSpec], patterns: list[str] | None) -> list[RunSpec]:

@@ -259,6 +259,18 @@ def test_dry_run_reports_where_each_run_stands(
     assert set(lines["plan"].split(": ")[1].split(", ")) == {"1 half-done", "1 trained", "2 to do"}
     assert not (Path(p4.run_dir).parent / "seed1").exists()  # a dry run writes no run folder
 
+    from polypseg.training.state import load_resume_state, save_resume_state, state_path
+
+    saved = load_resume_state(state_path(unet.run_dir))  # as if stopped 2 batches into epoch 2
+    saved.pop("format")
+    save_resume_state(state_path(unet.run_dir), dict(saved, batches_done=2))
+    assert main(["bench", "quality", "--plan", str(plan_file), "--dry-run"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "resumes in epoch 2, after its first 2 batches" in lines["kvasir/unet/seed0"]
+    state_path(unet.run_dir).write_bytes(b"not a torch file")
+    assert main(["bench", "quality", "--plan", str(plan_file), "--dry-run"]) == 0
+    assert "resume state cannot be read" in capsys.readouterr().out
+
     tiny_plan(tmp_path, data, entries=[{"name": "unet", "variant": "unet", "width": 3}])
     assert main(["bench", "quality", "--plan", str(plan_file), "--dry-run"]) != 0
     assert "width 2 (the plan asks 3)" in capsys.readouterr().err
