@@ -37,10 +37,11 @@ def _train(spec: RunSpec, resume: bool, device: str, progress: Progress) -> None
 
     run_dir = Path(spec.run_dir)
     marker = spec.bench_dir / "train.json"
-    if marker.is_file() and stopped_too_soon(spec) is None:
-        return
     if marker.is_file():
-        _reopen(spec, resume)
+        epoch = stopped_too_soon(spec)
+        if epoch is None:
+            return
+        _reopen(spec, epoch, resume)
     # the loop owns the rule (a folder holding a run is refused unless resumed); here a
     # --resume of the plan continues each interrupted run and starts the others afresh
     partial = resume and state_path(run_dir).is_file()
@@ -56,15 +57,16 @@ def _train(spec: RunSpec, resume: bool, device: str, progress: Progress) -> None
     })
 
 
-def _reopen(spec: RunSpec, resume: bool) -> None:
+def _reopen(spec: RunSpec, epoch: int, resume: bool) -> None:
     """Make a run that early stopping ended before the plan's ``min_epochs`` an interrupted
     run again, to be continued from its resume state: remove its training marker, then the
     evaluations and sweeps of its old best checkpoint (they are made anew once it has
-    trained on). Without ``resume`` or without the state: a RunError, nothing touched."""
+    trained on). ``epoch`` is where early stopping ended it. Without ``resume`` or without
+    the state: a RunError, nothing touched."""
     from polypseg.errors import RunError
     from polypseg.training.state import state_path
 
-    epoch, floor = stopped_too_soon(spec), spec.train.get("min_epochs")
+    floor = spec.train.get("min_epochs")
     if not resume or not state_path(spec.run_dir).is_file():
         raise RunError(
             f"run {spec.key} stopped at epoch {epoch}, before the plan's min_epochs {floor}; "
