@@ -91,11 +91,15 @@ class ModelSpec:
         return {"variant": self.variant, "model": dict(self.kwargs)}
 
     def build(self, where: str = "checkpoint") -> nn.Module:
-        """``zoo.create(variant, **kwargs)``; :class:`ModelError` naming ``where`` if it fails."""
+        """``zoo.create(variant, **kwargs)``; :class:`ModelError` naming ``where`` if it fails.
+
+        Options the kwargs predate take the value the model was built with then
+        (``zoo.recorded_options``: a spec without ``head_norm`` was built without one), so a
+        checkpoint or export of any version rebuilds its own model."""
         import zoo
 
         try:
-            return zoo.create(self.variant, **self.kwargs)
+            return zoo.create(self.variant, **zoo.recorded_options(self.kwargs))
         except (KeyError, TypeError, ValueError) as err:
             raise ModelError(f"{where}: cannot build {self.variant!r}: {err}") from None
 

@@ -6,7 +6,7 @@
  'p4-partial', 'se2n12-partial', 'p4-rpp']
 >>> model = zoo.create("p4", in_channels=3, out_channels=1, width=8, depth=4)
 >>> zoo.describe(model, size=(256, 256))["params"]
-1962401
+1962417
 >>> sorted(zoo.check_equivariance(model.double().eval()))  # rotations by 90, 180, 270 degrees
 [(1, False), (2, False), (3, False)]
 
@@ -42,6 +42,7 @@ from zoo.registry import (
     create,
     create_family,
     from_config,
+    recorded_options,
     variant,
 )
 from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftingConv
@@ -78,6 +79,7 @@ __all__ = [
     "learned_symmetry",
     "match_params",
     "param_groups",
+    "recorded_options",
     "regularisation",
     "transform_fields",
     "transform_image",

@@ -32,8 +32,8 @@ equivariant to the rot90 subgroup.
 A family's module is imported only when its variant is built, so a missing e2cnn breaks the
 steerable variants alone (:func:`unavailable` says why).
 
-Default widths follow the talk: the plain U-Net has 16 channels in its first stage (1,964,097
-parameters here, 1,964,029 in the talk), every group variant 8 fields (p4: 1,962,401 here,
+Default widths follow the talk: the plain U-Net has 16 channels in its first stage (1,964,129
+parameters here, 1,964,029 in the talk), every group variant 8 fields (p4: 1,962,417 here,
 1,965,625 in the talk; SE(2,12) with 5x5 kernels about the talk's 16.5M). A field of ``|G|``
 channels costs ``|G|`` times a channel, so compare variants at equal parameters with
 :func:`zoo.describe.match_params` (``polypseg models --match-params unet``).
@@ -55,7 +55,11 @@ from zoo.unet import UNet
 DEFAULT_WIDTH = 16
 DEFAULT_FIELDS = 8
 #: Options taken by the skeleton itself; every other option goes to the variant's family.
-SKELETON_OPTIONS = ("upsample", "rotation_pool")
+SKELETON_OPTIONS = ("upsample", "rotation_pool", "head_norm")
+#: Options added to the skeleton after models were first recorded, with the value every model
+#: recorded without them was built with: a config (or checkpoint ``model`` kwargs) that lacks
+#: one rebuilds the model it was recorded from (:func:`recorded_options`).
+RECORDED_BEFORE: dict[str, Any] = {"head_norm": False}
 
 
 @dataclass(frozen=True)
@@ -172,14 +176,16 @@ def create(
             ``unet``, 8 for the group variants).
         depth: number of 2x2 poolings; H and W must be divisible by ``2**depth``
             (:func:`zoo.sizes.check_input_size`).
-        **variant_options: ``upsample`` (``"bilinear"``/``"nearest"``) and ``rotation_pool``
+        **variant_options: ``upsample`` (``"bilinear"``/``"nearest"``), ``rotation_pool``
             (one of the family's ``pool_modes``: ``"max"``/``"mean"``, ``"norm"``/``"mean"``
-            for ``steerable-so2``) for the skeleton; the rest go to the family (e.g.
+            for ``steerable-so2``) and ``head_norm`` (bool, default on: :class:`~zoo.unet.UNet`)
+            for the skeleton; the rest go to the family (e.g.
             ``kernel_size``, ``bias``, e2cnn's ``sigma``; the wrappers' own, e.g.
             ``keep_weight``, ``free_decay``).
 
-    The model's ``config`` rebuilds it: ``zoo.from_config(model.config)``. An unknown name or
-    option is a ``ValueError`` that says what is accepted.
+    The model's ``config`` rebuilds it: ``zoo.from_config(model.config)``; it records
+    ``head_norm`` resolved, so a config always says which head it was built with. An unknown
+    name or option is a ``ValueError`` that says what is accepted.
     """
     entry = variant(name)
     width = entry.default_width if width is None else width
@@ -198,11 +204,20 @@ def create(
         "width": width,
         "depth": depth,
         **variant_options,
+        "head_norm": model.head_norm,
     }
     return model
 
 
+def recorded_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` of a recorded config, with every option it predates set to the value models
+    were built with then (:data:`RECORDED_BEFORE`): what rebuilds the recorded model."""
+    return {**RECORDED_BEFORE, **kwargs}
+
+
 def from_config(config: dict[str, Any]) -> nn.Module:
-    """Rebuild a model from its ``config`` (``{"variant": name, **create_kwargs}``)."""
-    kwargs = dict(config)
+    """Rebuild a model from its ``config`` (``{"variant": name, **create_kwargs}``); a config
+    recorded before an option existed rebuilds the model it was recorded from
+    (:func:`recorded_options`)."""
+    kwargs = recorded_options(dict(config))
     return create(kwargs.pop("variant"), **kwargs)

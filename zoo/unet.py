@@ -2,7 +2,7 @@
 
 ::
 
-    image ─ lift ─ conv ───────────────────────────────── cat ─ conv ─ conv ─ rotation pool ─ 1x1
+    image ─ lift ─ conv ──────────────────────── cat ─ conv ─ conv ─ rotation pool ─ [BN] ─ 1x1
                     └ maxpool ─ conv ─ conv ── ... ── upsample ┘
                        (depth levels down, depth levels up; every conv is conv+GBN+ReLU)
 
@@ -11,6 +11,20 @@ upsamples (bilinear x2 by default), concatenates the skip *before* the upsampled
 fields, group axis innermost, so the concatenation is again a regular field map) and applies two
 conv+GBN+ReLU. Rotation pooling over the group axis gives an invariant ``(B, width, H, W)`` map
 and a plain 1x1 ``nn.Conv2d`` gives the logits.
+
+**Head norm** (``head_norm``, on by default): a ``BatchNorm2d`` on the invariant map before the
+1x1 head, whose bias starts at zero. Rotation pooling of ReLU fields (the max or the norm over a
+field's ``|G|`` non-negative channels) is non-negative with a mean that grows with ``|G|`` (for
+standard-normal pre-activations, the max of 8 ReLU'd values has mean ~1.4 and spread ~0.6), and
+even the plain U-Net's last map is ReLU'd: a random 1x1 head turns such a map into nearly
+constant logits, so an untrained model can predict all foreground or all background whatever
+the input (``scripts/init_offsets.py``: ``|mean| / std`` of the initial logits 2.0-3.7 for the
+CPU study's slow and failed starts, 2.3 for an untried plain seed). Normalising each invariant
+channel to zero mean and unit variance over the batch (per channel of an invariant map, so it
+commutes with every rotation and mirror) and starting the head's bias at zero (the prior 0.5)
+makes the initial logits' mean zero and their spread the head's weights: the first prediction
+depends on the input for every variant and seed. Configs
+recorded before this option existed were built without it (:data:`zoo.registry.RECORDED_BEFORE`).
 
 Every step commutes with the family's rot90 subgroup (odd kernels, zero "same" padding, 2x2
 pooling on sides divisible by ``2**depth``, symmetric upsampling, per-field batch norm), so for
@@ -48,6 +62,9 @@ class UNet(nn.Module):
         rotation_pool: how the last fields become an invariant map before the head, one of
             ``family.pool_modes`` (``"max"`` or ``"mean"`` over the group axis for regular
             fields); ``None``: the family's default (its first mode).
+        head_norm: a ``BatchNorm2d`` on the invariant map before the 1x1 head, whose bias then
+            starts at zero (see the module docstring); ``False``: the head of the models
+            recorded before it (a random bias on the un-normalised map).
 
     The kernel size is the family's (3 for p4/p4m/plain, 5 for SE(2,N); a variant option).
     ``model.family`` is the family, ``model.group`` its group (``C_1`` for the plain U-Net).
@@ -62,6 +79,7 @@ class UNet(nn.Module):
         depth: int = DEFAULT_DEPTH,
         upsample: UpsampleMode | str = UpsampleMode.BILINEAR,
         rotation_pool: PoolMode | str | None = None,
+        head_norm: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(family, ConvFamily):
@@ -104,7 +122,12 @@ class UNet(nn.Module):
             for lo, hi in reversed(list(pairwise(widths)))
         )
         self.pool, pooled = family.invariant_pool(w0, pool_mode)
+        #: whether the invariant map is batch-normalised before the head
+        self.head_norm = bool(head_norm)
+        self.pool_norm = nn.BatchNorm2d(pooled) if self.head_norm else nn.Identity()
         self.head = nn.Conv2d(pooled, out_channels, 1)
+        if self.head_norm:  # zeroed after its draw: every weight is as without the head norm
+            nn.init.zeros_(self.head.bias)
 
     def check_input(self, x: torch.Tensor) -> None:
         """``ValueError`` unless ``x`` is ``(B, in_channels, H, W)`` with ``2**depth | H, W``
@@ -124,7 +147,7 @@ class UNet(nn.Module):
         x = skips.pop()
         for stage in self.decoder:
             x = stage(torch.cat([skips.pop(), self.upsample(x)], dim=1))
-        return self.head(self.pool(x))
+        return self.head(self.pool_norm(self.pool(x)))
 
     def export(self) -> nn.Module:
         """An equivalent plain module (torch only); see :func:`zoo.export.export`."""

@@ -51,7 +51,12 @@ from polypseg.training.datasets import choose_split, eval_dataset, shard, subset
 from polypseg.training.interrupt import StopFlag
 from polypseg.training.logs import TensorBoardLog, write_metrics_csv
 from polypseg.training.losses import DiceCELoss
-from polypseg.training.models import build_model, count_parameters, input_spec
+from polypseg.training.models import (
+    build_model,
+    count_parameters,
+    input_spec,
+    recorded_options_of,
+)
 from polypseg.training.performance import (
     channels_last_default,
     compiled,
@@ -180,9 +185,10 @@ class _Trainer:
         """The model and its specs, first: the depth they resolve (the zoo's default unless
         ``config.depth``) fixes the size rule of the data's transforms."""
         config = self.config
-        self.model, self.model_spec = build_model(
-            config.model, config.width, config.depth, config.model_options
-        )
+        options = dict(config.model_options)
+        if self.saved is not None:  # a run recorded before an option existed resumes as built
+            options = recorded_options_of(self.saved["identity"].get("model") or {}, options)
+        self.model, self.model_spec = build_model(config.model, config.width, config.depth, options)
         self.input_spec = input_spec(config.size, self.model_spec, config.threshold)
 
     def _setup_data(self) -> None:

@@ -53,6 +53,17 @@ def build_model(
     return model, ModelSpec(name, config)
 
 
+def recorded_options_of(recorded: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` completed for resuming a run whose model kwargs are ``recorded``: each option
+    added to the zoo after the run was recorded (``zoo.registry.RECORDED_BEFORE``) and not set
+    in ``options`` takes the run's value (the value every model had then, when the run's kwargs
+    lack it), so a run trained before the head norm resumes without one."""
+    import zoo
+
+    then = zoo.recorded_options(recorded)
+    return {**{key: then[key] for key in zoo.registry.RECORDED_BEFORE}, **options}
+
+
 def input_spec(size: int, model: ModelSpec, threshold: float) -> InputSpec:
     """The input of a model trained here: ``size`` px squares (stretched), normalised with
     :data:`polypseg.data.NORMALIZE_MEAN` / ``NORMALIZE_STD``, thresholded at ``threshold``."""

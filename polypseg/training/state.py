@@ -96,7 +96,16 @@ def load_resume_state(path: str | Path) -> dict[str, Any]:
 
 
 def check_identity(saved: dict[str, Any], current: dict[str, Any], run_dir: Path) -> None:
-    """Raise :class:`RunError` naming each field where a resumed run differs from its origin."""
+    """Raise :class:`RunError` naming each field where a resumed run differs from its origin.
+
+    The model kwargs compare as rebuilt (``zoo.recorded_options``): a run recorded before an
+    option existed matches the same model with that option at its old value."""
+    import zoo
+
+    saved, current = dict(saved), dict(current)
+    for side in (saved, current):
+        if isinstance(side.get("model"), dict):
+            side["model"] = zoo.recorded_options(side["model"])
     diffs = [
         f"{key}: run has {saved.get(key)!r}, now {current.get(key)!r}"
         for key in sorted(set(saved) | set(current))

@@ -38,7 +38,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     threshold = float(predict_probs(model, x).median())
     run = tmp_path_factory.mktemp("run")
     meta = CheckpointMeta(
-        model=ModelSpec("p4", kwargs),
+        model=ModelSpec.of(model),
         input=InputSpec(SIDE, tuple(MEAN), tuple(STD), threshold=threshold, depth=2),
         epoch=3,
         metrics={"dice": 0.42, "iou": 0.3},

@@ -29,12 +29,15 @@ def test_channels_last_and_prefetch_train_the_same_run(
     tiny_config: Callable[..., TrainConfig], tmp_path, model: str
 ) -> None:
     """The reference path (NCHW batches, loading between steps) and the fast one agree on
-    every epoch's losses and Dice to float32 rounding (2 epochs x 2 Adam steps)."""
+    every epoch's losses and Dice to float32 rounding (2 epochs x 2 Adam steps): 3e-4 relative,
+    since Adam divides each step by the gradient's running RMS, so rounding in small gradients
+    moves weights by up to a fraction of the learning rate (the steerable model with the head
+    norm: 1.3e-4 seen on one machine)."""
     reference = train(tiny_config(model=model, out=str(tmp_path / "ref"), channels_last=False,
                                   prefetch=False))
     fast = train(tiny_config(model=model, out=str(tmp_path / "fast"), channels_last=True,
                              prefetch=True))
-    assert _close(_losses(fast), _losses(reference), 1e-4)
+    assert _close(_losses(fast), _losses(reference), 3e-4)
 
 
 def test_compiled_model_trains(

@@ -50,8 +50,11 @@ def test_default_sizes_reproduce_the_talk() -> None:
     # talk: plain U-Net 1,964,029 parameters, p4 U-Net 1,965,625
     unet, p4 = zoo.create("unet"), zoo.create("p4")
     assert (unet.width, unet.depth, p4.width) == (16, 4, 8)
-    assert zoo.describe(unet)["params"] == 1_964_097
-    assert zoo.describe(p4)["params"] == 1_962_401
+    # the talk's counts have no head norm: 2 * 16 (unet) and 2 * 8 (p4) parameters fewer
+    assert zoo.describe(unet)["params"] == 1_964_129
+    assert zoo.describe(p4)["params"] == 1_962_417
+    assert zoo.describe(zoo.create("unet", head_norm=False))["params"] == 1_964_097
+    assert zoo.describe(zoo.create("p4", head_norm=False))["params"] == 1_962_401
     assert abs(1_964_097 / 1_964_029 - 1) < 1e-3 and abs(1_962_401 / 1_965_625 - 1) < 2e-3
 
 
@@ -87,7 +90,8 @@ def test_params_match_a_hand_computation() -> None:
     p4 = zoo.create("p4", width=2, depth=1)
     convs = 2 * 3 * 9 + (2 * 2 + 4 * 2 + 4 * 4 + 2 * 6 + 2 * 2) * 4 * 9  # lift + group convs
     norms = 2 * (2 + 2 + 4 + 4 + 2 + 2)  # weight and bias per field
-    assert zoo.describe(p4)["params"] == convs + norms + 2 + 1  # + head weight and bias
+    head_norm = 2 * 2  # weight and bias per invariant channel before the head
+    assert zoo.describe(p4)["params"] == convs + norms + head_norm + 2 + 1  # + head's own
 
 
 def _params(name: str, width: int, **kwargs) -> int:

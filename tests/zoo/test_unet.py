@@ -196,8 +196,11 @@ def test_channels_last_input_gives_the_same_model(tiny_model, name) -> None:
     (train_ref, eval_ref), (train_cl, eval_cl) = outputs
     assert relative_error(train_cl, train_ref) < TOL_MODEL64
     assert relative_error(eval_cl, eval_ref) < TOL_MODEL64
+    # rounding is relative to the gradients' scale, not to one parameter's (a parameter whose
+    # gradient is 1e-6 of the largest carries the larger ones' rounding)
+    scale = max(p.grad.abs().max().item() for p in reference.parameters())
     for (key, ours), theirs in zip(model.named_parameters(), reference.parameters(), strict=True):
-        assert relative_error(ours.grad, theirs.grad) < TOL_MODEL64, key
+        assert (ours.grad - theirs.grad).abs().max().item() / scale < TOL_MODEL64, key
     for ours, theirs in zip(model.buffers(), reference.buffers(), strict=True):
         if ours.is_floating_point() and not ours.is_sparse:  # running statistics
             assert relative_error(ours, theirs) < TOL_MODEL64
