@@ -102,6 +102,7 @@ def cross_result(spec: RunSpec, evaluation: Evaluation) -> dict[str, Any] | None
         "entry": evaluation.entry,
         "trained_on": spec.dataset,
         "dataset": evaluation.dataset,
+        "train_fraction": spec.train_fraction,
         "seed": spec.seed,
         "tta": evaluation.tta,
         "run": spec.run_dir,
@@ -171,6 +172,7 @@ def run_result(spec: RunSpec, evaluation: Evaluation) -> dict[str, Any] | None:
     return {
         "entry": evaluation.entry,
         "dataset": spec.dataset,
+        "train_fraction": spec.train_fraction,
         "seed": spec.seed,
         "run": spec.run_dir,
         "trained_as": spec.entry,

@@ -55,7 +55,7 @@ _TOP_KEYS = {
     "entries", "workers", "split_seed", "train_options", "cross_dataset", "baselines",
 }
 _ENTRY_KEYS = {"name", "variant", "width", "match", "rot_aug", "tta", "from", "depth", "note"}
-_DATASET_KEYS = {"data_dir", "label", "split"}
+_DATASET_KEYS = {"data_dir", "label", "split", "train_fractions"}
 
 
 class PlanError(PolypsegError):
@@ -64,12 +64,32 @@ class PlanError(PolypsegError):
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset of a plan: its key (``kvasir``), label and folder."""
+    """One dataset of a plan: its key (``kvasir``), label and folder.
+
+    A dataset whose plan entry lists ``train_fractions: [0.1, 0.25, 0.5, 1.0]`` becomes one
+    spec per fraction: the fraction 1 keeps the dataset's key, each other one is keyed
+    ``KEY-PCT`` (``kvasir-10``) and trains on a nested seeded subset of the training split
+    (:func:`polypseg.data.nested_train_subset`, seed ``split_seed``) with the validation and
+    test splits unchanged. ``base`` is the dataset's own key in both cases.
+    """
 
     key: str
     label: str
     data_dir: Path
     split: dict[str, Any] = field(default_factory=dict)
+    base: str = ""
+    train_fraction: float = 1.0
+
+    @property
+    def base_key(self) -> str:
+        """The key of the whole dataset (``kvasir`` for ``kvasir-10``)."""
+        return self.base or self.key
+
+    @property
+    def epoch_repeats(self) -> int:
+        """How many times an epoch draws each training image, so that an epoch on the subset
+        takes as many optimiser steps as one on the whole split (1 for the whole split)."""
+        return max(1, round(1 / self.train_fraction))
 
 
 @dataclass(frozen=True)
@@ -251,8 +271,36 @@ def _parse_datasets(raw: Any, root: Path, check_paths: bool) -> tuple[DatasetSpe
         if not isinstance(split, dict):
             raise PlanError(f"datasets.{key}.split must be a mapping of make_split options")
         label = str(body.get("label") or DATASET_LABELS.get(str(key), str(key)))
-        specs.append(DatasetSpec(key=str(key), label=label, data_dir=data_dir, split=split))
+        for fraction in _train_fractions(body.get("train_fractions"), str(key)):
+            if fraction == 1:
+                specs.append(DatasetSpec(key=str(key), label=label, data_dir=data_dir,
+                                         split=split, base=str(key)))
+                continue
+            percent = f"{100 * fraction:g}"
+            specs.append(DatasetSpec(
+                key=f"{key}-{percent}", label=f"{label}, {percent}% of the training split",
+                data_dir=data_dir, split=split, base=str(key), train_fraction=fraction,
+            ))
     return tuple(specs)
+
+
+def _train_fractions(raw: Any, key: str) -> list[float]:
+    """The fractions of ``datasets.KEY.train_fractions`` (``[1.0]`` when absent), smallest
+    first; each in (0, 1], 1 included (the cross-dataset tests and the comparison with the
+    whole split need it), and each a reciprocal of a whole number within 1% (an epoch draws
+    every image of a subset ``1 / fraction`` times: 0.1, 0.25, 0.5)."""
+    if raw is None:
+        return [1.0]
+    where = f"datasets.{key}.train_fractions"
+    if not isinstance(raw, list) or not raw:
+        raise PlanError(f"{where} must be a non-empty list of numbers in (0, 1], got {raw!r}")
+    fractions = sorted({_number(f, f"{where}[]") for f in raw})
+    for fraction in fractions:
+        if fraction > 1 or abs(round(1 / fraction) * fraction - 1) > 0.01:
+            raise PlanError(f"{where}: {fraction} is not 1/N for a whole N (0.1, 0.25, 0.5, 1)")
+    if fractions[-1] != 1:
+        raise PlanError(f"{where} must include 1 (the whole training split)")
+    return fractions
 
 
 def _parse_entry(raw: Any, index: int, variants: set[str] | None) -> EntrySpec:

@@ -70,6 +70,8 @@ class RunSpec:
     sweep_split_file: str | None = None
     others: dict[str, dict[str, str]] = field(default_factory=dict)
     """Per other dataset of a cross-dataset plan: its ``data_dir`` and ``split_file``."""
+    train_fraction: float = 1.0
+    """The share of the dataset's training split the run trains on (a nested subset)."""
 
     @property
     def key(self) -> str:
@@ -145,7 +147,9 @@ def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> li
     widths = widths if widths is not None else resolve_entries(plan)
     runs = []
     for dataset in plan.datasets:
-        others = [d for d in plan.datasets if d.key != dataset.key] if plan.cross_dataset else []
+        others = [d for d in plan.datasets  # the other datasets, whole
+                  if d.base_key != dataset.base_key and d.train_fraction == 1
+                  ] if plan.cross_dataset else []
         for entry in plan.training_entries():
             own = [Evaluation(entry.name, entry.tta)] + [
                 Evaluation(e.name, e.tta) for e in plan.entries if e.source == entry.name
@@ -171,6 +175,8 @@ def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> li
                     "workers": plan.workers,
                     **plan.train_options,
                 }
+                if dataset.train_fraction < 1:  # the schedule counts the whole split's steps
+                    train["epoch_repeats"] = dataset.epoch_repeats
                 runs.append(RunSpec(
                     entry=entry.name, dataset=dataset.key, seed=seed, run_dir=str(run_dir),
                     data_dir=str(dataset.data_dir), split_file=train["split_file"], train=train,
@@ -179,6 +185,7 @@ def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> li
                     others={o.key: {"data_dir": str(o.data_dir),
                                     "split_file": str(split_path(plan, o.key))}
                             for o in others},
+                    train_fraction=dataset.train_fraction,
                 ))
     seeds = {seed: i for i, seed in enumerate(plan.seeds)}
     entries = {entry.name: i for i, entry in enumerate(plan.training_entries())}
@@ -196,26 +203,41 @@ def prepare_splits(plan: Plan, progress: Progress = quiet) -> dict[str, dict[str
     subset, not the first N, since ClinicDB's file order is by video sequence. Returns per
     dataset the label, split files, rule and image counts.
     """
-    from polypseg.data import discover, load_split, make_split, subsample_split
+    from polypseg.data import (
+        discover,
+        load_split,
+        make_split,
+        nested_train_subset,
+        subsample_split,
+    )
 
     info = {}
-    for dataset in plan.datasets:
+    whole = {}  # base key -> the whole dataset's split (each fraction's subset is cut from it)
+    for dataset in sorted(plan.datasets, key=lambda d: d.train_fraction < 1):
         path = split_path(plan, dataset.key)
         if path.is_file():
             split = load_split(path)
+        elif dataset.train_fraction < 1:
+            split = nested_train_subset(whole[dataset.base_key], dataset.train_fraction,
+                                        plan.split_seed)
+            split.save(path)
+            progress(f"split {dataset.key}: {split.counts()} -> {path}")
         else:
             split = make_split(discover(dataset.data_dir), seed=plan.split_seed)
             limits = {"train": plan.limit_train, "val": plan.limit_val, "test": plan.limit_test}
             split = subsample_split(split, limits, plan.split_seed)
             split.save(path)
             progress(f"split {dataset.key}: {split.counts()} -> {path}")
+        if dataset.train_fraction == 1:
+            whole[dataset.key] = split
         sweep_path = sweep_split_path(plan, dataset.key)
         if not sweep_path.is_file():
             subsample_split(split, {"test": plan.sweep_limit}, plan.split_seed).save(sweep_path)
         info[dataset.key] = {"label": dataset.label, "split_file": str(path),
                              "sweep_split_file": str(sweep_path), "rule": split.rule,
-                             "counts": split.counts()}
-    return info
+                             "counts": split.counts(), "base": dataset.base_key,
+                             "train_fraction": dataset.train_fraction}
+    return {d.key: info[d.key] for d in plan.datasets}
 
 
 # -- the files of a run ---------------------------------------------------------------------
@@ -236,7 +258,8 @@ def sweep_file(spec: RunSpec, evaluation: Evaluation) -> Path:
 
 #: Training settings that make a run folder a run of this spec (a plan edited after a run
 #: finished must not reuse it under the same name).
-SPEC_KEYS = ("model", "width", "depth", "size", "seed", "batch_size", "lr", "epochs", "rot_aug")
+SPEC_KEYS = ("model", "width", "depth", "size", "seed", "batch_size", "lr", "epochs", "rot_aug",
+             "epoch_repeats")
 
 
 def spec_mismatch(spec: RunSpec) -> dict[str, tuple[Any, Any]]:

@@ -161,6 +161,12 @@ def train(
         typer.Option("--workers", help="DataLoader worker processes (default: 0 on CPU; on "
                      "CUDA min(4, CPUs per process - 1))."),
     ] = None,
+    epoch_repeats: Annotated[
+        int | None,
+        typer.Option("--epoch-repeats", help="Draw every training image N times per epoch, so "
+                     "a small training set's epoch takes a large one's optimiser steps "
+                     "(default 1)."),
+    ] = None,
     limit_train: Annotated[
         int | None, typer.Option("--limit-train", help="Train on the first N images only.")
     ] = None,
@@ -188,7 +194,7 @@ def train(
         "seed": seed, "out": str(out) if out else None, "device": device, "amp": amp,
         "deterministic": deterministic,
         "rot_aug": rot_aug, "patience": patience, "min_epochs": min_epochs,
-        "workers": workers,
+        "workers": workers, "epoch_repeats": epoch_repeats,
         "limit_train": limit_train, "limit_val": limit_val, "progress": progress,
         "quiet": quiet or None, "resume": resume or None,
         "channels_last": channels_last, "compile": compile_model, "prefetch": prefetch,

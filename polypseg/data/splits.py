@@ -355,6 +355,32 @@ def subsample_split(split: Split, limits: dict[str, int | None], seed: int) -> S
     return dataclasses.replace(split, sets=sets, rule=rule, source=None)
 
 
+def nested_train_subset(split: Split, fraction: float, seed: int) -> Split:
+    """A copy of ``split`` whose training set is a seeded ``fraction`` of its own (at least
+    one image); validation and test sets unchanged.
+
+    The training stems are put in one seeded order and the first ``round(fraction * n)`` kept,
+    so for one ``seed`` the subsets are nested: the 10% set lies inside the 25% set, which lies
+    inside the 50% set. ``fraction`` 1 returns ``split`` itself.
+
+    Args:
+        split: the full split.
+        fraction: the share of the training set kept, in ``(0, 1]``.
+        seed: the subset's seed (one for every fraction of a study, so the sets nest).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return split
+    order = sorted(split.sets["train"])
+    random.Random(f"polypseg-train-subset-{seed}").shuffle(order)
+    kept = sorted(order[: max(1, round(fraction * len(order)))])
+    rule = (f"{split.rule}; training set: a nested {fraction:g} of it ({len(kept)} images, "
+            f"seed {seed})")
+    sets = {**split.sets, "train": kept}
+    return dataclasses.replace(split, sets=sets, rule=rule, source=None)
+
+
 def make_kfold(index: DatasetIndex, k: int, fold: int, seed: int = 0) -> Split:
     """Split ``fold`` (0-based) of a seeded ``k``-fold partition (by sequence for ClinicDB)."""
     _check_seed(seed)

@@ -80,6 +80,12 @@ class TrainConfig:
     workers: int | None = None
     """DataLoader worker processes (0: load in the training process); ``None``: 0 on CPU, on
     CUDA ``min(4, CPUs per process - 1)`` (:func:`polypseg.training.distributed.auto_workers`)."""
+    epoch_repeats: int = 1
+    """Each epoch draws every training image this many times (one shuffled order over the
+    copies, each copy augmented on its own). A run on a 10% subset with 10 repeats takes as
+    many optimiser steps per epoch as a run on the whole split, so epochs, warm-up, patience,
+    ``min_epochs`` and the cosine schedule count the same steps (the scarce-labels study,
+    ``plans/cpu-data.yaml``)."""
     limit_train: int | None = None
     """Use only the first N training images (quick runs)."""
     limit_val: int | None = None
@@ -121,6 +127,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "size"):
             if getattr(self, name) < 1:
                 problems.append(f"'{name}' must be >= 1, got {getattr(self, name)}")
+        if self.epoch_repeats < 1:
+            problems.append(f"'epoch_repeats' must be >= 1, got {self.epoch_repeats}")
         for name in ("width", "depth", "limit_train", "limit_val", "val_batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:

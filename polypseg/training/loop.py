@@ -65,7 +65,7 @@ from polypseg.training.performance import (
 )
 from polypseg.training.prefetch import prefetch
 from polypseg.training.progress import Bars, bars, want_progress
-from polypseg.training.sampling import ResumableSampler, SeededAugmentation
+from polypseg.training.sampling import RepeatedDataset, ResumableSampler, SeededAugmentation
 from polypseg.training.schedule import warmup_cosine
 from polypseg.training.state import (
     capture_rng,
@@ -209,6 +209,8 @@ class _Trainer:
             self.train_pairs,
             build_transforms(spec.side, train=True, rot_aug=config.rot_aug, depth=spec.depth),
         )
+        if config.epoch_repeats > 1:  # a small set's epoch takes a large one's steps
+            train_set = RepeatedDataset(train_set, config.epoch_repeats)
         self.train_set = SeededAugmentation(train_set, config.seed)
         val_set = eval_dataset(self.val_pairs, spec.side, spec.depth)
         self.val_set, self.val_indices = shard(val_set, self.ctx.rank, self.ctx.world_size)

@@ -8,6 +8,8 @@ the images and the random augmentation of each one to not depend on any global r
   single-process run) that can start ``skip`` samples into its shard.
 * :class:`SeededAugmentation` wraps a dataset and reseeds its albumentations pipeline before
   every item from ``(seed, epoch, index)``.
+* :class:`RepeatedDataset` lists every item of a dataset ``repeats`` times, so one epoch of a
+  small training set takes the optimiser steps of a larger one (``TrainConfig.epoch_repeats``).
 """
 
 from __future__ import annotations
@@ -82,3 +84,36 @@ class SeededAugmentation(Dataset):
             random.seed(seed)
             np.random.seed(seed)
         return self.dataset[index]
+
+
+class RepeatedDataset(Dataset):
+    """Every item of ``dataset`` listed ``repeats`` times: item ``i`` is ``dataset[i % n]``.
+
+    Shuffled by :class:`ResumableSampler`, an epoch draws each image ``repeats`` times in one
+    random order over the copies, and :class:`SeededAugmentation` (seeded by the index in
+    this longer list) augments each copy differently. ``transform`` is the wrapped dataset's,
+    so the augmentation can be reseeded through this view.
+
+    Args:
+        dataset: a map-style dataset of ``n >= 1`` items.
+        repeats: how many times each item is listed (``>= 1``).
+    """
+
+    def __init__(self, dataset: Any, repeats: int) -> None:
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        self.dataset = dataset
+        self.repeats = int(repeats)
+
+    @property
+    def transform(self) -> Any:
+        """The wrapped dataset's transform (``None`` when it has none)."""
+        return getattr(self.dataset, "transform", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.repeats
+
+    def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        return self.dataset[index % len(self.dataset)]
