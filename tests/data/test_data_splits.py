@@ -221,3 +221,25 @@ def test_real_clinicdb_split_never_spans_a_sequence(clinicdb_dir: Path) -> None:
 def test_real_kvasir_split(kvasir_dir: Path) -> None:
     split = make_split(discover(kvasir_dir), seed=0)
     assert split.counts() == {"train": 718, "val": 90, "test": 90}
+
+
+def test_nested_train_subsets_are_seeded_nested_and_leave_val_and_test() -> None:
+    from polypseg.data import nested_train_subset
+    from polypseg.data.splits import Split
+
+    stems = [f"s{i:03d}" for i in range(100)]
+    split = Split(dataset="kvasir-seg", rule="r", seed=0,
+                  sets={"train": stems[:80], "val": stems[80:90], "test": stems[90:]})
+    subsets = {f: nested_train_subset(split, f, seed=3) for f in (0.1, 0.25, 0.5)}
+    sizes = {f: len(s.sets["train"]) for f, s in subsets.items()}
+    assert sizes == {0.1: 8, 0.25: 20, 0.5: 40}
+    assert set(subsets[0.1].sets["train"]) < set(subsets[0.25].sets["train"]) \
+        < set(subsets[0.5].sets["train"]) < set(split.sets["train"])
+    assert all(s.sets["val"] == split.sets["val"] and s.sets["test"] == split.sets["test"]
+               for s in subsets.values())
+    assert nested_train_subset(split, 0.25, seed=3).sets == subsets[0.25].sets  # seeded
+    assert nested_train_subset(split, 0.25, seed=4).sets["train"] != subsets[0.25].sets["train"]
+    assert nested_train_subset(split, 1.0, seed=3) is split
+    assert len(nested_train_subset(split, 0.001, seed=3).sets["train"]) == 1
+    with pytest.raises(ValueError, match="fraction"):
+        nested_train_subset(split, 0.0, seed=3)

@@ -104,3 +104,19 @@ def test_bad_model_and_data_are_user_errors(
         train(tiny_config(model="resnet"))
     with pytest.raises(DataError, match="no such folder"):
         train(tiny_config(data=str(tmp_path / "missing")))
+
+
+def test_epoch_repeats_give_a_small_set_the_steps_of_a_larger_one(tiny_config, tmp_path) -> None:
+    """4 training images, batch 2: an epoch is 2 optimiser steps, with 3 repeats 6 (each image
+    drawn 3 times), and the cosine schedule spans the longer epochs."""
+    from polypseg.errors import RunError
+
+    plain = tiny_config(out=str(tmp_path / "plain"), epochs=1)
+    repeated = tiny_config(out=str(tmp_path / "repeated"), epochs=1, epoch_repeats=3)
+    train(plain)
+    train(repeated)
+    steps = [read_metrics_csv(tmp_path / name / "metrics.csv")[-1]["step"]
+             for name in ("plain", "repeated")]
+    assert steps == [2, 6]
+    with pytest.raises(RunError, match="epoch_repeats"):
+        tiny_config(epoch_repeats=0).validate()

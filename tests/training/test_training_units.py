@@ -161,3 +161,24 @@ def test_resume_on_a_host_with_fewer_gpus_restores_those_present(
     )
     restore_rng(saved)
     assert restored == [(0, 0), (1, 1)]
+
+
+def test_repeated_dataset_lists_every_item_repeats_times() -> None:
+    from polypseg.training.sampling import RepeatedDataset
+
+    class Items:
+        transform = "t"
+
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, i: int) -> int:
+            return 10 + i
+
+    repeated = RepeatedDataset(Items(), 4)
+    assert len(repeated) == 12 and repeated.transform == "t"
+    assert sorted(repeated[i] for i in range(12)) == sorted([10, 11, 12] * 4)
+    with pytest.raises(IndexError):
+        repeated[12]
+    with pytest.raises(ValueError, match="repeats"):
+        RepeatedDataset(Items(), 0)
