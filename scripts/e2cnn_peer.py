@@ -105,10 +105,11 @@ class E2cnnUNet(nn.Module):
 
 
 def build(kind: str, width: int, depth: int) -> nn.Module:
-    """``e2cnn`` (the peer) or ``zoo`` (zoo's steerable U-Net) at ``width``/``depth``."""
+    """``e2cnn`` (the peer) or ``zoo`` (zoo's steerable U-Net) at ``width``/``depth``; zoo's
+    without the head norm, which the peer does not have (the comparison is of the layers)."""
     if kind == "e2cnn":
         return E2cnnUNet(width, depth)
-    return zoo.create("steerable", width=width, depth=depth)
+    return zoo.create("steerable", width=width, depth=depth, head_norm=False)
 
 
 def n_params(model: nn.Module) -> int:

@@ -10,7 +10,11 @@ constant prediction) and the share of pixels above the 0.5 threshold (1.00: it p
 foreground, 0.00: all background).
 
 In the CPU study the runs that sat at their starting score for 6 or more epochs (or never left
-it) start with an offset of 2 or more at 96 px, depth 3 (docs/results.md, Convergence).
+it) start with an offset of 2 or more at 96 px, depth 3 (docs/results.md, Convergence). Models
+built since then have the head norm (``zoo.unet``: a batch norm on the invariant map before the
+1x1 head, whose bias starts at 0), which makes the train-mode offset 0 up to rounding; the
+last column, the spread over images of each image's foreground share, says how much the first
+prediction varies with its input. ``--no-head-norm`` builds the models as the CPU study did.
 
     .venv/bin/python scripts/init_offsets.py --data ../shared/data/CVC-ClinicDB \\
         --split-file results/cpu/runs/splits/cvc.json --model unet:8 --model p4:4 \\
@@ -54,17 +58,20 @@ def validation_batch(data: str, split_file: str | None, size: int, depth: int,
 
 
 def logit_stats(logits: torch.Tensor) -> dict[str, float]:
-    """Mean, std, ``|mean| / std`` (the offset) and the share above 0 (foreground at 0.5)."""
+    """Mean, std, ``|mean| / std`` (the offset), the share above 0 (foreground at 0.5) and
+    the std over images of each image's foreground share (``logits``: ``(N, 1, H, W)``)."""
     mean, std = logits.mean().item(), logits.std().item()
+    per_image = (logits > 0).float().flatten(1).mean(dim=1) if logits.dim() > 1 else None
+    spread = per_image.std().item() if per_image is not None and len(per_image) > 1 else 0.0
     return {"mean": mean, "std": std, "offset": abs(mean) / max(std, 1e-12),
-            "foreground": (logits > 0).float().mean().item()}
+            "foreground": (logits > 0).float().mean().item(), "image_spread": spread}
 
 
 def initial_logits(variant: str, width: int, depth: int, seed: int,
-                   images: torch.Tensor) -> torch.Tensor:
+                   images: torch.Tensor, head_norm: bool = True) -> torch.Tensor:
     """The logits of a freshly initialised model of this seed on ``images`` (train mode)."""
     seed_everything(seed)
-    model, _ = build_model(variant, width, depth, {})
+    model, _ = build_model(variant, width, depth, {"head_norm": head_norm})
     model.train()
     with torch.no_grad():
         return model(images)
@@ -79,18 +86,24 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--images", type=int, default=8, help="validation images in the batch")
+    parser.add_argument("--no-head-norm", action="store_true",
+                        help="build the models without the head norm (as the CPU study did)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     images = validation_batch(args.data, args.split_file, args.size, args.depth, args.images)
     rows = []
-    print(f"{'model':<14} {'seed':>4} {'mean':>8} {'std':>7} {'offset':>7} {'foreground':>10}")
+    print(f"{'model':<14} {'seed':>4} {'mean':>8} {'std':>7} {'offset':>7} {'foreground':>10} "
+          f"{'spread':>7}")
     for item in args.model:
         variant, _, width = item.partition(":")
         for seed in args.seeds:
-            stats = logit_stats(initial_logits(variant, int(width), args.depth, seed, images))
+            logits = initial_logits(variant, int(width), args.depth, seed, images,
+                                    head_norm=not args.no_head_norm)
+            stats = logit_stats(logits)
             rows.append({"model": item, "seed": seed, **stats})
             print(f"{item:<14} {seed:>4} {stats['mean']:>+8.3f} {stats['std']:>7.3f} "
-                  f"{stats['offset']:>7.2f} {stats['foreground']:>10.2f}", flush=True)
+                  f"{stats['offset']:>7.2f} {stats['foreground']:>10.2f} "
+                  f"{stats['image_spread']:>7.3f}", flush=True)
     return rows
 
 
