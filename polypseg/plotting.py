@@ -281,3 +281,49 @@ def plot_symmetry(results: Sequence[dict[str, Any]], out: str | Path) -> list[Pa
         return _save(fig, Path(out))
     finally:
         plt.close(fig)
+
+
+def plot_fractions(
+    rows: Sequence[dict[str, Any]],
+    out: str | Path,
+    title: str | None = None,
+    variants: dict[str, str] | None = None,
+) -> list[Path]:
+    """Test Dice against the share of labelled images, one curve per entry: the mean at each
+    share and its interval as error bars (``rows``: :func:`polypseg.bench.fractions.
+    fraction_curves` of one dataset), the share on a log axis; PNG and SVG, legend outside the
+    axes. Returns both paths.
+
+    Args:
+        rows: ``entry``, ``train_fraction``, ``mean``, ``ci_low``, ``ci_high`` per point.
+        out: the path without suffix.
+        title: the figure title.
+        variants: entry -> variant, for the colours (:func:`curve_styles`).
+    """
+    plt = _pyplot()
+    entries = list(dict.fromkeys(r["entry"] for r in rows))
+    styles = curve_styles([(variants or {}).get(e, e) for e in entries])
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    try:
+        for entry, style in zip(entries, styles, strict=True):
+            points = sorted((r for r in rows if r["entry"] == entry),
+                            key=lambda r: r["train_fraction"])
+            x = [100 * r["train_fraction"] for r in points]
+            y = [r["mean"] for r in points]
+            err = [[r["mean"] - r["ci_low"] for r in points],
+                   [r["ci_high"] - r["mean"] for r in points]]
+            ax.errorbar(x, y, yerr=err, label=entry, capsize=3, linewidth=1.5, **style)
+        ax.set_xscale("log")
+        shares = sorted({100 * r["train_fraction"] for r in rows})
+        ax.set_xticks(shares, [f"{s:g}%" for s in shares])
+        ax.minorticks_off()
+        ax.set_xlabel("share of the training split (nested subsets)")
+        ax.set_ylabel("test Dice (mean, 95% interval)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  fontsize="small")
+        if title:
+            ax.set_title(title, fontsize="medium")
+        return _save(fig, Path(out))
+    finally:
+        plt.close(fig)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from polypseg.atomic import atomic_write_report
+from polypseg.bench.fractions import fraction_curves, plot_fraction_curves
 from polypseg.bench.plan import Plan
 from polypseg.bench.report import mean_std, quality_markdown, summarize
 from polypseg.bench.runs import Evaluation, RunSpec, eval_file, stopped_too_soon, sweep_file
@@ -337,9 +338,11 @@ def write_results(
         "results": results,
         "cross": cross,
     }
+    doc["fractions"] = fraction_curves(plan, specs)
     out = Path(out)
     written = []
     plots = plot_best(plan, results, out) if results else []
+    plots += plot_fraction_curves(doc, plan, out)
     cost_doc = _read(out / f"cost-{plan.name}.json")
     if results:
         from polypseg.bench.pareto import plot_pareto

@@ -12,6 +12,8 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from polypseg.bench.fractions import fractions_markdown
+
 #: Per-image metrics of the quality table, in order: key, column title, higher is better.
 METRICS: tuple[tuple[str, str, bool], ...] = (
     ("dice", "Dice", True),
@@ -192,6 +194,7 @@ def quality_markdown(doc: dict[str, Any]) -> str:
             if plot.endswith(f"-{key}.png"):
                 what = "Pareto" if plot.startswith("pareto-") else "Dice vs angle"
                 lines += [f"![{what}, {info.get('label', key)}]({plot})", ""]
+    lines += fractions_markdown(doc)
     lines += comparisons_markdown(doc)
     lines += cross_markdown(doc)
     lines += convergence_markdown(doc)

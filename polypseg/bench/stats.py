@@ -89,6 +89,43 @@ def paired_bootstrap(
     }
 
 
+def bootstrap_mean(
+    runs: Sequence[Mapping[str, float]],
+    *,
+    n_boot: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The mean per-image score of one entry, with the hierarchical bootstrap interval of
+    :func:`paired_bootstrap` on one side: images and seeds drawn with replacement.
+
+    ``runs`` holds one mapping ``image stem -> score`` per seed; images scored by every run
+    count. Returns ``mean``, ``ci_low``, ``ci_high``, ``level``, ``n_images``, ``n_seeds`` and
+    ``n_boot``.
+    """
+    if not runs:
+        raise ValueError("need at least one run")
+    common = set(runs[0])
+    for run in runs:
+        common &= set(run)
+    stems = sorted(common)
+    if not stems:
+        raise ValueError("the runs share no scored image")
+    scores = _matrix(runs, stems)
+    if not np.isfinite(scores).all():
+        raise ValueError("scores must be finite")
+    rng = np.random.default_rng(seed)
+    n_seeds, n_images = scores.shape
+    counts = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot)
+    per_image = counts @ scores / n_seeds  # (n_boot, n_images): drawn seeds' mean per image
+    images = rng.integers(0, n_images, size=(n_boot, n_images))
+    replicates = np.take_along_axis(per_image, images, axis=1).mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(replicates, [tail, 1.0 - tail])
+    return {"mean": float(scores.mean()), "ci_low": float(low), "ci_high": float(high),
+            "level": level, "n_images": n_images, "n_seeds": int(n_seeds), "n_boot": n_boot}
+
+
 def convergence(
     rows: Sequence[Mapping[str, float]], *, patience: int, epochs: int, tolerance: float = 0.01
 ) -> dict[str, Any]:

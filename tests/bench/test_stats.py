@@ -127,3 +127,24 @@ def test_labels_of_points_that_coincide_stack_and_the_others_stay() -> None:
     assert offsets[2] == (6, 5)  # 0.009 Dice lower of a 0.054 span: not near
     three = label_offsets([1.0, 1.0, 1.0, 100.0], [0.5, 0.5, 0.5, 0.9])
     assert len({o for o in three[:3]}) == 3  # three coinciding labels, three lines
+
+
+def test_bootstrap_mean_brackets_the_mean_and_narrows_with_more_images() -> None:
+    import numpy as np
+
+    from polypseg.bench.stats import bootstrap_mean
+
+    rng = np.random.default_rng(1)
+
+    def runs(n_images: int) -> list[dict[str, float]]:
+        base = rng.uniform(0.4, 0.9, n_images)
+        return [{f"i{k}": float(v + rng.normal(0, 0.02)) for k, v in enumerate(base)}
+                for _ in range(3)]
+
+    small, large = bootstrap_mean(runs(10), n_boot=2000), bootstrap_mean(runs(400), n_boot=2000)
+    for result in (small, large):
+        assert result["ci_low"] < result["mean"] < result["ci_high"]
+        assert result["n_seeds"] == 3
+    assert (large["ci_high"] - large["ci_low"]) < (small["ci_high"] - small["ci_low"]) / 3
+    constant = bootstrap_mean([{"a": 0.5, "b": 0.5}] * 2, n_boot=200)
+    assert abs(constant["ci_low"] - 0.5) < 1e-12 and abs(constant["ci_high"] - 0.5) < 1e-12
