@@ -102,11 +102,13 @@ def resolve_entries(plan: Plan) -> dict[str, dict[str, Any]]:
     """
     import zoo
 
-    depth_kw = {} if plan.depth is None else {"depth": plan.depth}
+    # the plan's model options (e.g. the CPU study's head_norm: false) shape every count
+    depth_kw = {**(plan.train_options.get("model_options") or {}),
+                **({} if plan.depth is None else {"depth": plan.depth})}
     resolved: dict[str, dict[str, Any]] = {}
 
     def describe(entry: EntrySpec, width: int) -> dict[str, Any]:
-        kw = {"depth": entry.depth} if entry.depth is not None else depth_kw
+        kw = {**depth_kw, **({"depth": entry.depth} if entry.depth is not None else {})}
         model = zoo.create(entry.variant, in_channels=3, out_channels=1, width=width, **kw)
         info = zoo.describe(model, (256, 256))
         return {"width": width, "params": int(info["params"]), "macs_256": int(info["macs"])}
@@ -117,7 +119,7 @@ def resolve_entries(plan: Plan) -> dict[str, dict[str, Any]]:
     for entry in plan.training_entries():
         if entry.match is not None:
             target = resolved[entry.match]["params"]
-            kw = {"depth": entry.depth} if entry.depth is not None else depth_kw
+            kw = {**depth_kw, **({"depth": entry.depth} if entry.depth is not None else {})}
             width = int(zoo.match_params(entry.variant, target, **kw))
             resolved[entry.name] = describe(entry, width)
     return resolved
