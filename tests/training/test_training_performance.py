@@ -37,7 +37,11 @@ def test_channels_last_and_prefetch_train_the_same_run(
                                   prefetch=False))
     fast = train(tiny_config(model=model, out=str(tmp_path / "fast"), channels_last=True,
                              prefetch=True))
-    assert _close(_losses(fast), _losses(reference), 3e-4)
+    fast_rows, ref_rows = _losses(fast), _losses(reference)
+    assert _close([r[:2] for r in fast_rows], [r[:2] for r in ref_rows], 3e-4)
+    # Dice counts pixels at the 0.5 threshold, and an untrained model's logits sit around 0
+    # (the head norm centres them): rounding flips a few of the 2 x 32 x 32 pixels
+    assert _close([r[2:] for r in fast_rows], [r[2:] for r in ref_rows], 5e-3)
 
 
 def test_compiled_model_trains(
