@@ -134,6 +134,9 @@ def predict(
         None, min=0.0, max=1.0, help="Probability threshold (default: the model's)."
     ),
     overlay: Overlay = typer.Option(Overlay.outline, help="Overlay style, or none."),
+    overlay_video: bool = typer.Option(
+        True, help="Write a video's overlays as a video (videos/VIDEO.mp4), not as JPGs."
+    ),
     threads: int | None = typer.Option(None, help="CPU threads (default: torch's)."),
 ) -> None:
     """Segment images and video frames; masks at each input's original size."""
@@ -161,12 +164,15 @@ def predict(
             batch_size=batch_size,
             threshold=threshold,
             overlay_style=overlay.value,
+            overlay_video=overlay_video,
             on_progress=lambda n: progress.advance(task, n),
         )
     typer.echo(
         f"{summary.images} masks in {summary.out} (CSV {summary.csv}, "
-        f"mean foreground {summary.mean_foreground:.3f})"
+        f"mean foreground {summary.mean_foreground:.3f}, polyp present in {summary.with_polyp})"
     )
+    for path in summary.videos:
+        typer.echo(f"video summary {path}")
     if summary.problems:  # after writing everything that could be read: exit status 2
         raise PolypsegError("; ".join(summary.problems) + "; the frames read have their masks")
 

@@ -1,35 +1,60 @@
-"""``polypseg predict`` as a library call: sources in, masks, overlays and a CSV out.
+"""``polypseg predict`` as a library call: sources in; masks, overlays, tables and annotations out.
 
 Output folder layout::
 
-    OUT/masks/NAME.png        {0, 255} mask at the input's original size
-    OUT/overlays/NAME.jpg     the input with the mask outlined or tinted (unless overlay="none")
-    OUT/predictions.csv       name, source, frame, width, height, foreground_fraction, mask
+    OUT/masks/NAME.png           {0, 255} mask at the input's original size
+    OUT/overlays/NAME.jpg        an image with its mask outlined or tinted (unless overlay="none";
+                                 video frames only with overlay_video=False)
+    OUT/videos/VIDEO.mp4         the video with each frame's mask tinted and outlined: same frame
+                                 rate and frame count (unless overlay_video=False or "none")
+    OUT/videos/VIDEO.csv         the video's per-frame table (columns of VIDEO_COLUMNS)
+    OUT/videos/VIDEO.json        its summary: frames with a polyp, the longest run, mean latency
+    OUT/coco/INPUT.json          COCO-style boxes and polygons of each input (image or video)
+    OUT/predictions.csv          one row per image and frame (columns of CSV_COLUMNS)
 
-``NAME`` is the image's file stem, or ``STEM_f000123`` for frame 123 of a video; a name already
-taken gets a ``-2``, ``-3``... suffix.
+``NAME`` is the image's file stem, or ``VIDEO_f000123`` for frame 123 of a video, ``INPUT``
+and ``VIDEO`` the input's stem; a name already taken gets a ``-2``, ``-3``... suffix.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from polypseg.atomic import atomic_write_text
+from polypseg.atomic import atomic_write_json, atomic_write_text
 from polypseg.deploy.bundle import ModelBundle
-from polypseg.deploy.predict import foreground_fraction, overlay, segment, to_mask
+from polypseg.deploy.coco import CocoDocument
+from polypseg.deploy.predict import (
+    decision_of,
+    foreground_fraction,
+    mask_geometry,
+    overlay,
+    polyp_present,
+    segment,
+    to_mask,
+)
 from polypseg.deploy.sources import Frame, Source, iter_frames
+from polypseg.deploy.video import SUFFIX, OverlayVideo, video_summary
 from polypseg.errors import DataError
 
 #: Overlay styles of :func:`predict_files`.
 OVERLAY_CHOICES = ("outline", "tint", "none")
-CSV_COLUMNS = ("name", "source", "frame", "width", "height", "foreground_fraction", "mask")
+#: Columns of a video's per-frame table.
+VIDEO_COLUMNS = ("frame", "timestamp_s", "polyp_present", "foreground_fraction", "components",
+                 "boxes", "max_probability", "latency_ms", "mask")  # fmt: skip
+#: Columns of ``predictions.csv``: the same for every image and frame, named by its input.
+CSV_COLUMNS = ("name", "source", "frame", "timestamp_s", "width", "height", "polyp_present",
+               "foreground_fraction", "components", "boxes", "max_probability", "latency_ms",
+               "mask")  # fmt: skip
 
 
 @dataclass
@@ -42,6 +67,10 @@ class PredictSummary:
     mean_foreground: float
     #: Inputs that were read only in part (a truncated video), one line each.
     problems: list[str] = field(default_factory=list)
+    #: Images and frames with a polyp (:func:`~polypseg.deploy.predict.polyp_present`).
+    with_polyp: int = 0
+    #: The per-video summaries written (``OUT/videos/VIDEO.json``).
+    videos: list[Path] = field(default_factory=list)
 
 
 def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
@@ -56,15 +85,12 @@ def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
 
 
 class _Namer:
-    """Unique output names from file stems and frame numbers."""
+    """Unique output names."""
 
     def __init__(self) -> None:
         self.taken: set[str] = set()
 
-    def __call__(self, frame: Frame) -> str:
-        base = frame.source.stem
-        if frame.index is not None:
-            base = f"{base}_f{frame.index:06d}"
+    def __call__(self, base: str) -> str:
         name, n = base, 1
         while name in self.taken:
             n += 1
@@ -74,10 +100,128 @@ class _Namer:
 
 
 def _write_image(path: Path, image: np.ndarray, quality: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     array = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if quality else []
     if not cv2.imwrite(str(path), array, params):
         raise DataError(f"cannot write {path}")
+
+
+def _csv_text(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+class _Input:
+    """One input (an image, or a video) while its frames are written."""
+
+    def __init__(self, frame: Frame, name: str, model_id: str, video: OverlayVideo | None):
+        self.source = frame.source
+        self.is_video = frame.index is not None
+        self.fps = frame.fps
+        self.name = name
+        self.video = video
+        self.rows: list[dict[str, Any]] = []
+        self.coco = CocoDocument(frame.source.name, model_id)
+
+    def owns(self, frame: Frame) -> bool:
+        """Whether ``frame`` is the next frame of this video (images are inputs of their own)."""
+        return self.is_video and frame.source == self.source and frame.index not in (None, 0)
+
+
+@dataclass
+class _Writer:
+    """Writes each image's files as it comes and each input's when it is complete."""
+
+    out: Path
+    model_id: str
+    overlay_style: str
+    overlay_video: bool
+    meta: dict[str, Any]
+    names: _Namer = field(default_factory=_Namer)
+    current: _Input | None = None
+    videos: list[Path] = field(default_factory=list)
+
+    def start(self, frame: Frame) -> _Input:
+        self.finish()
+        name = self.names(frame.source.stem)
+        video = None
+        if frame.index is not None and self.overlay_video and self.overlay_style != "none":
+            video = OverlayVideo(self.out / "videos" / f"{name}{SUFFIX}", frame.fps)
+        self.current = _Input(frame, name, self.model_id, video)
+        return self.current
+
+    def add(self, frame: Frame, mask: np.ndarray, row: dict[str, Any]) -> None:
+        current = self.current
+        assert current is not None
+        name = row["name"]
+        _write_image(self.out / "masks" / f"{name}.png", mask)
+        if current.video is not None:
+            current.video.write(overlay(frame.image, mask, "fill"))
+        elif self.overlay_style != "none":
+            drawn = overlay(frame.image, mask, self.overlay_style)
+            _write_image(self.out / "overlays" / f"{name}.jpg", drawn, quality=90)
+        geometry = row.pop("_geometry")
+        extra = {} if frame.index is None else {"frame_index": frame.index,
+                                                "timestamp_s": frame.timestamp}
+        file_name = frame.source.name if frame.index is None else f"{name}.jpg"
+        current.coco.add(file_name, mask.shape[1], mask.shape[0], geometry, extra)
+        current.rows.append(row)
+
+    def finish(self) -> None:
+        """Write the files of the input in progress (its video, table, summary, COCO JSON)."""
+        current, self.current = self.current, None
+        if current is None:
+            return
+        atomic_write_json(self.out / "coco" / f"{current.name}.json", current.coco.to_json())
+        if not current.is_video:
+            return
+        written = current.video.close() if current.video is not None else None
+        folder = self.out / "videos"
+        atomic_write_text(folder / f"{current.name}.csv", _csv_text(current.rows, VIDEO_COLUMNS))
+        summary = {
+            "source": current.source.name,
+            "model_id": self.model_id,
+            "decision": "calibrated" if decision_of(self.meta) else "any foreground component",
+            **video_summary(current.rows, current.fps),
+            "overlay_video": None if written is None else f"videos/{written.name}",
+            "table": f"videos/{current.name}.csv",
+            "coco": f"coco/{current.name}.json",
+        }
+        summary_path = folder / f"{current.name}.json"
+        atomic_write_json(summary_path, summary)
+        self.videos.append(summary_path)
+
+    def discard(self) -> None:
+        """Drop the unfinished overlay video of a run that failed."""
+        if self.current is not None and self.current.video is not None:
+            self.current.video.discard()
+
+
+def _row(frame: Frame, name: str, prob: np.ndarray, mask: np.ndarray, cut: float,
+         decision: dict[str, float] | None, latency_ms: float) -> dict[str, Any]:
+    geometry = mask_geometry(mask)
+    timestamp = frame.timestamp
+    return {
+        "name": name,
+        "source": str(frame.source),
+        "frame": "" if frame.index is None else frame.index,
+        "timestamp_s": "" if timestamp is None else f"{timestamp:.3f}",
+        "width": mask.shape[1],
+        "height": mask.shape[0],
+        "polyp_present": int(polyp_present(prob, decision, cut)),
+        "foreground_fraction": f"{foreground_fraction(mask):.6f}",
+        "components": len(geometry["boxes"]),
+        "boxes": json.dumps([[b["x"], b["y"], b["width"], b["height"]]
+                             for b in geometry["boxes"]], separators=(",", ":")),
+        "max_probability": f"{float(prob.max()) if prob.size else 0.0:.4f}",
+        "latency_ms": f"{latency_ms:.1f}",
+        "mask": f"masks/{name}.png",
+        "_geometry": geometry,
+    }
 
 
 def predict_files(
@@ -89,13 +233,15 @@ def predict_files(
     batch_size: int = 8,
     threshold: float | None = None,
     overlay_style: str = "outline",
+    overlay_video: bool = True,
     on_progress: Callable[[int], None] | None = None,
 ) -> PredictSummary:
     """Segment every image and video frame of ``sources`` into ``out`` (see module docstring).
 
     A truncated video gives the masks of the frames it has and a line in the summary's
     ``problems``. ``threshold`` defaults to the model's; ``on_progress(n)`` is called after
-    each batch with the number of images it held.
+    each batch with the number of images it held. A row's ``latency_ms`` is its batch's
+    inference time (preprocessing, model, resizing back) divided by the batch's images.
     """
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
@@ -104,43 +250,37 @@ def predict_files(
     cut = bundle.threshold if threshold is None else threshold
     if not 0.0 <= cut <= 1.0:
         raise DataError(f"threshold must lie in [0, 1], got {cut}")
-    masks_dir, overlays_dir = out / "masks", out / "overlays"
-    namer = _Namer()
-    rows: list[dict[str, object]] = []
+    decision = decision_of(bundle.meta)
+    writer = _Writer(out, bundle.model_id, overlay_style, overlay_video, bundle.meta)
+    rows: list[dict[str, Any]] = []
     problems: list[str] = []
-    for batch in _batches(iter_frames(sources, problems), batch_size):
-        probs = segment(bundle, [frame.image for frame in batch], tta=tta)
-        if not rows:  # created with the first results: a first unreadable input leaves no folder
-            masks_dir.mkdir(parents=True, exist_ok=True)
-            if overlay_style != "none":
-                overlays_dir.mkdir(parents=True, exist_ok=True)
-        for frame, prob in zip(batch, probs, strict=True):
-            name = namer(frame)
-            mask = to_mask(prob, cut)
-            _write_image(masks_dir / f"{name}.png", mask)
-            if overlay_style != "none":
-                drawn = overlay(frame.image, mask, overlay_style)
-                _write_image(overlays_dir / f"{name}.jpg", drawn, quality=90)
-            rows.append(
-                {
-                    "name": name,
-                    "source": str(frame.source),
-                    "frame": "" if frame.index is None else frame.index,
-                    "width": mask.shape[1],
-                    "height": mask.shape[0],
-                    "foreground_fraction": f"{foreground_fraction(mask):.6f}",
-                    "mask": f"masks/{name}.png",
-                }
-            )
-        if on_progress is not None:
-            on_progress(len(batch))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    try:
+        for batch in _batches(iter_frames(sources, problems), batch_size):
+            started = time.perf_counter()
+            probs = segment(bundle, [frame.image for frame in batch], tta=tta)
+            latency = (time.perf_counter() - started) * 1000.0 / len(batch)
+            if not rows:  # made with the first results: a first unreadable input leaves none
+                (out / "masks").mkdir(parents=True, exist_ok=True)
+            for frame, prob in zip(batch, probs, strict=True):
+                current = writer.current
+                if current is None or not current.owns(frame):
+                    current = writer.start(frame)
+                base = current.name if frame.index is None else f"{current.name}_f{frame.index:06d}"
+                name = base if frame.index is None else writer.names(base)
+                mask = to_mask(prob, cut)
+                row = _row(frame, name, prob, mask, cut, decision, latency)
+                writer.add(frame, mask, row)
+                rows.append(row)
+            if on_progress is not None:
+                on_progress(len(batch))
+        writer.finish()
+    except BaseException:
+        writer.discard()
+        raise
     csv_path = out / "predictions.csv"
-    atomic_write_text(csv_path, buffer.getvalue())
+    atomic_write_text(csv_path, _csv_text(rows, CSV_COLUMNS))
     mean = sum(float(r["foreground_fraction"]) for r in rows) / len(rows) if rows else 0.0
     return PredictSummary(
-        images=len(rows), out=out, csv=csv_path, mean_foreground=mean, problems=problems
+        images=len(rows), out=out, csv=csv_path, mean_foreground=mean, problems=problems,
+        with_polyp=sum(int(r["polyp_present"]) for r in rows), videos=writer.videos,
     )

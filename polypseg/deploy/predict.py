@@ -114,38 +114,102 @@ def foreground_fraction(mask: np.ndarray) -> float:
     return float(np.count_nonzero(mask)) / float(mask.size) if mask.size else 0.0
 
 
+def _draw_outline(out: np.ndarray, mask: np.ndarray) -> None:
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    thickness = max(1, round(max(mask.shape) / 300))
+    cv2.drawContours(out, contours, -1, (0, 255, 0), thickness)
+
+
 def overlay(image: np.ndarray, mask: np.ndarray, style: str = "outline") -> np.ndarray:
-    """The RGB image with the mask drawn on it: a green ``outline`` or a green ``tint``."""
+    """The RGB image with the mask drawn on it: a green ``outline``, a green ``tint``, or
+    ``fill`` (the tint and its outline, as in the overlay video of ``predict``)."""
     out = image.copy()
-    if style == "tint":
+    if style in ("tint", "fill"):
         green = np.zeros_like(out)
         green[..., 1] = 255
         blend = cv2.addWeighted(out, 0.6, green, 0.4, 0.0)
         out[mask > 0] = blend[mask > 0]
-        return out
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    thickness = max(1, round(max(mask.shape) / 300))
-    cv2.drawContours(out, contours, -1, (0, 255, 0), thickness)
+        if style == "tint":
+            return out
+    _draw_outline(out, mask)
     return out
 
 
-def mask_geometry(mask: np.ndarray, tolerance: float = 0.01) -> dict[str, Any]:
-    """Bounding boxes and simplified outer polygons of a mask's connected regions.
+#: Keys of the frame-level decision in checkpoint / export metadata (``meta["decision"]``).
+DECISION_KEYS = ("min_area_fraction", "min_peak_probability")
 
-    Polygons are ``cv2.findContours`` outlines simplified by ``cv2.approxPolyDP`` with an
+
+def decision_of(meta: dict[str, Any]) -> dict[str, float] | None:
+    """The frame-level decision thresholds a model's metadata records, or ``None``.
+
+    ``meta["decision"]`` is ``{"min_area_fraction": float, "min_peak_probability": float}``
+    when the checkpoint was calibrated for it; anything else counts as absent.
+    """
+    raw = meta.get("decision")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return {key: float(raw[key]) for key in DECISION_KEYS}
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def polyp_present(
+    prob: np.ndarray, decision: dict[str, float] | None = None, threshold: float = 0.5
+) -> bool:
+    """Whether an image shows a polyp: the one frame-level decision of ``predict``.
+
+    With ``decision`` (see :func:`decision_of`): the foreground (``prob >= threshold``) covers at
+    least ``min_area_fraction`` of the image and the highest probability is at least
+    ``min_peak_probability``. Without: any foreground pixel, i.e. any mask component.
+
+    Args:
+        prob: ``(H, W)`` ``float32`` probability map.
+        decision: calibrated thresholds, or ``None``.
+        threshold: the probability threshold of the mask.
+    """
+    if prob.size == 0:
+        return False
+    peak = float(prob.max())
+    if decision is None:
+        return peak >= threshold
+    area = float(np.count_nonzero(prob >= threshold)) / float(prob.size)
+    return area >= decision["min_area_fraction"] and peak >= decision["min_peak_probability"]
+
+
+def mask_geometry(mask: np.ndarray, tolerance: float = 0.01) -> dict[str, Any]:
+    """Bounding boxes, pixel areas and simplified outer polygons of a mask's regions.
+
+    A region is an 8-connected component of the mask's foreground
+    (``cv2.connectedComponentsWithStats``), an island inside another's hole included. Its
+    polygon is its ``cv2.findContours`` outline simplified by ``cv2.approxPolyDP`` with an
     epsilon of ``tolerance`` times the outline's perimeter (at least one pixel). Regions are
     ordered by area, largest first.
+
+    Args:
+        mask: ``(H, W)`` ``uint8``, foreground where non-zero.
+
+    Returns:
+        ``{"boxes": [{"x", "y", "width", "height"}], "contours": [[[x, y], ...]],
+        "areas": [pixels]}``, one entry per region in each list.
     """
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (mask > 0).view(np.uint8), connectivity=8
+    )
     regions = []
-    for contour in contours:
-        x, y, w, h = cv2.boundingRect(contour)
+    for label in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[label])
+        inside = (labels[y : y + h, x : x + w] == label).view(np.uint8)
+        contours, _ = cv2.findContours(
+            inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y)
+        )
+        contour = max(contours, key=len)
         epsilon = max(1.0, tolerance * cv2.arcLength(contour, closed=True))
         polygon = cv2.approxPolyDP(contour, epsilon, closed=True)[:, 0, :]
         regions.append(
             {
-                "box": {"x": int(x), "y": int(y), "width": int(w), "height": int(h)},
-                "area": float(cv2.contourArea(contour)),
+                "box": {"x": x, "y": y, "width": w, "height": h},
+                "area": float(area),
                 "polygon": polygon.astype(int).tolist(),
             }
         )

@@ -40,6 +40,15 @@ class Frame:
     source: Path
     index: int | None
     image: np.ndarray  # (H, W, 3) RGB uint8
+    #: Frames per second of the video (its header's; ``None`` for an image or when unknown).
+    fps: float | None = None
+
+    @property
+    def timestamp(self) -> float | None:
+        """Seconds from the start of the video (``index / fps``), ``None`` for an image."""
+        if self.index is None or not self.fps:
+            return None
+        return self.index / self.fps
 
 
 def _kind(path: Path) -> str | None:
@@ -101,13 +110,15 @@ def _video_frames(path: Path, problems: list[str] | None = None) -> Iterator[Fra
     if not capture.isOpened():
         raise DataError(f"{path}: not a readable video (corrupt or unsupported codec)")
     announced = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    fps = fps if fps > 0 and fps == fps else None  # NaN or 0: unknown
     index = 0
     try:
         while True:
             ok, bgr = capture.read()
             if not ok:
                 break
-            yield Frame(path, index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            yield Frame(path, index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), fps)
             index += 1
     finally:
         capture.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def test_predict_images_and_video(
         assert (int(rows[name]["height"]), int(rows[name]["width"])) == (height, width)
         fraction = float(rows[name]["foreground_fraction"])
         assert fraction == pytest.approx(np.count_nonzero(mask) / mask.size, abs=1e-6)
-        assert (out / "overlays" / f"{name}.jpg").is_file()
+        # images get overlay JPGs; a video's overlays are a video (test_video_outputs)
+        assert (out / "overlays" / f"{name}.jpg").is_file() == (rows[name]["frame"] == "")
     assert rows["clip_f000003"]["frame"] == "3" and rows["a"]["frame"] == ""
     assert any(0 < float(r["foreground_fraction"]) < 1 for r in rows.values())
 
@@ -143,3 +145,108 @@ def test_predict_on_a_truncated_video_says_how_many_frames(
     assert status == 2 and "Traceback" not in err
     assert f"only {readable} of the {announced} frames" in err and "clip.avi" in err
     assert len(read_rows(out)) == readable == len(list((out / "masks").iterdir()))
+
+
+def read_video(path: Path) -> tuple[float, list[np.ndarray]]:
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return fps, frames
+
+
+def test_video_outputs(run_dir: Path, tmp_path: Path, capsys):
+    """A video gives an overlay video (same fps and frame count, the mask drawn on each
+    frame), a per-frame table, a summary that agrees with the table, and COCO polygons."""
+    clip = tmp_path / "clip.avi"
+    write_video(clip, frames=7)
+    out = tmp_path / "out"
+    assert main(["predict", str(run_dir), str(clip), "-o", str(out), "--batch-size", "3"]) == 0
+    assert "video summary" in capsys.readouterr().out
+    fps, frames = read_video(out / "videos" / "clip.mp4")
+    assert fps == pytest.approx(5.0) and len(frames) == 7
+    assert frames[0].shape == (80, 96, 3)
+    assert not (out / "overlays").exists()  # no JPG per frame
+    with open(out / "videos" / "clip.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [int(r["frame"]) for r in table] == list(range(7))
+    assert [float(r["timestamp_s"]) for r in table] == pytest.approx([i / 5 for i in range(7)])
+    masks = [cv2.imread(str(out / r["mask"]), cv2.IMREAD_UNCHANGED) for r in table]
+    for row, mask in zip(table, masks, strict=True):
+        n, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8))
+        assert int(row["components"]) == n - 1  # 8-connected regions
+        boxes = json.loads(row["boxes"])
+        assert sorted(map(tuple, boxes)) == sorted(tuple(int(v) for v in s[:4]) for s in stats[1:])
+        assert row["polyp_present"] == str(int(n > 1))  # no calibrated decision: any component
+        assert float(row["latency_ms"]) > 0
+    # where the mask is on, the overlay frame is greener than the input frame
+    with_mask = next(i for i, m in enumerate(masks) if m.any() and not m.all())
+    source = cv2.VideoCapture(str(clip))
+    for _ in range(with_mask + 1):
+        _, original = source.read()
+    source.release()
+    inside = masks[with_mask] > 0
+    gain = frames[with_mask][..., 1].astype(float) - original[..., 1].astype(float)
+    assert gain[inside].mean() > 20  # green tint (the MPEG-4 coding blurs a little)
+    summary = json.loads((out / "videos" / "clip.json").read_text())
+    flags = [int(r["polyp_present"]) for r in table]
+    assert summary["frames"] == 7 and summary["frames_with_polyp"] == sum(flags)
+    longest = max((len(run) for run in "".join(map(str, flags)).split("0")), default=0)
+    assert (summary["longest_run"] or {"frames": 0})["frames"] == longest
+    assert summary["mean_latency_ms"] == pytest.approx(
+        np.mean([float(r["latency_ms"]) for r in table]), rel=1e-3)
+    assert summary["overlay_video"] == "videos/clip.mp4"
+    coco = json.loads((out / "coco" / "clip.json").read_text())
+    assert [image["frame_index"] for image in coco["images"]] == list(range(7))
+    assert len(coco["annotations"]) == sum(int(r["components"]) for r in table)
+    for annotation in coco["annotations"]:
+        polygon = annotation["segmentation"][0]
+        assert len(polygon) >= 6 and len(polygon) % 2 == 0
+        x, y, w, h = annotation["bbox"]
+        xs, ys = polygon[0::2], polygon[1::2]
+        assert x <= min(xs) and max(xs) <= x + w and y <= min(ys) and max(ys) <= y + h
+
+
+def test_no_overlay_video_writes_frame_overlays(run_dir: Path, tmp_path: Path):
+    clip = tmp_path / "clip.avi"
+    write_video(clip, frames=3)
+    out = tmp_path / "out"
+    assert main(["predict", str(run_dir), str(clip), "-o", str(out), "--no-overlay-video"]) == 0
+    assert not (out / "videos" / "clip.mp4").exists()
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == [
+        f"clip_f{i:06d}.jpg" for i in range(3)]
+    assert json.loads((out / "videos" / "clip.json").read_text())["overlay_video"] is None
+
+
+def test_images_get_the_table_and_coco(run_dir: Path, image_dir: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    assert main(["predict", str(run_dir), str(image_dir), "-o", str(out)]) == 0
+    rows = {row["name"]: row for row in read_rows(out)}
+    for name, row in rows.items():
+        assert row["timestamp_s"] == "" and row["polyp_present"] in {"0", "1"}
+        coco = json.loads((out / "coco" / f"{name}.json").read_text())
+        assert [image["file_name"] for image in coco["images"]] == [Path(row["source"]).name]
+        assert len(coco["annotations"]) == int(row["components"])
+        assert coco["categories"] == [{"id": 1, "name": "polyp", "supercategory": "lesion"}]
+
+
+def test_polyp_present_uses_a_calibrated_decision():
+    from polypseg.deploy.predict import decision_of, polyp_present
+
+    prob = np.zeros((10, 10), np.float32)
+    prob[0, 0] = 0.6  # one pixel above the threshold
+    assert polyp_present(prob, None, 0.5)
+    assert not polyp_present(np.full((4, 4), 0.49, np.float32), None, 0.5)
+    decision = decision_of({"decision": {"min_area_fraction": 0.05, "min_peak_probability": 0.5}})
+    assert decision == {"min_area_fraction": 0.05, "min_peak_probability": 0.5}
+    assert not polyp_present(prob, decision, 0.5)  # 1% of the image < 5%
+    prob[:3, :3] = 0.7  # 9%, peak 0.7
+    assert polyp_present(prob, decision, 0.5)
+    assert not polyp_present(prob, {**decision, "min_peak_probability": 0.8}, 0.5)
+    assert decision_of({"decision": {"min_area_fraction": "x"}}) is None
+    assert decision_of({}) is None
