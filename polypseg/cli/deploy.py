@@ -203,6 +203,9 @@ def serve(
     tta: Tta = typer.Option(Tta.none, help="Default test-time augmentation."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(True, help="Log one line per request."),
+    docs: bool = typer.Option(
+        False, help="Serve Swagger UI at /docs (the browser loads its assets from a CDN)."
+    ),
 ) -> None:
     """Serve the model over HTTP (POST /v1/segment, GET /healthz /readyz /v1/model)."""
     from polypseg.deploy.bundle import load_bundle
@@ -216,6 +219,7 @@ def serve(
         max_pending=max_pending,
         tta=None if tta is Tta.none else tta.value,
         max_memory=parse_size(max_memory),
+        docs=docs,
     )
     if settings.max_memory < 1:
         raise PolypsegError(f"--max-memory must be positive, got {max_memory!r}")

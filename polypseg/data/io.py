@@ -5,13 +5,22 @@ grayscale arrays, sometimes 16-bit or floating point; this module turns each int
 the rest of the package expects (scaling pixels by their type's range, never clipping), and
 raises :class:`~polypseg.errors.DataError` naming the file otherwise. ``predict`` and the HTTP
 server decode with the same functions, so a file gives the same pixels everywhere.
+
+EXIF orientation is applied on decoding (:func:`orient`): a JPEG from a phone or an endoscopy
+workstation that stores its pixels sideways with orientation 6 gives the upright image a
+browser shows, for images and masks alike. OpenCV's ``IMREAD_UNCHANGED`` ignores the tag, so it
+is read with Pillow, from the header only (:func:`orientation_of`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -84,17 +93,79 @@ def to_uint8(array: np.ndarray, source: str | os.PathLike[str]) -> np.ndarray:
     )
 
 
-def _imdecode(raw: np.ndarray, source: str | os.PathLike[str]) -> np.ndarray:
+#: EXIF / TIFF tag of the orientation.
+ORIENTATION_TAG = 0x0112
+
+#: How each EXIF orientation (2-8) turns stored pixels into the upright image (as Pillow's
+#: ``ImageOps.exif_transpose``): mirrors, rotations, transpose and transverse.
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def orientation_of(image: Any) -> int:
+    """The EXIF orientation (1-8) of an opened Pillow image, from its header only (no pixel
+    is decoded): a JPEG's or WebP's EXIF block, a PNG's ``eXIf`` chunk before its pixels, a
+    TIFF's tag. 1 (as stored) when absent or invalid."""
+    from PIL import Image
+
+    value: Any = None
+    try:
+        if image.format == "TIFF":
+            value = getattr(image, "tag_v2", {}).get(ORIENTATION_TAG)
+        else:
+            exif = image.info.get("exif")
+            if exif:
+                value = Image.Exif()
+                value.load(exif)
+                value = value.get(ORIENTATION_TAG)
+    except Exception:  # a malformed EXIF block: the pixels as stored
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def exif_orientation(raw: np.ndarray | bytes) -> int:
+    """The EXIF orientation (1-8) of encoded image bytes; 1 when absent or unreadable."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(raw)) as image:  # lazy: the header only
+                return orientation_of(image)
+    except Exception:  # not an image Pillow reads (OpenCV may still): as stored
+        return 1
+
+
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """``array`` (``(H, W)`` or ``(H, W, C)``) turned upright for its EXIF ``orientation``
+    (a contiguous copy unless it is 1)."""
+    turn = _ORIENT.get(orientation)
+    return array if turn is None else np.ascontiguousarray(turn(array))
+
+
+def _imdecode(
+    raw: np.ndarray, source: str | os.PathLike[str], orientation: int | None = None
+) -> np.ndarray:
     array = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
     if array is None:
         raise DataError(f"{source}: not a readable image (empty, corrupt or unsupported format)")
-    return array
+    return orient(array, exif_orientation(raw) if orientation is None else orientation)
 
 
-def decode_stored(raw: np.ndarray, source: str | os.PathLike[str]) -> np.ndarray:
-    """Decode encoded image bytes (a ``uint8`` buffer) as stored: any channel count, 8-bit
-    (see :func:`to_uint8`); :class:`DataError` naming ``source`` if they do not decode."""
-    return to_uint8(_imdecode(raw, source), source)
+def decode_stored(
+    raw: np.ndarray, source: str | os.PathLike[str], orientation: int | None = None
+) -> np.ndarray:
+    """Decode encoded image bytes (a ``uint8`` buffer): any channel count, 8-bit (see
+    :func:`to_uint8`), upright for its EXIF orientation (read from ``raw`` unless given);
+    :class:`DataError` naming ``source`` if they do not decode."""
+    return to_uint8(_imdecode(raw, source, orientation), source)
 
 
 def _decode(path: str | os.PathLike[str], keep_16bit_binary: bool = False) -> np.ndarray:

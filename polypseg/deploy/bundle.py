@@ -151,8 +151,13 @@ def frozen(model: nn.Module) -> nn.Module:
 
 
 def _model_id(meta: dict[str, Any]) -> str:
+    """The id an export records (:func:`polypseg.deploy.card.identity`), else variant and
+    source weights (``-int8`` added for a quantised export written before ids were recorded)."""
+    if isinstance(meta.get("model_id"), str) and meta["model_id"]:
+        return meta["model_id"]
     sha = source_sha256(meta) or "unknown"
-    return f"{meta.get('variant', 'model')}-{sha[:12]}"
+    scheme = (meta.get("quantization") or {}).get("scheme")
+    return f"{meta.get('variant', 'model')}-{sha[:12]}" + (f"-{scheme}" if scheme else "")
 
 
 def read_export_meta(folder: Path) -> dict[str, Any]:

@@ -5,7 +5,8 @@ The zoo model's ``export()`` gives an equivalent plain torch module (expanded fi
 which rebuilds the plain module through ``zoo``). The artifact is written into a temporary
 folder beside ``out``, loaded back, and its logits are compared with the *original* zoo model's
 on a seeded ``(2, 3, S, S)`` input; only if the maximum absolute difference is within the
-tolerance is ``export.json`` written and the folder moved into place (one rename). A failed
+tolerance are ``export.json`` and the model card (``README.md``, :mod:`polypseg.deploy.card`)
+written and the folder moved into place (one rename). A failed
 export leaves nothing behind; the temporary folders of an export that was killed are removed by
 the next export to the same ``out``. The folder and its files get the modes ``mkdir`` and
 ``open`` give under the umask (readable by other users, e.g. a container's, with umask 022).
@@ -31,12 +32,14 @@ from torch import nn
 from polypseg.atomic import (
     apply_umask,
     atomic_write_json,
+    atomic_write_text,
     make_temp_dir,
     remove_stale_temps,
     stale_temps,
     temp_prefix,
 )
 from polypseg.checkpoint import ModelSpec
+from polypseg.deploy import card as cards
 from polypseg.deploy.bundle import (
     ARTIFACTS,
     EXPORT_FORMAT,
@@ -281,23 +284,41 @@ def export_run(
                 calibration_images=calibration_images, max_dice_drop=max_dice_drop,
             )
             details["parity_of"] = "the float ONNX model, before int8 quantisation"
+        artifact_sha = file_sha256(artifact)
+        source_sha = file_sha256(stem.with_suffix(".safetensors"))
+        precision = quantization["scheme"] if quantization else "float32"
+        checkpoint = meta.to_json()
+        if quantization:
+            metrics = quant.int8_metrics(quantization)
+            metrics_from = (f"measured on this int8 model, {quantization['quality']['images']} "
+                            "validation images")
+        else:
+            metrics = meta.metrics or {}
+            metrics_from = "the checkpoint's, at the epoch it was saved"
+        run_dir = stem.parent.parent if stem.parent.name == "checkpoints" else None
+        card, source_card = cards.make_card(checkpoint, run_dir, metrics, metrics_from)
         export_meta = {
             "format": EXPORT_FORMAT,
             "export_format": fmt,
+            **cards.identity(meta.variant, source_sha, artifact_sha, fmt, precision),
+            "precision": precision,
             "file": artifact.name,
-            "sha256": file_sha256(artifact),
+            "sha256": artifact_sha,
             **meta.model.to_meta(),
             "input": {**spec.to_meta(), "layout": "NCHW float32 RGB, (x/255 - mean)/std"},
             "output": {"name": ONNX_OUTPUT, "shape": ["batch", 1, side, side], "kind": "logits"},
             "threshold": spec.threshold,
-            "metrics": meta.metrics or {},
+            **({"decision": checkpoint["decision"]} if "decision" in checkpoint else {}),
+            "metrics": metrics,
+            "card": card,
             "parameters": count_parameters(model),
             "exported_parameters": count_parameters(plain),
             "source": {
                 "checkpoint": stem.name,
-                "sha256": file_sha256(stem.with_suffix(".safetensors")),
+                "sha256": source_sha,
                 "epoch": meta.epoch,
                 "created": meta.created,
+                "metrics": meta.metrics or {},
             },
             "opset": None,
             **details,
@@ -312,6 +333,8 @@ def export_run(
             "versions": {**library_versions(), **_export_versions(fmt)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        atomic_write_text(tmp / cards.CARD_FILE,
+                          cards.export_readme(card, source_card, export_meta))
         atomic_write_json(tmp / EXPORT_META, export_meta)
         _place(tmp, out, overwrite)
     finally:

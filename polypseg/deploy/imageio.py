@@ -63,6 +63,15 @@ class ImageHeader:
     channels: int
     #: Bytes per sample as stored (1 for 8-bit, 2 for 16-bit, 4 for 32-bit float).
     sample_bytes: int
+    #: EXIF orientation (1: as stored; 5-8 swap width and height), applied on decoding.
+    orientation: int = 1
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the decoded image, its EXIF orientation applied."""
+        if self.orientation >= 5:
+            return self.width, self.height
+        return self.height, self.width
 
     @property
     def pixels(self) -> int:
@@ -73,12 +82,13 @@ class ImageHeader:
     def work_bytes(self) -> int:
         """Most bytes one request on this image holds at once (its body aside).
 
-        Decoding: the array as stored (``channels * sample_bytes`` per pixel), its 8-bit copy
-        when the samples are wider, and its RGB form unless it already has 3 channels (that
-        conversion is in place). The decoded image is released before inference; then the
-        probability map and the mask, both at full size (:data:`OUTPUT_BYTES_PER_PIXEL`).
+        Decoding: the array as stored (``channels * sample_bytes`` per pixel), its upright copy
+        when the EXIF orientation turns it, its 8-bit copy when the samples are wider, and its
+        RGB form unless it already has 3 channels (that conversion is in place). The decoded
+        image is released before inference; then the probability map and the mask, both at
+        full size (:data:`OUTPUT_BYTES_PER_PIXEL`).
         """
-        stored = self.channels * self.sample_bytes
+        stored = self.channels * self.sample_bytes * (2 if self.orientation != 1 else 1)
         eight_bit = self.channels if self.sample_bytes > 1 else 0
         rgb = 3 if self.channels != 3 else 0
         return self.pixels * max(stored + eight_bit + rgb, OUTPUT_BYTES_PER_PIXEL)
@@ -108,6 +118,8 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeade
     header).
     """
     from PIL import Image, UnidentifiedImageError
+
+    from polypseg.data.io import orientation_of
 
     if not data:
         raise UploadError("empty upload: send the bytes of a PNG, JPEG, BMP or TIFF image", 400)
@@ -141,11 +153,13 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeade
                 f"image too large: {width}x{height} pixels, at most {max_pixels} allowed", 413
             )
         channels, sample_bytes = _sample_layout(image, data)
-    return ImageHeader(str(image.format), width, height, channels, sample_bytes)
+        orientation = orientation_of(image)
+    return ImageHeader(str(image.format), width, height, channels, sample_bytes, orientation)
 
 
 def decode_pixels(data: bytes, header: ImageHeader) -> np.ndarray:
-    """Decode ``data`` (whose :func:`read_header` is ``header``) into ``(H, W, 3)`` RGB ``uint8``.
+    """Decode ``data`` (whose :func:`read_header` is ``header``) into ``(H, W, 3)`` RGB ``uint8``,
+    upright for its EXIF orientation (as ``predict`` reads files and browsers show them).
 
     Raises :class:`UploadError` 422 for truncated or corrupt pixel data (or a size other than
     the header's) and 415 for pixels of an unknown range or channel count.
@@ -154,13 +168,13 @@ def decode_pixels(data: bytes, header: ImageHeader) -> np.ndarray:
 
     raw = np.frombuffer(data, dtype=np.uint8)
     try:
-        rgb = as_rgb(decode_stored(raw, UPLOAD), UPLOAD)
+        rgb = as_rgb(decode_stored(raw, UPLOAD, header.orientation), UPLOAD)
     except DataError as err:
         message = str(err).removeprefix(f"{UPLOAD}: ")
         if "not a readable image" in message:
             raise UploadError("truncated or corrupt image data", 422) from None
         raise UploadError(f"unsupported pixels: {message}", 415) from None
-    if rgb.shape[:2] != (header.height, header.width):
+    if rgb.shape[:2] != header.upright_size:
         raise UploadError("corrupt image: its pixel data do not match its header's size", 422)
     return rgb
 

@@ -10,8 +10,9 @@ ONNX model as usual, then:
    weights per output channel, uint8 activations, min-max ranges), after its pre-processing
    (shape inference and graph optimisation, ``quant_pre_process``);
 2. **quality**: the float and the int8 model segment every image of the run's validation set
-   (at most ``val_limit``), thresholded at the checkpoint's threshold; the per-image Dice
-   (:func:`polypseg.metrics.dice`) is averaged. If the int8 mean Dice is more than
+   (at most ``val_limit``), thresholded at the checkpoint's threshold; the per-image Dice and
+   IoU (:mod:`polypseg.metrics`) are averaged; the int8 figures become the export's own
+   ``metrics`` (:func:`int8_metrics`). If the int8 mean Dice is more than
    ``max_dice_drop`` (default 0.005: half a Dice point) below the float one, the export is
    refused with both numbers and nothing is written.
 
@@ -185,19 +186,27 @@ def _input_name(path: Path) -> str:
     return onnx.load(str(path), load_external_data=False).graph.input[0].name
 
 
-def mean_dice(
+def mean_scores(
     module: nn.Module, images: np.ndarray, masks: torch.Tensor, threshold: float
-) -> float:
-    """Mean per-image Dice of ``module``'s masks (probabilities >= ``threshold``)."""
-    from polypseg.metrics import binarize, dice
+) -> dict[str, float]:
+    """Mean per-image Dice and IoU of ``module``'s masks (probabilities >= ``threshold``).
 
-    scores = []
+    Args:
+        module: ``(B, 3, S, S)`` -> ``(B, 1, S, S)`` logits.
+        images: ``(N, 3, S, S)`` normalised ``float32``.
+        masks: ``(N, 1, S, S)`` ``{0, 1}``.
+    """
+    from polypseg.metrics import binarize, dice, iou
+
+    dices, ious = [], []
     with torch.no_grad():
         for start in range(0, len(images), BATCH):
             logits = module(torch.from_numpy(images[start : start + BATCH]))
             preds = binarize(torch.sigmoid(logits.float()), threshold)
-            scores.append(dice(preds, masks[start : start + BATCH]))
-    return float(torch.cat(scores).mean())
+            target = masks[start : start + BATCH]
+            dices.append(dice(preds, target))
+            ious.append(iou(preds, target))
+    return {"dice": float(torch.cat(dices).mean()), "iou": float(torch.cat(ious).mean())}
 
 
 def quality_gate(
@@ -207,15 +216,19 @@ def quality_gate(
     threshold: float,
     max_dice_drop: float,
 ) -> dict[str, Any]:
-    """Both models' mean validation Dice; :class:`QuantizationError` if int8 loses too much."""
-    float_dice = mean_dice(float_module, images.val_images, images.val_masks, threshold)
-    int8_dice = mean_dice(int8_module, images.val_images, images.val_masks, threshold)
+    """Both models' mean validation Dice and IoU; :class:`QuantizationError` if int8 loses too
+    much Dice."""
+    floats = mean_scores(float_module, images.val_images, images.val_masks, threshold)
+    int8s = mean_scores(int8_module, images.val_images, images.val_masks, threshold)
+    float_dice, int8_dice = floats["dice"], int8s["dice"]
     quality = {
         "split": "val",
         "images": len(images.val_images),
         "threshold": threshold,
         "float_dice": float_dice,
         "int8_dice": int8_dice,
+        "float_iou": floats["iou"],
+        "int8_iou": int8s["iou"],
         "dice_drop": float_dice - int8_dice,
         "max_dice_drop": max_dice_drop,
     }
@@ -227,6 +240,16 @@ def quality_gate(
             "was written (export float ONNX instead, or allow more with --max-dice-drop)"
         )
     return quality
+
+
+def int8_metrics(quantization: dict[str, Any]) -> dict[str, float]:
+    """The int8 model's own validation metrics, from the ``quantization`` entry of
+    ``export.json`` (the ``metrics`` an int8 export reports, not its checkpoint's)."""
+    quality = quantization["quality"]
+    metrics = {"val_dice": quality["int8_dice"]}
+    if quality.get("int8_iou") is not None:
+        metrics["val_iou"] = quality["int8_iou"]
+    return metrics
 
 
 def check_options(fmt: str, scheme: str | None, max_dice_drop: float, calibration: int) -> None:

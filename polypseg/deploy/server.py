@@ -6,8 +6,14 @@ Routes:
   answers the ``{0, 255}`` mask as PNG at the image's size (default) or, with
   ``?format=json``, the foreground fraction, bounding boxes, simplified polygon contours,
   model id and latency. ``?threshold=`` and ``?tta=rot90`` override the defaults.
+* ``POST /v1/preview`` — the same upload answered with the decoded image as PNG (upright for
+  its EXIF orientation, at most :data:`PREVIEW_MAX_SIDE` pixels on its long side), for
+  browsers that cannot draw the format itself (TIFF); the same limits and admission apply.
 * ``GET /healthz`` (process alive), ``GET /readyz`` (model loaded and warmed up: 200, else 503),
-  ``GET /v1/model`` (variant, parameters, training metrics, input side; no paths).
+  ``GET /v1/model`` (variant, format, precision, parameters, metrics, model card, input side;
+  no paths).
+* ``GET /docs`` (Swagger UI) only with ``ServerSettings.docs``: its script and style come from
+  a CDN, so it is off by default (the page and the API work offline).
 
 Limits: the request body is counted while it streams in (``Content-Length`` is checked first)
 and refused with 413 past ``max_bytes``; image headers are checked before decoding (413 past
@@ -36,7 +42,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -50,6 +56,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from polypseg.deploy.bundle import ModelBundle
+from polypseg.deploy.card import make_card, precision_of
 from polypseg.deploy.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageHeader,
@@ -72,6 +79,8 @@ from polypseg.deploy.predict import (
 
 log = logging.getLogger("polypseg.serve")
 
+#: Longest side of a ``/v1/preview`` image.
+PREVIEW_MAX_SIDE = 2048
 #: Default request body limit: 10 MiB.
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 #: Default budget of decoded-image work memory across concurrent requests: 512 MiB.
@@ -96,6 +105,12 @@ class ServerSettings:
     max_memory: int = DEFAULT_MAX_MEMORY
     #: Seconds a request may wait for its share of ``max_memory`` before a 503.
     queue_timeout: float = 120.0
+    #: Serve Swagger UI at ``/docs`` (loads its assets from a CDN: off by default).
+    docs: bool = False
+
+    def limits(self) -> dict[str, Any]:
+        """The limits and defaults ``GET /v1/model`` reports."""
+        return {k: v for k, v in asdict(self).items() if k != "docs"}
 
 
 @dataclass
@@ -178,13 +193,31 @@ class _Engine:
             prob = self.probabilities([decode_pixels(data, header)], tta)
             mask = to_mask(prob, threshold)
             del prob
-            result = Segmentation(header.width, header.height, foreground_fraction(mask))
+            height, width = mask.shape  # upright: EXIF orientation applied
+            result = Segmentation(width, height, foreground_fraction(mask))
             if fmt == "png":
                 result.png = encode_png(mask)
             else:
                 result.geometry = mask_geometry(mask)
             del mask
             return result
+        finally:
+            if header.work_bytes > TRIM_AFTER_BYTES:
+                trim_heap()
+
+
+    def preview_upload(self, data: bytes, header: ImageHeader) -> bytes:
+        """PNG of the decoded upload, at most :data:`PREVIEW_MAX_SIDE` on its long side."""
+        import cv2
+
+        try:
+            image = decode_pixels(data, header)
+            height, width = image.shape[:2]
+            scale = PREVIEW_MAX_SIDE / max(height, width)
+            if scale < 1:
+                size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            return encode_png(image)
         finally:
             if header.work_bytes > TRIM_AFTER_BYTES:
                 trim_heap()
@@ -254,6 +287,8 @@ def create_app(
         summary="Rotation-equivariant polyp segmentation",
         version="1",
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
     )
     app.state.engine = engine
 
@@ -292,8 +327,38 @@ def create_app(
 
     @app.get("/v1/model")
     def model_info() -> dict[str, Any]:
-        """The served model: variant, parameters, training metrics, input side, limits."""
-        return {**bundle.info(), "limits": asdict(settings)}
+        """The served model: variant, format, precision, parameters, metrics, model card,
+        input side, limits."""
+        info = bundle.info()
+        meta = bundle.meta
+        card = meta.get("card") or make_card(
+            meta, None, info["metrics"], "the checkpoint's, at the epoch it was saved")[0]
+        return {**info, "precision": precision_of(meta), "export_id": meta.get("export_id"),
+                "card": card, "limits": settings.limits()}
+
+    async def with_upload(request: Request, job: Callable[[bytes, ImageHeader], Any]) -> Any:
+        """Admission, body, header and memory reservation, then ``job(data, header)`` in the
+        threadpool (the order of the module docstring)."""
+        if not engine.ready.is_set():
+            raise HTTPException(503, "model not ready")
+        with engine.admitted():
+            data = await _image_bytes(request, settings.max_bytes)
+            header = await run_in_threadpool(read_header, data, settings.max_pixels)
+            try:
+                async with engine.budget.reserve(
+                    engine.reservation(header), settings.queue_timeout
+                ):
+                    return await run_in_threadpool(job, data, header)
+            except BudgetTimeout:
+                raise HTTPException(
+                    503, "server busy: no memory free for this image in time, retry later"
+                ) from None
+
+    @app.post("/v1/preview", responses={200: {"content": {"image/png": {}}}})
+    async def preview_image(request: Request) -> Response:
+        """The uploaded image as PNG (upright, long side at most 2048 px), for display."""
+        png = await with_upload(request, engine.preview_upload)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @app.post(
         "/v1/segment",
@@ -307,23 +372,11 @@ def create_app(
     ) -> Response:
         """Segment one image (multipart ``file`` or raw body)."""
         start = time.perf_counter()
-        if not engine.ready.is_set():
-            raise HTTPException(503, "model not ready")
-        with engine.admitted():
-            data = await _image_bytes(request, settings.max_bytes)
-            header = await run_in_threadpool(read_header, data, settings.max_pixels)
-            use_tta = settings.tta if tta is None else (None if tta == "none" else tta)
-            cut = bundle.threshold if threshold is None else threshold
-            try:
-                reserved = engine.reservation(header)
-                async with engine.budget.reserve(reserved, settings.queue_timeout):
-                    result = await run_in_threadpool(
-                        engine.segment_upload, data, header, use_tta, cut, format
-                    )
-            except BudgetTimeout:
-                raise HTTPException(
-                    503, "server busy: no memory free for this image in time, retry later"
-                ) from None
+        use_tta = settings.tta if tta is None else (None if tta == "none" else tta)
+        cut = bundle.threshold if threshold is None else threshold
+        result = await with_upload(
+            request, lambda data, header: engine.segment_upload(data, header, use_tta, cut, format)
+        )
         latency = (time.perf_counter() - start) * 1000.0
         if result.png is not None:
             headers = {

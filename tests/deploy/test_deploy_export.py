@@ -30,8 +30,50 @@ def test_export_folders_hold_artifact_and_metadata(exports: dict[str, Path], run
         assert meta["source"]["sha256"] == source_sha
         assert meta["sha256"] == file_sha256(folder / meta["file"])
         assert meta["parity"]["max_abs_diff"] <= meta["parity"]["tolerance"] == 1e-4
-        assert sorted(p.name for p in folder.iterdir()) == sorted([EXPORT_META, meta["file"]])
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [EXPORT_META, meta["file"], "README.md"])
     assert json.loads((exports["onnx"] / EXPORT_META).read_text())["opset"] == 18
+
+
+def test_exports_carry_the_model_card_and_an_id(exports: dict[str, Path], run_dir: Path):
+    """A float export answers with its checkpoint's model id (parity-checked: it computes the
+    same), has an export id naming its artifact, and carries a card with the licence."""
+    ids = set()
+    for fmt, folder in exports.items():
+        meta = json.loads((folder / EXPORT_META).read_text())
+        assert meta["precision"] == "float32"
+        assert meta["model_id"] == load_bundle(run_dir).model_id == load_bundle(folder).model_id
+        assert meta["export_id"] == f"{fmt}-{meta['sha256'][:12]}"
+        ids.add(meta["export_id"])
+        card = meta["card"]
+        assert card["research_use_only"] is True and "Research use only" in card["licence"]
+        assert card["metrics"] == {"dice": 0.42, "iou": 0.3}
+        readme = (folder / "README.md").read_text()
+        assert "## Licence" in readme and card["licence"] in readme
+        assert meta["model_id"] in readme and meta["export_id"] in readme
+    assert len(ids) == len(exports)
+
+
+def test_an_exported_bundle_keeps_its_own_card(run_dir: Path, tmp_path: Path):
+    """A run folder with a model card (a committed bundle): the export's README is that card
+    plus a section on the export, and the licence quoted is the card's."""
+    bundle = tmp_path / "kvasir-p4"
+    (bundle / "checkpoints").mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        (bundle / "checkpoints" / f"best{suffix}").write_bytes(
+            (run_dir / "checkpoints" / f"best{suffix}").read_bytes())
+    licence = ("Research use only. The weights were trained on Kvasir-SEG, which its authors "
+               "release for research use.")
+    (bundle / "README.md").write_text(
+        f"# kvasir-p4: p4 trained on Kvasir-SEG\n\nText.\n\n## Licence and limits\n\n"
+        f"{licence}\n\nMore limits.\n")
+    out = tmp_path / "exp"
+    assert main(["export", str(bundle), "-f", "state", "-o", str(out)]) == 0
+    meta = json.loads((out / EXPORT_META).read_text())
+    assert meta["card"]["licence"] == licence and meta["card"]["name"] == "kvasir-p4"
+    readme = (out / "README.md").read_text()
+    assert readme.startswith("# kvasir-p4: p4 trained on Kvasir-SEG")
+    assert "More limits." in readme and "## This export" in readme
 
 
 def test_exports_match_the_checkpoint(exports: dict[str, Path], run_dir: Path):

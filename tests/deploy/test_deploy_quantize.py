@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from polypseg.checkpoint import read_meta, resolve_checkpoint
 from polypseg.cli import main
 from polypseg.deploy import quantize as quant
 from polypseg.deploy.bundle import EXPORT_META, load_bundle
@@ -49,23 +50,51 @@ def test_int8_export_is_quantised_gated_and_serves(trained_run: Path, tmp_path: 
     assert quality["dice_drop"] == pytest.approx(quality["float_dice"] - quality["int8_dice"])
     ops = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    assert sorted(p.name for p in out.iterdir()) == sorted([EXPORT_META, "model.onnx"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [EXPORT_META, "model.onnx", "README.md"])
     bundle = load_bundle(out)
     with torch.no_grad():
         assert bundle.module(parity_input(32, batch=3)).shape == (3, 1, 32, 32)
+    # its own identity and its own measured metrics, not the float checkpoint's
+    assert meta["precision"] == "int8"
+    float_id = load_bundle(trained_run).model_id
+    assert bundle.model_id == meta["model_id"] == f"{float_id}-int8-{meta['sha256'][:8]}"
+    assert meta["metrics"] == {"val_dice": quality["int8_dice"], "val_iou": quality["int8_iou"]}
+    checkpoint = read_meta(resolve_checkpoint(trained_run))
+    assert meta["source"]["metrics"] == checkpoint.metrics  # the float model's, kept apart
+    assert "int8" in meta["card"]["metrics_from"]
+    assert f"{quality['int8_dice']:.4f}" in (out / "README.md").read_text()
+
+
+def test_int8_metrics_are_measured_on_the_int8_model(trained_run: Path) -> None:
+    """The Dice and IoU of the quality check are those of the module given, computed per
+    image: a module that predicts every pixel scores the masks' own foreground share."""
+    stem = resolve_checkpoint(trained_run)
+    images = quant.run_images(stem, read_meta(stem), None, 4, None)
+
+    class Everything(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full((x.shape[0], 1, *x.shape[2:]), 10.0)
+
+    scores = quant.mean_scores(Everything(), images.val_images, images.val_masks, 0.5)
+    share = images.val_masks.float().mean(dim=(1, 2, 3))
+    expected_dice = (2 * share / (1 + share)).mean().item()
+    assert scores["dice"] == pytest.approx(expected_dice, abs=1e-5)
+    assert scores["iou"] == pytest.approx(share.mean().item(), abs=1e-5)
 
 
 def test_a_failed_quality_gate_writes_nothing(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    real = quant.mean_dice
+    real = quant.mean_scores
     calls = []
 
     def int8_loses(module, images, masks, threshold):  # second call: the int8 model
         calls.append(module)
-        return real(module, images, masks, threshold) - (0.2 if len(calls) == 2 else 0.0)
+        scores = real(module, images, masks, threshold)
+        return {**scores, "dice": scores["dice"] - (0.2 if len(calls) == 2 else 0.0)}
 
-    monkeypatch.setattr(quant, "mean_dice", int8_loses)
+    monkeypatch.setattr(quant, "mean_scores", int8_loses)
     out = tmp_path / "refused"
     assert _export(trained_run, out) == 2
     err = capsys.readouterr().err
