@@ -9,7 +9,8 @@ server decode with the same functions, so a file gives the same pixels everywher
 EXIF orientation is applied on decoding (:func:`orient`): a JPEG from a phone or an endoscopy
 workstation that stores its pixels sideways with orientation 6 gives the upright image a
 browser shows, for images and masks alike. OpenCV's ``IMREAD_UNCHANGED`` ignores the tag, so it
-is read with Pillow, from the header only (:func:`orientation_of`).
+is read with Pillow, from the header only (:func:`orientation_of`); TIFF's orientation tag is
+applied by OpenCV's decoder itself.
 """
 
 from __future__ import annotations
@@ -110,28 +111,29 @@ _ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def orientation_of(image: Any) -> int:
-    """The EXIF orientation (1-8) of an opened Pillow image, from its header only (no pixel
-    is decoded): a JPEG's or WebP's EXIF block, a PNG's ``eXIf`` chunk before its pixels, a
-    TIFF's tag. 1 (as stored) when absent or invalid."""
+    """The EXIF orientation (1-8) left to apply to what OpenCV decodes, for an opened Pillow
+    image, from its header only (no pixel is decoded): a JPEG's or WebP's EXIF block, a PNG's
+    ``eXIf`` chunk before its pixels. 1 (as decoded) when absent or invalid, and for TIFF,
+    whose orientation tag OpenCV's decoder applies itself (Pillow's size is upright too)."""
     from PIL import Image
 
-    value: Any = None
+    if image.format == "TIFF":
+        return 1
     try:
-        if image.format == "TIFF":
-            value = getattr(image, "tag_v2", {}).get(ORIENTATION_TAG)
-        else:
-            exif = image.info.get("exif")
-            if exif:
-                value = Image.Exif()
-                value.load(exif)
-                value = value.get(ORIENTATION_TAG)
+        exif = image.info.get("exif")
+        if not exif:
+            return 1
+        tags = Image.Exif()
+        tags.load(exif)
+        value = tags.get(ORIENTATION_TAG)
     except Exception:  # a malformed EXIF block: the pixels as stored
         return 1
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def exif_orientation(raw: np.ndarray | bytes) -> int:
-    """The EXIF orientation (1-8) of encoded image bytes; 1 when absent or unreadable."""
+    """The EXIF orientation (1-8) of encoded image bytes left to apply after OpenCV decodes
+    them (:func:`orientation_of`); 1 when absent or unreadable."""
     from PIL import Image
 
     try:

@@ -250,3 +250,22 @@ def test_polyp_present_uses_a_calibrated_decision():
     assert not polyp_present(prob, {**decision, "min_peak_probability": 0.8}, 0.5)
     assert decision_of({"decision": {"min_area_fraction": "x"}}) is None
     assert decision_of({}) is None
+
+
+def test_predict_reads_exif_orientation(run_dir: Path, tmp_path: Path):
+    """An image stored sideways with EXIF orientation 6 gets the mask of the upright image."""
+    from PIL import Image
+
+    stored = pattern(200, 256, 5)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(stored).save(folder / "tagged.png", exif=exif.tobytes())
+    Image.fromarray(np.ascontiguousarray(np.rot90(stored, -1))).save(folder / "upright.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(run_dir), str(folder), "-o", str(out)]) == 0
+    tagged = cv2.imread(str(out / "masks" / "tagged.png"), cv2.IMREAD_UNCHANGED)
+    assert tagged.shape == (256, 200)
+    np.testing.assert_array_equal(
+        tagged, cv2.imread(str(out / "masks" / "upright.png"), cv2.IMREAD_UNCHANGED))

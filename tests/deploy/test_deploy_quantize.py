@@ -4,8 +4,11 @@ the validation-Dice gate, and an int8 artifact that loads and serves like any ON
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -64,6 +67,20 @@ def test_int8_export_is_quantised_gated_and_serves(trained_run: Path, tmp_path: 
     assert meta["source"]["metrics"] == checkpoint.metrics  # the float model's, kept apart
     assert "int8" in meta["card"]["metrics_from"]
     assert f"{quality['int8_dice']:.4f}" in (out / "README.md").read_text()
+    # served: the int8 id on every mask, its precision and its own metrics on /v1/model
+    with warnings.catch_warnings():  # starlette's TestClient warns about httpx at import
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from polypseg.deploy.server import create_app
+
+    with TestClient(create_app(bundle, warm_up=False)) as client:
+        info = client.get("/v1/model").json()
+        assert (info["format"], info["precision"]) == ("onnx", "int8")
+        assert info["model_id"] == meta["model_id"] and info["metrics"] == meta["metrics"]
+        image = np.zeros((40, 40, 3), np.uint8)
+        response = client.post("/v1/segment", content=cv2.imencode(".png", image)[1].tobytes())
+        assert response.headers["x-model-id"] == meta["model_id"]
 
 
 def test_int8_metrics_are_measured_on_the_int8_model(trained_run: Path) -> None:

@@ -293,3 +293,70 @@ def test_the_pending_limit_refuses_before_reading_the_body(exports: dict[str, Pa
         assert busy.value.status_code == 503
     with engine.admitted():  # the place is free again
         pass
+
+
+def with_exif_orientation(image: np.ndarray, orientation: int, fmt: str = "PNG") -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, fmt, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def test_model_info_says_format_precision_and_card(client):
+    info = client.get("/v1/model").json()
+    meta = client.app.state.engine.bundle.meta
+    assert info["precision"] == "float32"
+    assert info["export_id"] == f"{info['format']}-{meta['sha256'][:12]}"
+    assert info["card"]["research_use_only"] is True
+    assert "Research use only" in info["card"]["licence"]
+    assert info["card"]["metrics"] == info["metrics"] == {"dice": 0.42, "iou": 0.3}
+    assert "docs" not in info["limits"]
+    assert client.get("/docs").status_code == 404  # Swagger UI needs a CDN: off by default
+    assert "/v1/preview" in client.get("/openapi.json").json()["paths"]
+
+
+def test_docs_are_served_on_request(exports: dict[str, Path]):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    app = create_app(load_bundle(exports["onnx"]), ServerSettings(docs=True), warm_up=False)
+    with TestClient(app) as test_client:
+        response = test_client.get("/docs")
+        assert response.status_code == 200 and "swagger" in response.text.lower()
+
+
+def test_exif_orientation_gives_an_upright_mask(client):
+    """A sideways PNG tagged with orientation 6 (256 x 200 stored, shown 200 x 256) gets the
+    mask of the upright image: the same as the upright image's, sent without a tag."""
+    stored = pattern(200, 256, 3)
+    tagged = client.post("/v1/segment", content=with_exif_orientation(stored, 6))
+    upright = np.ascontiguousarray(np.rot90(stored, -1))  # orientation 6: a clockwise turn
+    plain = client.post("/v1/segment", content=encode(upright))
+    assert tagged.status_code == plain.status_code == 200
+    mask = decode_png(tagged.content)
+    assert mask.shape == (256, 200)
+    np.testing.assert_array_equal(mask, decode_png(plain.content))
+    body = client.post("/v1/segment?format=json", content=with_exif_orientation(stored, 6)).json()
+    assert (body["width"], body["height"]) == (200, 256)
+
+
+def test_preview_is_the_decoded_image_as_png(client, tmp_path: Path, monkeypatch):
+    """A TIFF (browsers cannot draw it) comes back as PNG, pixel for pixel; a tagged image
+    upright; a large one scaled to the longest side allowed; garbage as a JSON error."""
+    from polypseg.deploy import server as server_module
+
+    image = pattern(60, 90, 4)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "TIFF")
+    response = client.post("/v1/preview", content=buffer.getvalue())
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    preview = cv2.cvtColor(decode_png(response.content), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(preview, image)
+    turned = decode_png(client.post("/v1/preview", content=with_exif_orientation(image, 8)).content)
+    assert turned.shape == (90, 60, 3)
+    monkeypatch.setattr(server_module, "PREVIEW_MAX_SIDE", 30)
+    small = decode_png(client.post("/v1/preview", content=buffer.getvalue()).content)
+    assert small.shape == (20, 30, 3)
+    assert_clean_error(client.post("/v1/preview", content=b"not an image"), 415, tmp_path)
