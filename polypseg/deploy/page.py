@@ -1,12 +1,16 @@
 """``GET /``: a small self-contained browser page over ``POST /v1/segment``.
 
-The page (``page.html``, shipped as package data; inline script and style, nothing loaded from
-elsewhere) takes a dropped or chosen image, posts its bytes to ``v1/segment`` and shows the
-mask tinted on the image with the foreground fraction and the latency. A rotation slider turns
-the image in the browser (counter-clockwise, corners filled with the model's mean colour),
-sends it again, and shows the prediction on the rotated image beside the 0-degree prediction
-rotated, with their Dice inside the inscribed disc. Errors of the API (413, 415, 422, ...) are
-shown as the server words them.
+The page (``page.html``, shipped as package data; one inline script and one inline style,
+nothing loaded from elsewhere) takes one or more dropped or chosen images, posts each one's
+bytes to ``v1/segment`` and shows a strip of results; the one selected is shown large with the
+mask on the image (a fill whose opacity a slider sets, or its outline only), its foreground
+fraction and latency, and a button that downloads its mask PNG. An image the browser cannot
+draw (TIFF) is shown from the server's PNG preview (``v1/preview``). Limits read in human
+units (10 MiB, 40 megapixels). A rotation slider turns the selected image in the browser
+(counter-clockwise, corners filled with the model's mean colour), sends it again, and shows
+the prediction on the rotated image beside the 0-degree prediction rotated, with their Dice
+inside the inscribed disc. Errors of the API (413, 415, 422, ...) are shown as the server
+words them. Handlers are attached with ``addEventListener`` (no inline handler attributes).
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ def test_page_loads_nothing_from_elsewhere() -> None:
     assert "<script src" not in html and "<link rel=\"stylesheet\"" not in html
     # every URL the page names is relative to the server (the API), data: or blob:
     urls = re.findall(r"(?:fetch\(|src=|href=)\"([^\"]*)\"", html)
-    assert set(urls) <= {"v1/segment", "v1/model", "data:,"}, urls
+    assert set(urls) <= {"v1/segment", "v1/model", "v1/preview", "data:,"}, urls
+    assert not re.search(r"\son[a-z]+=", html)  # no inline handlers (a CSP without
+    assert html.count("<script") == 1  # 'unsafe-inline' allows one nonce'd script)
     assert not re.search(r"https?://", html.replace("http-equiv", ""))
     assert "default-src 'none'" in html  # the browser refuses anything else too
