@@ -112,5 +112,5 @@ def video_summary(rows: list[dict[str, Any]], fps: float | None) -> dict[str, An
         "share_with_polyp": sum(flags) / len(flags) if flags else 0.0,
         "runs_with_polyp": len(runs),
         "longest_run": longest,
-        "mean_latency_ms": sum(latencies) / len(latencies) if latencies else None,
+        "mean_latency_ms": round(sum(latencies) / len(latencies), 2) if latencies else None,
     }
