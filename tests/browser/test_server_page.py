@@ -119,6 +119,33 @@ def test_page_segments_a_real_image(watched: Watched, server: str) -> None:
     expect(page.locator("#error")).to_be_hidden()
     assert watched.console_errors == [] and watched.page_errors == []
     only_local(watched, server)
+    save_screenshot(page.screenshot(full_page=True), "server-page-one.png")
+
+
+def test_page_segments_several_real_images(watched: Watched, server: str) -> None:
+    """Four Kvasir-SEG images dropped at once: a strip of four results, each with the
+    server's fraction; the first shown and turned by 45 degrees (docs/img/server-page.png)."""
+    from playwright.sync_api import expect
+
+    real_image()  # skips without the shared data
+    images = sorted((SHARED_KVASIR / "images").glob("*.jpg"))[:4]
+    page = watched.page
+    open_page(watched, server)
+    page.set_input_files("#file", [str(path) for path in images])
+    thumbs = page.locator("#strip .thumb")
+    expect(thumbs).to_have_count(len(images))
+    expect(page.locator("#drop")).to_have_attribute("aria-busy", "false")
+    for index, path in enumerate(images):
+        _, body = get(server + "/v1/segment?format=json", path.read_bytes())
+        fraction = 100 * json.loads(body)["foreground_fraction"]
+        expect(thumbs.nth(index)).to_contain_text(f"{fraction:.1f}%")
+        assert_not_blank(thumbs.nth(index).locator("canvas").screenshot(), f"thumbnail {index}")
+    page.locator("#angle").fill("45")
+    page.locator("#angle").dispatch_event("change")
+    expect(page.locator("#agreement")).to_have_text(re.compile(r"^[01]\.\d{3} at 45°$"))
+    expect(page.locator("#rotation")).to_have_attribute("aria-busy", "false")
+    assert watched.console_errors == [] and watched.page_errors == []
+    only_local(watched, server)
     save_screenshot(page.screenshot(full_page=True), "server-page.png")
 
 
