@@ -131,9 +131,56 @@ def orientation_of(image: Any) -> int:
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
+def _jpeg_has_exif(data: memoryview) -> bool:
+    """Whether a JPEG's header segments (those before its first scan) hold an EXIF block."""
+    pos, size = 2, len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan, end of image: no EXIF before
+            return False
+        if marker == 0xE1 and bytes(data[pos + 4 : pos + 10]) == b"Exif\0\0":
+            return True
+        pos += 2 + (data[pos + 2] << 8 | data[pos + 3])
+    return False
+
+
+def _png_has_exif(data: memoryview) -> bool:
+    """Whether a PNG has an ``eXIf`` chunk before its pixels (where readers look for it)."""
+    pos, size = 8, len(data)
+    while pos + 8 <= size:
+        kind = bytes(data[pos + 4 : pos + 8])
+        if kind == b"eXIf":
+            return True
+        if kind in (b"IDAT", b"IEND"):
+            return False
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    return False
+
+
 def exif_orientation(raw: np.ndarray | bytes) -> int:
     """The EXIF orientation (1-8) of encoded image bytes left to apply after OpenCV decodes
-    them (:func:`orientation_of`); 1 when absent or unreadable."""
+    them (:func:`orientation_of`); 1 when absent or unreadable.
+
+    Only a JPEG or PNG whose header holds an EXIF block is opened with Pillow (the markers and
+    chunks are walked first, in microseconds): the others read as decoded.
+    """
+    data = memoryview(raw).cast("B")
+    if bytes(data[:2]) == b"\xff\xd8":
+        if not _jpeg_has_exif(data):
+            return 1
+    elif bytes(data[:8]) == b"\x89PNG\r\n\x1a\n":
+        if not _png_has_exif(data):
+            return 1
+    else:  # TIFF: OpenCV applies its tag; BMP has none
+        return 1
     from PIL import Image
 
     try:
