@@ -14,8 +14,9 @@ The metadata is one typed record, :class:`CheckpointMeta` (a :class:`ModelSpec` 
 ``in_channels``, ``out_channels``, ``width``, ``depth`` and any variant options), ``input``
 (``size``, ``mean``, ``std``, and ``pad`` when set: the input the model was trained on),
 ``threshold``, ``epoch``, ``step``, ``metrics``, ``split_sha256``, ``split``, ``params``,
-``args``, ``versions``, ``created``, ``weights_sha256``. Only ``format``, ``variant`` and
-``model`` are required; keys this version does not know are kept on a rewrite.
+``args``, ``versions``, ``created``, ``weights_sha256``, ``decision`` (the frame-level "polyp
+present" thresholds chosen on validation: :mod:`polypseg.decision`). Only ``format``,
+``variant`` and ``model`` are required; keys this version does not know are kept on a rewrite.
 ``export.json`` (:mod:`polypseg.deploy.export`) shares the ``variant``/``model``/``input``/
 ``threshold`` keys, read by the same :meth:`ModelSpec.from_meta` and :meth:`InputSpec.from_meta`.
 """
@@ -153,7 +154,8 @@ class InputSpec:
 
 
 #: Optional keys of the metadata, in the order they are written.
-_FACTS = ("epoch", "step", "metrics", "split_sha256", "split", "params", "args", "versions")
+_FACTS = ("epoch", "step", "metrics", "split_sha256", "split", "params", "args", "versions",
+          "decision")
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ class CheckpointMeta:
     versions: dict[str, str] | None = None  # library_versions() when written
     created: str | None = None  # when written (ISO 8601)
     weights_sha256: str | None = None  # SHA-256 of STEM.safetensors
+    decision: dict[str, Any] | None = None  # frame-level thresholds (polypseg.decision)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -305,6 +308,14 @@ def read_meta(stem: str | Path) -> CheckpointMeta:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunError(f"checkpoint metadata is not valid JSON: {meta_path} ({err})") from None
     return CheckpointMeta.from_json(raw, str(meta_path))
+
+
+def write_meta(stem: str | Path, meta: CheckpointMeta) -> Path:
+    """Rewrite ``STEM.json`` (atomically) with ``meta``, the weights untouched: for facts
+    added after training, such as the ``decision`` thresholds. Return the metadata path."""
+    path = _stem(stem).with_suffix(META_SUFFIX)
+    atomic_write_json(path, meta.to_json())
+    return path
 
 
 def load_weights(stem: str | Path) -> dict[str, torch.Tensor]:

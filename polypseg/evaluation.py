@@ -7,6 +7,11 @@ size. Metrics and their empty-mask conventions: :mod:`polypseg.metrics` (Dice, I
 recall through MONAI, foreground only; HD95 NaN when a mask is empty, left out of its mean and
 counted in ``n_excluded``).
 
+Beside them, the model's answer on images without a polyp (:mod:`polypseg.negatives_eval`):
+the false-positive rate and mean predicted area on negatives cut from the same images (seeded,
+fixed, their boxes recorded), and the frame-level sensitivity/specificity of the checkpoint's
+"polyp present" decision (sections ``negatives`` and ``frame_level`` of the JSON).
+
 Writes ``OUT/<subset>[-tta-rot90].json`` (summary + per image) and ``.csv`` (per image),
 atomically; ``OUT`` defaults to ``RUN/eval``.
 """
@@ -66,6 +71,7 @@ def evaluate_run(
     from polypseg.data import discover
     from polypseg.inference import check_tta, predict_probs
     from polypseg.inspection import learned_summary
+    from polypseg.negatives_eval import evaluate_negatives, features_of
     from polypseg.training.datasets import choose_split, eval_dataset, subset_pairs
     from polypseg.training.progress import bars, want_progress
     from polypseg.training.runs import load_run
@@ -83,6 +89,7 @@ def evaluate_run(
     pairs = subset_pairs(index, choice.split, subset, limit)
     dataset = eval_dataset(pairs, loaded.size, loaded.depth)
     rows: list[dict[str, Any]] = []
+    frames: list[tuple[float, float]] = []  # frame-level features (polypseg.negatives_eval)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     with bars(want_progress(progress)) as progress_bars:
         progress_bars.start("eval", f"evaluate {loaded.name} {subset}", total=len(pairs))
@@ -91,6 +98,7 @@ def evaluate_run(
             preds = binarize(probs, loaded.threshold)
             masks = batch["mask"]
             values = per_image(preds, masks)
+            frames.extend(features_of(probs, loaded.threshold))
             for i, stem in enumerate(batch["stem"]):
                 row = {"stem": stem, **{name: values[name][i] for name in METRIC_NAMES}}
                 row["mask_fraction"] = float(masks[i].mean())
@@ -120,6 +128,7 @@ def evaluate_run(
         "summary": summarize_all({name: [r[name] for r in rows] for name in METRIC_NAMES}),
         "images": rows,
     }
+    result.update(evaluate_negatives(loaded, pairs, frames, tta, batch_size))
     learned = learned_summary(loaded.model)
     if learned is not None:  # what a partial / RPP model learned (polypseg inspect)
         result["learned_symmetry"] = learned
@@ -162,6 +171,9 @@ def format_summary(result: dict[str, Any]) -> str:
         lines.append(
             f"  {name:<9} {stats['mean']:.4f} ± {stats['std']:.4f}  (n={stats['n']}{excluded})"
         )
+    from polypseg.negatives_eval import format_lines
+
+    lines.extend(format_lines(result))
     if not result["split"]["matches_training"]:
         lines.append("  warning: this split is not the one the model was trained with")
     return "\n".join(lines)

@@ -129,6 +129,23 @@ def train(
         bool | None,
         typer.Option("--rot-aug/--no-rot-aug", help="Random rotation augmentation (+rotaug)."),
     ] = None,
+    negatives: Annotated[
+        float | None,
+        typer.Option("--negatives", min=0.0, max=0.9,
+                     help="Share of each epoch that is background-only views (crops of the "
+                     "training images clear of the polyp, empty target); 0: none (default)."),
+    ] = None,
+    negatives_dir: Annotated[
+        Path | None,
+        typer.Option("--negatives-dir", help="A folder of polyp-free frames to use among the "
+                     "negatives as well (needs --negatives)."),
+    ] = None,
+    target_specificity: Annotated[
+        float | None,
+        typer.Option("--target-specificity",
+                     help="Frame-level specificity the 'polyp present' thresholds are chosen "
+                     "for on validation (default 0.95)."),
+    ] = None,
     channels_last: Annotated[
         bool | None,
         typer.Option("--channels-last/--no-channels-last",
@@ -194,6 +211,8 @@ def train(
         "seed": seed, "out": str(out) if out else None, "device": device, "amp": amp,
         "deterministic": deterministic,
         "rot_aug": rot_aug, "patience": patience, "min_epochs": min_epochs,
+        "negatives": negatives, "negatives_dir": str(negatives_dir) if negatives_dir else None,
+        "target_specificity": target_specificity,
         "workers": workers, "epoch_repeats": epoch_repeats,
         "limit_train": limit_train, "limit_val": limit_val, "progress": progress,
         "quiet": quiet or None, "resume": resume or None,

@@ -68,6 +68,17 @@ class TrainConfig:
     """Mixed precision (float16 autocast + gradient scaling); CUDA only, ignored on CPU."""
     rot_aug: bool = False
     """Random rotation augmentation (the ``+rotaug`` baseline)."""
+    negatives: float = 0.0
+    """Share of each epoch that is background-only views (``polypseg.data.negatives``: crops of
+    the training images clear of the mask, with an empty target), added to the training images:
+    ``round(n * f / (1 - f))`` of them for ``n`` images. 0 (the default): none, training exactly
+    as without the option. In [0, 0.9]."""
+    negatives_dir: str | None = None
+    """A folder of polyp-free frames drawn among the negatives as whole frames (needs
+    ``negatives`` > 0)."""
+    target_specificity: float = 0.95
+    """Frame-level specificity the "polyp present" thresholds are chosen for, on the validation
+    images and their negatives, at the end of training (``polypseg.decision``)."""
     resume: bool = False
     """Continue the run in ``out`` from ``checkpoints/last_state.pt``."""
     patience: int = 0
@@ -144,6 +155,14 @@ class TrainConfig:
             problems.append("'weight_decay' and 'warmup_epochs' must be >= 0")
         if not 0 <= self.min_lr_ratio <= 1:
             problems.append(f"'min_lr_ratio' must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0 <= self.negatives <= 0.9:
+            problems.append(f"'negatives' must be in [0, 0.9], got {self.negatives}")
+        if self.negatives_dir is not None and self.negatives <= 0:
+            problems.append("'negatives_dir' needs 'negatives' > 0 (e.g. --negatives 0.2)")
+        if not 0 < self.target_specificity <= 1:
+            problems.append(
+                f"'target_specificity' must be in (0, 1], got {self.target_specificity}"
+            )
         if not 0 < self.threshold < 1:
             problems.append(f"'threshold' must be in (0, 1), got {self.threshold}")
         depth = zoo.DEFAULT_DEPTH if self.depth is None else self.depth

@@ -142,6 +142,10 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Path:
         dist_.teardown(ctx)
 
 
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 class _Trainer:
     """One training run: set up once, then :meth:`run` the epochs."""
 
@@ -211,10 +215,24 @@ class _Trainer:
         )
         if config.epoch_repeats > 1:  # a small set's epoch takes a large one's steps
             train_set = RepeatedDataset(train_set, config.epoch_repeats)
+        self.n_negatives = 0
+        if config.negatives > 0:  # else the data is exactly as without the option
+            train_set = self._with_negatives(train_set)
         self.train_set = SeededAugmentation(train_set, config.seed)
         val_set = eval_dataset(self.val_pairs, spec.side, spec.depth)
         self.val_set, self.val_indices = shard(val_set, self.ctx.rank, self.ctx.world_size)
         self.n_val = len(val_set)
+
+    def _with_negatives(self, positives: Any) -> Any:
+        """``positives`` followed by this epoch's background-only views (``config.negatives``
+        of the epoch), cut from the training images and the frames of ``negatives_dir``."""
+        from polypseg.data.negatives import NegativeMix, NegativeSource, list_frames, negative_count
+
+        config = self.config
+        frames = list_frames(config.negatives_dir) if config.negatives_dir else []
+        self.n_negatives = negative_count(len(positives), config.negatives)
+        source = NegativeSource(self.train_pairs, frames)
+        return NegativeMix(positives, source, self.n_negatives, config.seed)
 
     def _setup_model(self) -> None:
         config, ctx = self.config, self.ctx
@@ -225,6 +243,8 @@ class _Trainer:
             "split_sha256": self.split_choice.sha256,
             "batch_size": config.batch_size,
         }
+        if config.negatives > 0:  # absent at 0: runs from before the option resume as they are
+            self.identity["negatives"] = config.negatives
         if self.saved is not None:
             check_identity(self.saved["identity"], self.identity, self.run_dir)
         self.model.to(ctx.device)
@@ -435,7 +455,9 @@ class _Trainer:
             return self.run_dir
         self._say(
             f"training {self.config.model} ({self.n_params:,} parameters) on "
-            f"{len(self.train_pairs)} images, validating on {self.n_val}, "
+            f"{len(self.train_pairs)} images"
+            + (f" + {self.n_negatives} negatives" if self.n_negatives else "")
+            + f", validating on {self.n_val}, "
             f"{self.steps_per_epoch} steps/epoch, device {self.ctx.device}"
             + (f" x{self.ctx.world_size}" if self.ctx.enabled else "")
             + (f"; resuming at epoch {self.epoch + 1}, step {self.step}" if self.saved else "")
@@ -456,7 +478,27 @@ class _Trainer:
             f"done: best val Dice {self.best:.4f} at epoch {self.best_epoch}; "
             f"checkpoints in {self.ckpt_dir}"
         )
+        self._calibrate()
         return self.run_dir
+
+    def _calibrate(self) -> None:
+        """Choose the best checkpoint's frame-level decision on the validation images and
+        their negatives and write it into its metadata (after training: nothing it does
+        reaches the batches)."""
+        if not self.ctx.is_main or not (self.ckpt_dir / "best.json").is_file():
+            return
+        from polypseg.negatives_eval import calibrate_checkpoint
+
+        decision = calibrate_checkpoint(self.ckpt_dir / "best", self.val_pairs,
+                                        self.config.target_specificity, str(self.ctx.device))
+        self._say(
+            "frame-level decision (best checkpoint): polyp present when the largest region "
+            f"covers >= {decision['min_area_fraction']:.2%} and the peak probability is >= "
+            f"{decision['min_peak_probability']:.3f}; on validation: sensitivity "
+            f"{_rate(decision.get('val_sensitivity'))}, specificity "
+            f"{_rate(decision.get('val_specificity'))} (target "
+            f"{decision['target_specificity']:.2f}, {decision['n_val_negatives']} negatives)"
+        )
 
     def _say(self, line: str) -> None:
         if self.show:

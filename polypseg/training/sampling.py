@@ -65,8 +65,13 @@ class SeededAugmentation(Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose augmentations :meth:`__getitem__` draws."""
+        """Select the epoch whose augmentations :meth:`__getitem__` draws (and the wrapped
+        dataset's items, when it has a ``set_epoch``: :class:`polypseg.data.negatives.
+        NegativeMix`)."""
         self.epoch = int(epoch)
+        setter = getattr(self.dataset, "set_epoch", None)
+        if callable(setter):
+            setter(self.epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)
