@@ -191,6 +191,24 @@ def run_result(spec: RunSpec, evaluation: Evaluation) -> dict[str, Any] | None:
         "train_seconds": (training_seconds(spec.run_dir) or trained.get("seconds"))
         if own else None,
         "device": (trained.get("hardware") or {}).get("device_name"),
+        "negatives": negatives_metrics(evaluated),
+    }
+
+
+def negatives_metrics(evaluated: dict[str, Any]) -> dict[str, Any] | None:
+    """False-positive rate and mean foreground on the test negatives, and the frame-level
+    sensitivity/specificity, of an evaluation (``None`` for one made before they existed:
+    :mod:`polypseg.negatives_eval`)."""
+    negatives, frame = evaluated.get("negatives"), evaluated.get("frame_level")
+    if not negatives or not frame:
+        return None
+    return {
+        "false_positive_rate": negatives.get("false_positive_rate"),
+        "mean_pred_fraction": negatives.get("mean_pred_fraction"),
+        "n_negatives": negatives.get("n"),
+        "frame_sensitivity": frame.get("sensitivity"),
+        "frame_specificity": frame.get("specificity"),
+        "decision_source": (frame.get("decision") or {}).get("source"),
     }
 
 
@@ -306,6 +324,7 @@ def write_results(
             "macs_256": source.get("macs_256"),
             "match": entry.match,
             "rot_aug": entry.rot_aug,
+            "negatives": entry.negatives,
             "tta": entry.tta,
             "source": entry.source,
             "note": entry.note,

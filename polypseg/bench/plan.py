@@ -28,6 +28,10 @@ benchmark is reproduced by one file and one command. Example (``plans/smoke.yaml
       - {name: unet, variant: unet, width: 4}
       - {name: unet+tta, from: unet, tta: rot90}
       - {name: p4, variant: p4, match: unet}   # width from zoo.match_params
+      - {name: p4+neg, variant: p4, match: unet, negatives: 0.2}   # 20% background views
+
+An entry's ``negatives`` (default 0) is the share of each epoch that is background-only views
+(``polypseg train --negatives``; :mod:`polypseg.data.negatives`).
 
 Relative paths are relative to the project root (the folder holding ``pyproject.toml`` above
 the plan file; the plan's own folder when there is none). :func:`load_plan` validates the whole
@@ -54,7 +58,8 @@ _TOP_KEYS = {
     "limit_train", "limit_val", "limit_test", "sweep_limit", "out", "runs", "depth", "datasets",
     "entries", "workers", "split_seed", "train_options", "cross_dataset", "baselines",
 }
-_ENTRY_KEYS = {"name", "variant", "width", "match", "rot_aug", "tta", "from", "depth", "note"}
+_ENTRY_KEYS = {"name", "variant", "width", "match", "rot_aug", "tta", "from", "depth", "note",
+               "negatives"}
 _DATASET_KEYS = {"data_dir", "label", "split", "train_fractions"}
 
 
@@ -110,6 +115,8 @@ class EntrySpec:
     source: str | None = None
     depth: int | None = None
     note: str = ""
+    negatives: float = 0.0
+    """Share of each epoch that is background-only views (``TrainConfig.negatives``)."""
 
     @property
     def trains(self) -> bool:
@@ -315,7 +322,7 @@ def _parse_entry(raw: Any, index: int, variants: set[str] | None) -> EntrySpec:
     if source is not None:
         if tta is None:
             raise PlanError(f"entry {name!r}: 'from' (reuse runs) needs tta (what changes?)")
-        extra = {"variant", "width", "match", "rot_aug", "depth"} & set(raw)
+        extra = {"variant", "width", "match", "rot_aug", "depth", "negatives"} & set(raw)
         if extra:
             raise PlanError(f"entry {name!r} reuses the runs of {source!r}: "
                             f"it cannot set {sorted(extra)}")
@@ -336,9 +343,15 @@ def _parse_entry(raw: Any, index: int, variants: set[str] | None) -> EntrySpec:
     rot_aug = raw.get("rot_aug", False)
     if not isinstance(rot_aug, bool):
         raise PlanError(f"entry {name!r}: rot_aug must be true or false, got {rot_aug!r}")
+    negatives = raw.get("negatives", 0)
+    if (isinstance(negatives, bool) or not isinstance(negatives, (int, float))
+            or not 0 <= negatives <= 0.9):
+        raise PlanError(f"entry {name!r}: negatives must be a share of the epoch in [0, 0.9], "
+                        f"got {negatives!r}")
     return EntrySpec(
         name=name,
         variant=variant,
+        negatives=float(negatives),
         width=None if width is None else _int(width, f"entry {name!r}: width", 1),
         match=None if match is None else str(match),
         rot_aug=rot_aug,

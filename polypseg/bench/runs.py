@@ -179,6 +179,8 @@ def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> li
                 }
                 if dataset.train_fraction < 1:  # the schedule counts the whole split's steps
                     train["epoch_repeats"] = dataset.epoch_repeats
+                if entry.negatives:  # absent at 0: the settings of runs from before the option
+                    train["negatives"] = entry.negatives
                 runs.append(RunSpec(
                     entry=entry.name, dataset=dataset.key, seed=seed, run_dir=str(run_dir),
                     data_dir=str(dataset.data_dir), split_file=train["split_file"], train=train,
@@ -272,8 +274,12 @@ def spec_mismatch(spec: RunSpec) -> dict[str, tuple[Any, Any]]:
         found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {key: (spec.train.get(key), found.get(key)) for key in SPEC_KEYS
-            if key in spec.train and key in found and spec.train[key] != found[key]}
+    mismatch = {key: (spec.train.get(key), found.get(key)) for key in SPEC_KEYS
+                if key in spec.train and key in found and spec.train[key] != found[key]}
+    negatives = (float(spec.train.get("negatives") or 0), float(found.get("negatives") or 0))
+    if negatives[0] != negatives[1]:  # absent (a run from before the option) counts as 0
+        mismatch["negatives"] = negatives
+    return mismatch
 
 
 def check_spec(spec: RunSpec) -> None:

@@ -109,6 +109,15 @@ def to_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
     return mask
 
 
+def polyp_present(prob: np.ndarray, bundle: ModelBundle) -> bool:
+    """The frame-level decision "polyp present" on one probability map (any size), with the
+    thresholds of the bundle's metadata (``decision``; the default rule when it has none):
+    :func:`polypseg.decision.polyp_present`."""
+    from polypseg.decision import polyp_present as decide
+
+    return decide(prob, bundle.meta.get("decision"))
+
+
 def foreground_fraction(mask: np.ndarray) -> float:
     """Fraction of mask pixels that are foreground."""
     return float(np.count_nonzero(mask)) / float(mask.size) if mask.size else 0.0

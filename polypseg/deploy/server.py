@@ -4,7 +4,9 @@ Routes:
 
 * ``POST /v1/segment`` — the image as multipart field ``file`` or as the raw request body;
   answers the ``{0, 255}`` mask as PNG at the image's size (default) or, with
-  ``?format=json``, the foreground fraction, bounding boxes, simplified polygon contours,
+  ``?format=json``, the foreground fraction, ``polyp_present`` (the frame-level decision of
+  :mod:`polypseg.decision` with the model's thresholds; header ``X-Polyp-Present`` with a PNG),
+  bounding boxes, simplified polygon contours,
   model id and latency. ``?threshold=`` and ``?tta=rot90`` override the defaults.
 * ``POST /v1/preview`` — the same upload answered with the decoded image as PNG (upright for
   its EXIF orientation, at most :data:`PREVIEW_MAX_SIDE` pixels on its long side), for
@@ -70,6 +72,7 @@ from polypseg.deploy.page import register as register_page
 from polypseg.deploy.predict import (
     foreground_fraction,
     mask_geometry,
+    polyp_present,
     postprocess,
     predict_probabilities,
     preprocess,
@@ -120,6 +123,7 @@ class Segmentation:
     width: int
     height: int
     fraction: float
+    polyp_present: bool = False  # the frame-level decision (polypseg.decision)
     png: bytes | None = None
     geometry: dict[str, Any] | None = None
 
@@ -192,9 +196,10 @@ class _Engine:
         try:
             prob = self.probabilities([decode_pixels(data, header)], tta)
             mask = to_mask(prob, threshold)
+            present = polyp_present(prob, self.bundle)
             del prob
             height, width = mask.shape  # upright: EXIF orientation applied
-            result = Segmentation(width, height, foreground_fraction(mask))
+            result = Segmentation(width, height, foreground_fraction(mask), present)
             if fmt == "png":
                 result.png = encode_png(mask)
             else:
@@ -382,6 +387,7 @@ def create_app(
             headers = {
                 "X-Model-Id": bundle.model_id,
                 "X-Foreground-Fraction": f"{result.fraction:.6f}",
+                "X-Polyp-Present": "true" if result.polyp_present else "false",
                 "X-Latency-Ms": f"{latency:.1f}",
             }
             return Response(result.png, media_type="image/png", headers=headers)
@@ -393,6 +399,7 @@ def create_app(
                 "threshold": cut,
                 "tta": use_tta,
                 "foreground_fraction": result.fraction,
+                "polyp_present": result.polyp_present,
                 **(result.geometry or {}),
                 "latency_ms": round(latency, 2),
             }
