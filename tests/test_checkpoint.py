@@ -157,3 +157,28 @@ def test_load_into_keeps_the_model_mode_also_when_it_refuses(tmp_path: Path) -> 
         with pytest.raises(ModelError, match="1 missing"):
             load_into(model, {k: v for k, v in list(state.items())[1:]})
         assert model.training is training  # not left in train mode by the refusal
+
+
+def test_decision_thresholds_round_trip_through_the_metadata(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from polypseg.checkpoint import write_meta
+    from polypseg.decision import polyp_present
+
+    stem = tmp_path / "ckpt" / "best"
+    _save(stem)
+    assert read_meta(stem).decision is None
+    weights = stem.with_suffix(".safetensors").read_bytes()
+    decision = {"min_area_fraction": 0.0123, "min_peak_probability": 0.875,
+                "target_specificity": 0.95, "pixel_threshold": 0.5, "source": "validation"}
+    write_meta(stem, replace(read_meta(stem), decision=decision))
+    meta = read_meta(stem)
+    assert meta.decision == decision
+    assert json.loads(stem.with_suffix(".json").read_text())["decision"] == decision
+    assert stem.with_suffix(".safetensors").read_bytes() == weights  # weights untouched
+    assert meta.weights_sha256 == read_meta(stem).weights_sha256
+    # a rewrite keeps it, and it is the rule applied: 1% at 0.9 passes the default, not it
+    assert CheckpointMeta.from_json(meta.to_json(), "again").decision == decision
+    prob = torch.full((100, 100), 0.1)
+    prob[:10, :10] = 0.9
+    assert polyp_present(prob.numpy()) and not polyp_present(prob.numpy(), meta.decision)

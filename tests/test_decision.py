@@ -1,0 +1,89 @@
+"""The frame-level decision: features of a probability map, the default rule, the thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polypseg.decision import (
+    DEFAULT_DECISION,
+    choose_thresholds,
+    frame_features,
+    polyp_present,
+    rates,
+)
+
+
+def _map(height: int, width: int, blobs: list[tuple[int, int, int, int, float]]) -> np.ndarray:
+    prob = np.full((height, width), 0.1, np.float32)
+    for top, left, h, w, value in blobs:
+        prob[top : top + h, left : left + w] = value
+    return prob
+
+
+def test_features_are_the_largest_region_and_the_peak() -> None:
+    prob = _map(100, 100, [(0, 0, 10, 10, 0.9), (50, 50, 20, 5, 0.7)])
+    area, peak = frame_features(prob)
+    assert area == pytest.approx(100 / 10_000)
+    assert peak == pytest.approx(0.9)
+    assert frame_features(np.full((20, 30), 0.3)) == (0.0, pytest.approx(0.3))
+    with pytest.raises(ValueError):
+        frame_features(np.zeros((2, 2, 2)))
+
+
+def test_a_large_map_is_scored_on_a_strided_view_with_the_same_answer() -> None:
+    small = _map(200, 300, [(20, 30, 40, 60, 0.95)])
+    large = np.kron(small, np.ones((8, 8), np.float32))  # 1600 x 2400
+    area_small, _ = frame_features(small)
+    area_large, peak = frame_features(large)
+    assert area_large == pytest.approx(area_small, rel=0.05)
+    assert peak == pytest.approx(0.95)
+
+
+def test_default_rule_is_half_a_percent_of_the_image_above_one_half() -> None:
+    assert DEFAULT_DECISION["min_area_fraction"] == 0.005
+    assert polyp_present(_map(100, 100, [(0, 0, 8, 8, 0.8)]))  # 0.64%
+    assert not polyp_present(_map(100, 100, [(0, 0, 6, 6, 0.8)]))  # 0.36%
+    # many small specks do not add up to a region
+    specks = _map(100, 100, [(r, c, 3, 3, 0.9) for r in range(0, 100, 10) for c in range(0, 100, 10)])
+    assert not polyp_present(specks)
+    assert not polyp_present(np.full((10, 10), 0.49))
+    assert polyp_present(np.full((10, 10), 0.5))
+
+
+def test_recorded_thresholds_are_applied() -> None:
+    prob = _map(100, 100, [(0, 0, 20, 20, 0.7)])  # 4%, peak 0.7
+    assert polyp_present(prob, {"min_area_fraction": 0.03, "min_peak_probability": 0.6})
+    assert not polyp_present(prob, {"min_area_fraction": 0.05, "min_peak_probability": 0.6})
+    assert not polyp_present(prob, {"min_area_fraction": 0.03, "min_peak_probability": 0.8})
+
+
+def test_chosen_thresholds_meet_the_target_specificity_and_keep_most_positives() -> None:
+    rng = np.random.default_rng(0)
+    # negatives: small spurious regions with middling peaks; positives: larger and surer
+    negatives = [(float(a), float(p)) for a, p in
+                 zip(rng.uniform(0, 0.03, 200), rng.uniform(0.5, 0.9, 200), strict=True)]
+    positives = [(float(a), float(p)) for a, p in
+                 zip(rng.uniform(0.01, 0.3, 100), rng.uniform(0.7, 1.0, 100), strict=True)]
+    for target in (0.8, 0.95, 1.0):
+        chosen = choose_thresholds(positives, negatives, target)
+        got = rates(positives, negatives, chosen)
+        assert got["specificity"] >= target
+        assert got["specificity"] == pytest.approx(chosen["val_specificity"])
+        assert got["sensitivity"] == pytest.approx(chosen["val_sensitivity"])
+        assert chosen["min_area_fraction"] >= DEFAULT_DECISION["min_area_fraction"]
+        # no looser pair on the grid of one notch does better within the target
+        for looser in ({**chosen, "min_area_fraction": chosen["min_area_fraction"] * 0.9},
+                       {**chosen, "min_peak_probability": chosen["min_peak_probability"] - 0.02}):
+            other = rates(positives, negatives, looser)
+            assert other["specificity"] < target or other["sensitivity"] <= got["sensitivity"]
+    assert rates(positives, negatives, choose_thresholds(positives, negatives, 0.8))[
+        "sensitivity"] > 0.8
+
+
+def test_without_validation_negatives_the_default_rule_stays() -> None:
+    chosen = choose_thresholds([(0.1, 0.9)], [], 0.95)
+    assert chosen["min_area_fraction"] == DEFAULT_DECISION["min_area_fraction"]
+    assert chosen["source"].startswith("default")
+    with pytest.raises(ValueError):
+        choose_thresholds([(0.1, 0.9)], [(0.0, 0.2)], 0.0)
