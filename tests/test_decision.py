@@ -45,7 +45,8 @@ def test_default_rule_is_half_a_percent_of_the_image_above_one_half() -> None:
     assert polyp_present(_map(100, 100, [(0, 0, 8, 8, 0.8)]))  # 0.64%
     assert not polyp_present(_map(100, 100, [(0, 0, 6, 6, 0.8)]))  # 0.36%
     # many small specks do not add up to a region
-    specks = _map(100, 100, [(r, c, 3, 3, 0.9) for r in range(0, 100, 10) for c in range(0, 100, 10)])
+    grid = range(0, 100, 10)
+    specks = _map(100, 100, [(r, c, 3, 3, 0.9) for r in grid for c in grid])
     assert not polyp_present(specks)
     assert not polyp_present(np.full((10, 10), 0.49))
     assert polyp_present(np.full((10, 10), 0.5))

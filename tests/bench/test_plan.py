@@ -146,3 +146,54 @@ def test_relative_paths_for_committed_results(tmp_path: Path) -> None:
     assert plan.relative(project / "runs" / "a") == "runs/a"
     assert plan.relative(project / ".." / "shared" / "data") == "../shared/data"
     assert plan.relative(tmp_path / "shared" / "data") == "../shared/data"
+
+
+def test_negatives_of_an_entry_reach_its_training_only(tmp_path: Path) -> None:
+    import json
+
+    from polypseg.bench.runs import plan_runs, spec_mismatch
+
+    raw = _raw(tmp_path)
+    raw["entries"].append({"name": "p4+neg", "variant": "p4", "match": "unet", "negatives": 0.2})
+    plan = load_plan(_write(tmp_path, raw), variants=VARIANTS)
+    assert plan.entry("p4+neg").negatives == 0.2 and plan.entry("p4").negatives == 0.0
+    specs = {s.entry: s for s in plan_runs(plan, {e: {"width": 4} for e in ("unet", "p4",
+                                                                           "p4+neg")})}
+    assert specs["p4+neg"].train["negatives"] == 0.2
+    assert "negatives" not in specs["p4"].train  # the settings of before, unchanged
+    run = Path(specs["p4"].run_dir)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "p4", "negatives": 0.0}))
+    assert spec_mismatch(specs["p4"]) == {}
+    (run / "config.json").write_text(json.dumps({"model": "p4", "negatives": 0.3}))
+    assert spec_mismatch(specs["p4"]) == {"negatives": (0.0, 0.3)}
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, "lots", True])
+def test_bad_negatives_are_refused(tmp_path: Path, value: object) -> None:
+    raw = _raw(tmp_path)
+    raw["entries"][0]["negatives"] = value
+    with pytest.raises(PlanError, match="negatives must be"):
+        load_plan(_write(tmp_path, raw), variants=VARIANTS)
+    raw = _raw(tmp_path)
+    raw["entries"][1]["negatives"] = 0.2  # an evaluation-only entry trains nothing
+    with pytest.raises(PlanError, match="cannot set"):
+        load_plan(_write(tmp_path, raw), variants=VARIANTS)
+
+
+def test_the_negatives_plan_pairs_every_variant_with_and_without() -> None:
+    root = Path(__file__).resolve().parents[2]
+    plan = load_plan(root / "plans" / "cpu-negatives.yaml", check_paths=False)
+    cpu = load_plan(root / "plans" / "cpu.yaml", check_paths=False)
+    without = [e for e in plan.entries if not e.negatives]
+    assert {e.name for e in without} == {"unet", "unet-wide", "p4", "p4m"}
+    for entry in without:  # the CPU study's protocol and widths
+        twin = plan.entry(f"{entry.name}+neg")
+        assert twin.negatives > 0
+        assert (twin.variant, twin.width, twin.match) == (entry.variant, entry.width, entry.match)
+        assert (entry.variant, entry.width, entry.match) == (
+            cpu.entry(entry.name).variant, cpu.entry(entry.name).width, cpu.entry(entry.name).match)
+    for key in ("size", "depth", "epochs", "batch_size", "lr", "seeds", "train_options",
+                "split_seed", "cross_dataset"):
+        assert getattr(plan, key) == getattr(cpu, key), key
+    assert {d.key for d in plan.datasets} == {"kvasir", "cvc"}

@@ -360,3 +360,34 @@ def test_preview_is_the_decoded_image_as_png(client, tmp_path: Path, monkeypatch
     small = decode_png(client.post("/v1/preview", content=buffer.getvalue()).content)
     assert small.shape == (20, 30, 3)
     assert_clean_error(client.post("/v1/preview", content=b"not an image"), 415, tmp_path)
+
+
+@pytest.mark.parametrize(("decision", "present"), [
+    ({"min_area_fraction": 0.0, "min_peak_probability": 0.0, "pixel_threshold": 0.0}, True),
+    ({"min_area_fraction": 1.5, "min_peak_probability": 0.5}, False),
+])
+def test_json_says_whether_a_polyp_is_present_by_the_checkpoint_decision(
+    run_dir: Path, tmp_path: Path, decision: dict, present: bool
+) -> None:
+    import shutil
+    from dataclasses import replace
+
+    from polypseg.checkpoint import read_meta, write_meta
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    stem = run / "checkpoints" / "best"
+    write_meta(stem, replace(read_meta(stem), decision=decision))
+    app = create_app(load_bundle(run), ServerSettings(max_bytes=MAX_BYTES, max_pixels=4_000_000))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        data = encode(pattern(40, 50))
+        body = test_client.post("/v1/segment?format=json", content=data,
+                                headers={"content-type": "image/png"}).json()
+        png = test_client.post("/v1/segment", content=data,
+                               headers={"content-type": "image/png"})
+    assert body["polyp_present"] is present
+    assert png.headers["x-polyp-present"] == ("true" if present else "false")
