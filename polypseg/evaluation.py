@@ -128,7 +128,8 @@ def evaluate_run(
         "summary": summarize_all({name: [r[name] for r in rows] for name in METRIC_NAMES}),
         "images": rows,
     }
-    result.update(evaluate_negatives(loaded, pairs, frames, tta, batch_size))
+    result.update(evaluate_negatives(loaded, pairs, frames, tta, batch_size,
+                                     [r["stem"] for r in rows]))
     learned = learned_summary(loaded.model)
     if learned is not None:  # what a partial / RPP model learned (polypseg inspect)
         result["learned_symmetry"] = learned

@@ -91,8 +91,10 @@ def summarize(
     skipped: Sequence[str],
     decision: Mapping[str, Any] | None,
     seed: int,
+    stems: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The ``negatives`` and ``frame_level`` sections of an evaluation result."""
+    """The ``negatives`` and ``frame_level`` sections of an evaluation result (``stems``: of
+    the positives, for the per-image decisions ``frame_level.present``)."""
     rule = resolve(decision)
     rows = [{**row, "polyp_present": decide(row["largest_fraction"], row["peak"], rule)}
             for row in negative_rows]
@@ -111,6 +113,9 @@ def summarize(
     }
     got = rates(positive_features, [(r["largest_fraction"], r["peak"]) for r in rows], rule)
     frame = {**got, "decision": rule}
+    if stems is not None:
+        frame["present"] = {stem: decide(a, p, rule)
+                            for stem, (a, p) in zip(stems, positive_features, strict=True)}
     return {"negatives": negatives, "frame_level": frame}
 
 
@@ -120,6 +125,7 @@ def evaluate_negatives(
     positive_features: Sequence[tuple[float, float]],
     tta: str | None = None,
     batch_size: int = 8,
+    stems: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The ``negatives`` and ``frame_level`` sections for a loaded run evaluated on ``pairs``.
 
@@ -127,13 +133,14 @@ def evaluate_negatives(
         loaded: a :class:`~polypseg.training.runs.LoadedRun`.
         pairs: the evaluated images (the negatives are cut from them).
         positive_features: :func:`features_of` of the evaluated images' predictions.
+        stems: the stems of ``positive_features``, to record each image's decision.
     """
     from polypseg.data.negatives import EVAL_SEED, fixed_negatives
 
     negatives, skipped = fixed_negatives(pairs, EVAL_SEED)
     rows = predict_negatives(loaded.model, negatives, loaded.size, loaded.depth,
                              loaded.threshold, tta, batch_size)
-    return summarize(positive_features, rows, skipped, loaded.meta.decision, EVAL_SEED)
+    return summarize(positive_features, rows, skipped, loaded.meta.decision, EVAL_SEED, stems)
 
 
 def format_lines(result: Mapping[str, Any]) -> list[str]:

@@ -212,6 +212,16 @@ def negatives_metrics(evaluated: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _negatives_section(plan: Plan, specs: list[RunSpec],
+                       results: list[dict[str, Any]]) -> dict[str, Any]:
+    """False positives and frame-level rates per entry, and with against without negatives
+    (:mod:`polypseg.bench.negatives`)."""
+    from polypseg.bench import negatives
+
+    return {"summary": negatives.summary(results),
+            "comparisons": negatives.comparisons(plan, specs)}
+
+
 def best_runs(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     """Per (entry, dataset) the run with the best validation Dice (test Dice if none)."""
     best: dict[tuple[str, str], dict[str, Any]] = {}
@@ -354,6 +364,7 @@ def write_results(
         "summary": summarize(results),
         "comparisons": compare_to_baselines(plan, specs) if plan.baselines else [],
         "cross_summary": cross_summary(cross),
+        "negatives": _negatives_section(plan, specs, results),
         "results": results,
         "cross": cross,
     }

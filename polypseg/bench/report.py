@@ -196,6 +196,9 @@ def quality_markdown(doc: dict[str, Any]) -> str:
                 lines += [f"![{what}, {info.get('label', key)}]({plot})", ""]
     lines += fractions_markdown(doc)
     lines += comparisons_markdown(doc)
+    from polypseg.bench.negatives import markdown as negatives_markdown  # imports this module
+
+    lines += negatives_markdown(doc)
     lines += cross_markdown(doc)
     lines += convergence_markdown(doc)
     lines += _entry_notes(doc)
