@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+    app.command("calibrate")(calibrate)
     app.command("sweep")(sweep)
     app.command("plot")(plot)
     app.command("demo")(demo)
@@ -264,6 +265,47 @@ def evaluate(
     )
     typer.echo(format_summary(result))
     typer.echo(f"wrote {result['files']['json']} and {result['files']['csv']}")
+
+
+def calibrate(
+    run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint stem).")],
+    data: DataOption = None,
+    split_file: SplitFileOption = None,
+    which: WhichOption = "best",
+    target_specificity: Annotated[
+        float, typer.Option("--target-specificity", min=0.01, max=1.0,
+                            help="Frame-level specificity to reach on the validation negatives.")
+    ] = 0.95,
+    device: DeviceOption = "auto",
+) -> None:
+    """Choose a checkpoint's 'polyp present' thresholds on its validation images and their
+    negatives, and write them into its metadata (training does this for new runs)."""
+    from polypseg.checkpoint import resolve_checkpoint
+    from polypseg.data import discover
+    from polypseg.errors import RunError
+    from polypseg.negatives_eval import calibrate_checkpoint
+    from polypseg.training.datasets import choose_split, subset_pairs
+
+    stem = resolve_checkpoint(run, which)
+    run_dir = stem.parent.parent if stem.parent.name == "checkpoints" else None
+    given = split_file or (run_dir / "split.json" if run_dir is not None else None)
+    if given is None or not Path(given).is_file():
+        raise RunError(f"{run}: no split.json beside the checkpoint; pass --split-file")
+    index = discover(_data_of_run(run_dir or run, data))
+    pairs = subset_pairs(index, choose_split(index, given).split, "val")
+    decision = calibrate_checkpoint(stem, pairs, target_specificity, device)
+
+    def rate(key: str) -> str:
+        value = decision.get(key)
+        return "n/a" if value is None else f"{value:.3f}"
+
+    typer.echo(
+        f"{stem}: polyp present when the largest region covers >= "
+        f"{decision['min_area_fraction']:.2%} and the peak is >= "
+        f"{decision['min_peak_probability']:.3f} (validation: sensitivity "
+        f"{rate('val_sensitivity')}, specificity {rate('val_specificity')}, "
+        f"{decision['n_val_negatives']} negatives)"
+    )
 
 
 def sweep(

@@ -125,3 +125,28 @@ def test_unreadable_config_and_unknown_model(
             *TINY], capsys, "unknown model 'resnet'", "available:")
     _fails(["sweep", str(tmp_path), "--data", str(data), "--angles", "0:360"], capsys,
            "START:STOP:STEP")
+
+
+def test_train_with_negatives_then_calibrate_again(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "neg"
+    assert main(["train", "--model", "unet", "--data", str(data), "--out", str(out),
+                 "--negatives", "0.5", *TINY]) == 0
+    assert json.loads((out / "config.json").read_text())["negatives"] == 0.5
+    first = json.loads((out / "checkpoints" / "best.json").read_text())["decision"]
+    assert first["target_specificity"] == 0.95
+    capsys.readouterr()
+    assert main(["calibrate", str(out), "--target-specificity", "1.0", "--device", "cpu"]) == 0
+    assert "polyp present when" in capsys.readouterr().out
+    again = json.loads((out / "checkpoints" / "best.json").read_text())["decision"]
+    assert again["target_specificity"] == 1.0
+    if again["source"] == "validation":
+        assert again["val_specificity"] == 1.0
+    _fails(["train", "--model", "unet", "--data", str(data), "--out", str(tmp_path / "x"),
+            "--negatives", "0.95", *TINY], capsys, "--negatives")
+    _fails(["train", "--model", "unet", "--data", str(data), "--out", str(tmp_path / "y"),
+            "--negatives", "0.2", "--negatives-dir", str(tmp_path / "none"), *TINY],
+           capsys, "negatives folder not found")
+    assert not (tmp_path / "y").exists()
+    _fails(["calibrate", str(tmp_path / "missing")], capsys, "no such run folder")
