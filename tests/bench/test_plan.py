@@ -185,6 +185,9 @@ def test_the_negatives_plan_pairs_every_variant_with_and_without() -> None:
     root = Path(__file__).resolve().parents[2]
     plan = load_plan(root / "plans" / "cpu-negatives.yaml", check_paths=False)
     cpu = load_plan(root / "plans" / "cpu.yaml", check_paths=False)
+    # the arm without: the CPU protocol with today's head norm, as the scarce-labels study's
+    # 100% point (whose runs it may reuse)
+    data = load_plan(root / "plans" / "cpu-data.yaml", check_paths=False)
     without = [e for e in plan.entries if not e.negatives]
     assert {e.name for e in without} == {"unet", "unet-wide", "p4", "p4m"}
     for entry in without:  # the CPU study's protocol and widths
@@ -193,7 +196,9 @@ def test_the_negatives_plan_pairs_every_variant_with_and_without() -> None:
         assert (twin.variant, twin.width, twin.match) == (entry.variant, entry.width, entry.match)
         assert (entry.variant, entry.width, entry.match) == (
             cpu.entry(entry.name).variant, cpu.entry(entry.name).width, cpu.entry(entry.name).match)
-    for key in ("size", "depth", "epochs", "batch_size", "lr", "seeds", "train_options",
-                "split_seed", "cross_dataset"):
-        assert getattr(plan, key) == getattr(cpu, key), key
+    for key in ("size", "depth", "epochs", "batch_size", "lr", "seeds", "split_seed",
+                "cross_dataset", "angles"):
+        assert getattr(plan, key) == getattr(cpu, key) == getattr(data, key), key
+    assert plan.train_options == data.train_options == {"patience": 8, "min_epochs": 16}
+    assert "model_options" not in plan.train_options  # the head norm's default: on
     assert {d.key for d in plan.datasets} == {"kvasir", "cvc"}
