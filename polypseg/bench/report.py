@@ -333,6 +333,8 @@ def _entry_notes(doc: dict[str, Any]) -> list[str]:
                 how.append(f"width matched to {entry['match']}'s parameters")
             if entry.get("rot_aug"):
                 how.append("rotation augmentation in training")
+            if entry.get("negatives"):
+                how.append(f"{entry['negatives']:.0%} of each epoch negatives (background only)")
         if entry.get("note"):
             how.append(entry["note"])
         body.append([entry["name"], "; ".join(how), format_count(entry.get("params"))])

@@ -64,3 +64,4 @@ def test_with_negatives_is_paired_with_its_twin_without(doc: tuple[Path, dict]) 
     assert low <= pair["dice"]["diff_mean"] <= high
     text = (root / "results" / "quality-tiny.md").read_text()
     assert "## Images without a polyp" in text and "| unet+neg vs unet |" in text
+    assert "50% of each epoch negatives" in text  # the entries table says how it was trained
