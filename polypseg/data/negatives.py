@@ -33,7 +33,7 @@ from polypseg.errors import DataError
 SCALE_RANGE: tuple[float, float] = (0.2, 0.6)
 #: Clearance between a crop and the mask, as a fraction of the image's shorter side.
 MARGIN = 0.02
-#: Pixels darker than this (grey level 0-255) are the black frame of the field of view...
+#: Pixels darker than this (luma 0-255) are the black frame of the field of view...
 DARK_LEVEL = 16
 #: ...and a crop may be at most this share of them.
 MAX_DARK_SHARE = 0.25
@@ -61,10 +61,11 @@ class Box:
 
 
 def _integral(binary: np.ndarray) -> np.ndarray:
-    """Summed-area table with a zero first row and column: ``(H + 1, W + 1)`` int64."""
-    table = np.zeros((binary.shape[0] + 1, binary.shape[1] + 1), dtype=np.int64)
-    np.cumsum(np.cumsum(binary, axis=0, dtype=np.int64), axis=1, out=table[1:, 1:])
-    return table
+    """Summed-area table of a boolean ``(H, W)`` map with a zero first row and column:
+    ``(H + 1, W + 1)`` (OpenCV's ``integral``: a tenth of numpy's double ``cumsum``)."""
+    import cv2
+
+    return cv2.integral(binary.view(np.uint8), sdepth=cv2.CV_32S)
 
 
 def _box_sums(table: np.ndarray, y0: np.ndarray, x0: np.ndarray, y1: np.ndarray,
@@ -97,13 +98,15 @@ def find_crop(
     tops = (rng.random(CANDIDATES) * (height - sides + 1)).astype(int)
     lefts = (rng.random(CANDIDATES) * (width - sides + 1)).astype(int)
     pad = round(margin * short)
-    fg = _integral(np.asarray(mask) > 0)
+    fg = _integral(np.ascontiguousarray(mask) > 0)
     y0, x0 = np.maximum(tops - pad, 0), np.maximum(lefts - pad, 0)
     y1, x1 = np.minimum(tops + sides + pad, height), np.minimum(lefts + sides + pad, width)
     clear = _box_sums(fg, y0, x0, y1, x1) == 0
     if not clear.any():
         return None
-    grey = image.max(axis=2) if image.ndim == 3 else image
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     dark = _integral(grey < DARK_LEVEL)
     dark_share = _box_sums(dark, tops, lefts, tops + sides, lefts + sides) / (sides * sides)
     ok = np.flatnonzero(clear & (dark_share <= MAX_DARK_SHARE))
