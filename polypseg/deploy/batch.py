@@ -185,7 +185,7 @@ class _Writer:
         summary = {
             "source": current.source.name,
             "model_id": self.model_id,
-            "decision": "calibrated" if decision_of(self.meta) else "any foreground component",
+            "decision": "calibrated" if decision_of(self.meta) else "default (a region >= 0.5%)",
             **video_summary(current.rows, current.fps),
             "overlay_video": None if written is None else f"videos/{written.name}",
             "table": f"videos/{current.name}.csv",

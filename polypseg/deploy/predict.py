@@ -109,15 +109,6 @@ def to_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
     return mask
 
 
-def polyp_present(prob: np.ndarray, bundle: ModelBundle) -> bool:
-    """The frame-level decision "polyp present" on one probability map (any size), with the
-    thresholds of the bundle's metadata (``decision``; the default rule when it has none):
-    :func:`polypseg.decision.polyp_present`."""
-    from polypseg.decision import polyp_present as decide
-
-    return decide(prob, bundle.meta.get("decision"))
-
-
 def foreground_fraction(mask: np.ndarray) -> float:
     """Fraction of mask pixels that are foreground."""
     return float(np.count_nonzero(mask)) / float(mask.size) if mask.size else 0.0
@@ -166,24 +157,30 @@ def decision_of(meta: dict[str, Any]) -> dict[str, float] | None:
 def polyp_present(
     prob: np.ndarray, decision: dict[str, float] | None = None, threshold: float = 0.5
 ) -> bool:
-    """Whether an image shows a polyp: the one frame-level decision of ``predict``.
+    """Whether an image shows a polyp: the frame-level decision of ``predict`` and ``serve``,
+    the rule of :func:`polypseg.decision.polyp_present` (its one owner, also what ``evaluate``
+    scores and training calibrates).
 
-    With ``decision`` (see :func:`decision_of`): the foreground (``prob >= threshold``) covers at
-    least ``min_area_fraction`` of the image and the highest probability is at least
-    ``min_peak_probability``. Without: any foreground pixel, i.e. any mask component.
+    With ``decision`` (see :func:`decision_of`): the largest foreground region
+    (``prob >= threshold``, 8-connected) covers at least ``min_area_fraction`` of the image and
+    the highest probability is at least ``min_peak_probability``. Without: a foreground region
+    of at least :data:`polypseg.decision.DEFAULT_DECISION`'s 0.5% of the image.
 
     Args:
         prob: ``(H, W)`` ``float32`` probability map.
         decision: calibrated thresholds, or ``None``.
         threshold: the probability threshold of the mask.
     """
+    from polypseg.decision import DEFAULT_DECISION
+    from polypseg.decision import polyp_present as decide
+
     if prob.size == 0:
         return False
-    peak = float(prob.max())
-    if decision is None:
-        return peak >= threshold
-    area = float(np.count_nonzero(prob >= threshold)) / float(prob.size)
-    return area >= decision["min_area_fraction"] and peak >= decision["min_peak_probability"]
+    rule = dict(decision) if decision is not None else {
+        "min_area_fraction": DEFAULT_DECISION["min_area_fraction"],
+        "min_peak_probability": threshold,
+    }
+    return decide(prob, {**rule, "pixel_threshold": threshold})
 
 
 def mask_geometry(mask: np.ndarray, tolerance: float = 0.01) -> dict[str, Any]:

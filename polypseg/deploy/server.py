@@ -70,6 +70,7 @@ from polypseg.deploy.imageio import (
 from polypseg.deploy.memory import BudgetTimeout, MemoryBudget, transient_bytes, trim_heap
 from polypseg.deploy.page import register as register_page
 from polypseg.deploy.predict import (
+    decision_of,
     foreground_fraction,
     mask_geometry,
     polyp_present,
@@ -196,7 +197,7 @@ class _Engine:
         try:
             prob = self.probabilities([decode_pixels(data, header)], tta)
             mask = to_mask(prob, threshold)
-            present = polyp_present(prob, self.bundle)
+            present = polyp_present(prob, decision_of(self.bundle.meta), threshold)
             del prob
             height, width = mask.shape  # upright: EXIF orientation applied
             result = Segmentation(width, height, foreground_fraction(mask), present)

@@ -182,7 +182,9 @@ def test_video_outputs(run_dir: Path, tmp_path: Path, capsys):
         assert int(row["components"]) == n - 1  # 8-connected regions
         boxes = json.loads(row["boxes"])
         assert sorted(map(tuple, boxes)) == sorted(tuple(int(v) for v in s[:4]) for s in stats[1:])
-        assert row["polyp_present"] == str(int(n > 1))  # no calibrated decision: any component
+        # no calibrated decision: a region of at least 0.5% of the frame (polypseg.decision)
+        largest = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
+        assert row["polyp_present"] == str(int(largest >= 0.005 * mask.size))
         assert float(row["latency_ms"]) > 0
     # where the mask is on, the overlay frame is greener than the input frame
     with_mask = next(i for i, m in enumerate(masks) if m.any() and not m.all())
@@ -239,8 +241,9 @@ def test_polyp_present_uses_a_calibrated_decision():
     from polypseg.deploy.predict import decision_of, polyp_present
 
     prob = np.zeros((10, 10), np.float32)
-    prob[0, 0] = 0.6  # one pixel above the threshold
+    prob[0, 0] = 0.6  # one pixel above the threshold: 1% of the image, over the default 0.5%
     assert polyp_present(prob, None, 0.5)
+    assert not polyp_present(np.pad(prob, 5), None, 0.5)  # 0.25%: under it
     assert not polyp_present(np.full((4, 4), 0.49, np.float32), None, 0.5)
     decision = decision_of({"decision": {"min_area_fraction": 0.05, "min_peak_probability": 0.5}})
     assert decision == {"min_area_fraction": 0.05, "min_peak_probability": 0.5}

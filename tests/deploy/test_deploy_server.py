@@ -363,7 +363,7 @@ def test_preview_is_the_decoded_image_as_png(client, tmp_path: Path, monkeypatch
 
 
 @pytest.mark.parametrize(("decision", "present"), [
-    ({"min_area_fraction": 0.0, "min_peak_probability": 0.0, "pixel_threshold": 0.0}, True),
+    ({"min_area_fraction": 0.0, "min_peak_probability": 0.0}, True),
     ({"min_area_fraction": 1.5, "min_peak_probability": 0.5}, False),
 ])
 def test_json_says_whether_a_polyp_is_present_by_the_checkpoint_decision(
