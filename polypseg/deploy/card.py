@@ -141,6 +141,7 @@ def export_readme(card: dict[str, Any], source_text: str | None, meta: dict[str,
         + (", ".join(f"{k} {_fmt(v)}" for k, v in card["metrics"].items()) or "none recorded")
         + ".",
     ]
+    lines.append(_decision_line(meta.get("decision")))
     parity, quantization = meta.get("parity") or {}, meta.get("quantization")
     if quantization:
         quality = quantization["quality"]
@@ -152,3 +153,20 @@ def export_readme(card: dict[str, Any], source_text: str | None, meta: dict[str,
                      f"(max abs; tolerance {parity.get('tolerance')}).")
     lines += ["- " + card["licence"], ""]
     return "\n".join(lines)
+
+
+def _decision_line(decision: Any) -> str:
+    """The card's line on the frame-level decision "polyp present" (:mod:`polypseg.decision`)."""
+    if not isinstance(decision, dict) or "min_area_fraction" not in decision:
+        return ("- Polyp present (per frame): no calibrated thresholds, the default rule (a "
+                "region of at least 0.5% of the image); `polypseg calibrate RUN` chooses them.")
+    line = (f"- Polyp present (per frame): the largest region covers at least "
+            f"{float(decision['min_area_fraction']):.2%} of the image and the peak probability "
+            f"is at least {float(decision['min_peak_probability']):.3f}")
+    sens, spec = decision.get("val_sensitivity"), decision.get("val_specificity")
+    if sens is not None and spec is not None:
+        line += (f"; chosen on validation for specificity {decision.get('target_specificity')}: "
+                 f"sensitivity {float(sens):.3f}, specificity {float(spec):.3f} on "
+                 f"{decision.get('n_val_positives')} images and {decision.get('n_val_negatives')}"
+                 " background crops")
+    return line + "."

@@ -182,3 +182,31 @@ def test_onnx_auto_falls_back_to_legacy(
     with pytest.raises(export_module.ExportError, match="dynamo exporter unavailable"):
         export_module.export_run(run_dir, "onnx", tmp_path / "p", onnx_exporter="dynamo")
     assert not (tmp_path / "p").exists()
+
+
+def test_the_card_states_the_frame_level_thresholds(run_dir: Path, tmp_path: Path):
+    """A checkpoint's decision (polypseg.decision) travels into export.json and its card; one
+    without says the default rule runs."""
+    import shutil
+    from dataclasses import replace
+
+    from polypseg.checkpoint import read_meta, write_meta
+
+    plain = tmp_path / "plain"
+    assert main(["export", str(run_dir), "-f", "state", "-o", str(plain)]) == 0
+    assert "no calibrated thresholds" in (plain / "README.md").read_text()
+    assert "decision" not in json.loads((plain / EXPORT_META).read_text())
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    stem = run / "checkpoints" / "best"
+    decision = {"min_area_fraction": 0.0123, "min_peak_probability": 0.875,
+                "target_specificity": 0.95, "val_sensitivity": 0.9, "val_specificity": 0.96,
+                "n_val_positives": 90, "n_val_negatives": 84}
+    write_meta(stem, replace(read_meta(stem), decision=decision))
+    out = tmp_path / "calibrated"
+    assert main(["export", str(run), "-f", "state", "-o", str(out)]) == 0
+    assert json.loads((out / EXPORT_META).read_text())["decision"] == decision
+    readme = (out / "README.md").read_text()
+    assert "largest region covers at least 1.23% of the image" in readme
+    assert "peak probability is at least 0.875" in readme and "specificity 0.960" in readme
+    assert load_bundle(out).meta["decision"] == decision
