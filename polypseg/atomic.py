@@ -6,6 +6,11 @@ would give them (``0666`` / ``0777`` less the umask), whatever the writing libra
 artifact written by one user can be read by another (e.g. a container's unprivileged user)
 whenever the umask allows it.
 
+Failures to write (a read-only file system, a full disk, ``--out`` naming a file or lying
+below one) become one :class:`OutputError` line naming the path and the cause
+(:func:`write_error`), the temporary file removed; :func:`check_output_folder` says the same
+before a command starts its work.
+
 Temporary names are ``.NAME.PID.XXXXXXXX.tmp`` (``PID``: the writing process), so that
 :func:`remove_stale_temps` can tell the leftovers of a killed writer from a write in progress.
 """
@@ -13,6 +18,7 @@ Temporary names are ``.NAME.PID.XXXXXXXX.tmp`` (``PID``: the writing process), s
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -23,6 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from polypseg.errors import PolypsegError
+
 #: ``.NAME.PID.XXXXXXXX.tmp`` (``PID.`` absent in older versions): NAME may hold dots, the
 #: random part never does.
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.tmp$")
@@ -30,6 +38,86 @@ _TEMP_TAIL = re.compile(r"^(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.tmp$")
 _UMASK_LOCK = threading.Lock()
 #: Temporary paths this process is writing right now (never stale, whatever their PID says).
 _LIVE_TEMPS: set[str] = set()
+
+
+class OutputError(PolypsegError):
+    """A file or folder that cannot be written where the user asked."""
+
+
+#: errno values that mean "this place cannot be written", not a bug.
+WRITE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
+                          errno.EEXIST, errno.EACCES, errno.EPERM, errno.EFBIG,
+                          errno.ENAMETOOLONG, errno.EIO})  # fmt: skip
+#: What libraries that wrap an OS error in their own (safetensors: "IoError(Os { code: 28,
+#: kind: StorageFull, message: \"No space left on device\" })") say, and the cause to print.
+_WRITE_FAILURE_WORDS = (("No space left on device", "no space left on device"),
+                        ("StorageFull", "no space left on device"),
+                        ("Read-only file system", "read-only file system"),
+                        ("ReadOnlyFilesystem", "read-only file system"))  # fmt: skip
+#: What torch's archive writer says when a write fails (a full disk, mostly): no errno.
+_TORCH_WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter failed", "file write failed")
+
+
+def _reason(err: OSError) -> str:
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = Path(err.filename) if err.filename else None
+        while blocker is not None and not blocker.exists() and blocker != blocker.parent:
+            blocker = blocker.parent  # ENOTDIR names the path below the file
+        if blocker is not None and blocker.exists() and not blocker.is_dir():
+            return f"{blocker} is a file, not a folder"
+        return "a file is in the way (not a folder)"
+    return (err.strerror or str(err)).lower()
+
+
+def write_error(path: str | os.PathLike[str], err: BaseException) -> OutputError | None:
+    """The one-line :class:`OutputError` for ``err`` raised while writing ``path``, or None
+    when ``err`` is not a failure to write (a bug, bad data...)."""
+    if isinstance(err, OutputError):
+        return err
+    if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+        return OutputError(f"cannot write {path}: {_reason(err)}")
+    text = str(err)
+    for words, cause in _WRITE_FAILURE_WORDS:  # libraries that wrap the OS error in text
+        if words in text:
+            return OutputError(f"cannot write {path}: {cause}")
+    if isinstance(err, RuntimeError) and any(s in text for s in _TORCH_WRITE_FAILURES):
+        folder = Path(path).parent
+        try:
+            free = shutil.disk_usage(folder if folder.exists() else Path.cwd()).free
+        except OSError:
+            free = None
+        cause = "no space left on device" if free is not None and free < 64 << 20 else (
+            "the write failed (full disk or I/O error)")  # fmt: skip
+        return OutputError(f"cannot write {path}: {cause}")
+    return None
+
+
+def check_output_folder(
+    path: str | os.PathLike[str], option: str = "--out", *, replace: bool = True
+) -> None:
+    """Check, before any work, that the folder ``path`` can be made and written: it is not a
+    file, no folder above it is a file, and the nearest existing one takes a new file (a
+    read-only file system or missing permission is found here). Writes nothing that stays.
+
+    ``replace=False``: the folder must not exist yet either (or be empty). Raises
+    :class:`OutputError` naming ``option``, the path and the cause.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path}: a file of that name is in the way (not a folder)")
+    if not replace and path.is_dir() and any(path.iterdir()):
+        raise OutputError(f"{option} {path} already exists (use --overwrite to replace it)")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{option} {path}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".polypseg-write-check.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputError(f"{option} {path}: cannot write in {existing}: {_reason(err)}") from None
 
 
 def current_umask() -> int:
@@ -124,8 +212,13 @@ def make_temp_dir(target: str | os.PathLike[str]) -> Path:
     filled and then renamed to ``target``; the caller removes it on failure. It never counts
     as stale for this process."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(
+            tempfile.mkdtemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=target.parent)
+        )
+    except OSError as err:
+        raise (write_error(target, err) or err) from None
     _LIVE_TEMPS.add(os.fspath(tmp))
     apply_umask(tmp)  # mkdtemp creates 0700
     return tmp
@@ -155,10 +248,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     some libraries (safetensors) create their file anew with mode ``0600``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=temp_prefix(target.name), suffix=".tmp", dir=target.parent
-    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=temp_prefix(target.name), suffix=".tmp", dir=target.parent
+        )
+    except OSError as err:
+        raise (write_error(target, err) or err) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -169,6 +265,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
             _sync_folder(target.parent)
+    except Exception as err:  # OSError, torch's RuntimeError, safetensors' own error...
+        failed = write_error(target, err)
+        if failed is None:
+            raise
+        raise failed from err
     finally:
         if tmp.exists():
             tmp.unlink()

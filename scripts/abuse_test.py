@@ -5,8 +5,16 @@ Reproduces the two resource attacks of the hardening issue and reports whether t
 bounds them:
 
 * **memory**: ``-n`` concurrent uploads of the worst case within the default limits, a PNG of
-  6324 x 6324 zero pixels (117 KB, 40 megapixels decode to 120 MB); the server's resident size
-  is sampled from ``/proc`` while they run: peak, and what stays held 2 s after;
+  6324 x 6324 zero pixels (117 KB, 40 megapixels decode to 120 MB; ``--noise-mib 9.5`` makes it
+  a 10 MB body), each from its own loopback address (127.0.1.x); the server's resident size is
+  sampled from ``/proc`` while they run: peak, and what stays held 2 s after. The bound checked
+  is the documented one, read from the server's ``/v1/model``: resident size at rest +
+  ``max_memory`` + ``max_body_memory``;
+* **stall**: ``--stalled`` connections (from 4 loopback addresses) send their headers and two
+  bytes of a 10 MB body and stop, while a good client (127.0.0.1) posts a real-sized image
+  every second: each good request must be answered 200 within 5 s, every stalled one answered
+  (408 for those let in, cut by the minimum body rate; 503 with ``Retry-After`` for the rest)
+  and closed well before the 60 s body deadline;
 * **slow clients**: connections that send their body a byte at a time, stop in the middle of
   their headers, or send headers and no body; each must be answered (408) or closed by the
   server within its deadlines, while ``/healthz`` keeps answering;
@@ -20,6 +28,7 @@ requests and connections and a bounded time.
 
     python scripts/abuse_test.py --serve exports/p4-onnx              # everything, ~2-3 min
     python scripts/abuse_test.py --serve exports/p4-onnx --phases memory -n 16 --json
+    python scripts/abuse_test.py --serve exports/p4-onnx --phases stall,memory -n 32 --noise-mib 9.5
     python scripts/abuse_test.py --url http://127.0.0.1:8000 --pid 1234 --phases slow,url
 """
 
@@ -35,10 +44,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,7 +55,9 @@ from load_test import check_loopback
 
 #: The worst case within the default --max-pixels (40 M): 6324 x 6324 = 39,992,976 pixels.
 WORST_SIDE = 6324
-PHASES = ("memory", "slow", "flood", "url")
+PHASES = ("memory", "stall", "slow", "flood", "url")
+#: A good client's request must be answered within this many seconds during the stall phase.
+GOOD_WITHIN_S = 5.0
 
 
 def worst_case_png(side: int = WORST_SIDE, noise_bytes: int = 0) -> bytes:
@@ -64,6 +74,17 @@ def worst_case_png(side: int = WORST_SIDE, noise_bytes: int = 0) -> bytes:
     return encoded.tobytes()
 
 
+def good_png(side: int = 576) -> bytes:
+    """A colonoscopy-sized test image (``side`` square, about 1 MB of noise): a good client's."""
+    import cv2
+    import numpy as np
+
+    pixels = np.random.default_rng(1).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    ok, encoded = cv2.imencode(".png", pixels)
+    assert ok
+    return encoded.tobytes()
+
+
 def memory_of(pid: int) -> tuple[int, int]:
     """``(resident, peak resident)`` MiB of process ``pid`` (Linux ``/proc``)."""
     values = {}
@@ -75,19 +96,38 @@ def memory_of(pid: int) -> tuple[int, int]:
     return values["VmRSS:"], values["VmHWM:"]
 
 
-def http(url: str, data: bytes | None = None, timeout: float = 30.0) -> tuple[int | str, bytes]:
-    """``(status, body)`` of one request; the exception's name instead of a status on failure."""
+def http(
+    url: str, data: bytes | None = None, timeout: float = 30.0, source: str | None = None
+) -> tuple[int | str, bytes]:
+    """``(status, body)`` of one request (a POST with ``data``), from the loopback address
+    ``source`` when given; the exception's name instead of a status on failure."""
+    return http_full(url, data, timeout, source)[:2]  # type: ignore[return-value]
+
+
+def http_full(
+    url: str, data: bytes | None = None, timeout: float = 30.0, source: str | None = None
+) -> tuple[int | str, bytes, dict[str, str]]:
+    """:func:`http` with the answer's headers (lower-case names) as a third item."""
+    parts = urlsplit(url)
+    connection = HTTPConnection(
+        parts.hostname or "127.0.0.1",
+        parts.port or 80,
+        timeout=timeout,
+        source_address=(source, 0) if source else None,
+    )
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:
+        connection.request("POST" if data else "GET", path or "/", body=data)
+        response = connection.getresponse()
+        headers = {name.lower(): value for name, value in response.getheaders()}
         try:
-            return err.code, err.read()
+            return response.status, response.read(), headers
         except OSError as reset:  # the status line came, then the connection was reset
-            return f"{err.code}+{type(reset).__name__}", b""
-    except (urllib.error.URLError, OSError) as err:
-        return type(getattr(err, "reason", err)).__name__, b""
+            return f"{response.status}+{type(reset).__name__}", b"", headers
+    except (OSError, HTTPException) as err:
+        return type(err).__name__, b"", {}
+    finally:
+        connection.close()
 
 
 def _port(url: str) -> tuple[str, int]:
@@ -157,7 +197,9 @@ def serving(
 
 # -- phases -----------------------------------------------------------------------------------
 def memory_phase(url: str, pid: int | None, n: int, body: bytes) -> dict[str, object]:
-    """``n`` concurrent uploads of ``body``; the server's memory sampled every 50 ms."""
+    """``n`` concurrent uploads of ``body``, each from its own loopback address; the server's
+    memory sampled every 50 ms, and the bound it documents (``bound_mib``: at rest plus its
+    ``max_memory`` and ``max_body_memory``, from ``/v1/model``)."""
     samples: list[int] = []
     done = threading.Event()
 
@@ -176,13 +218,15 @@ def memory_phase(url: str, pid: int | None, n: int, body: bytes) -> dict[str, ob
         sampler.start()
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=n) as pool:
-        results = list(pool.map(lambda _: http(url + "/v1/segment", body, 600)[0], range(n)))
+        answers = list(pool.map(lambda i: upload_retrying(url, body, client_address(i)), range(n)))
+    results = [status for status, _ in answers]
     seconds = time.monotonic() - start
     done.set()
     report: dict[str, object] = {
         "requests": n,
         "body_bytes": len(body),
         "statuses": {str(s): results.count(s) for s in sorted(set(results), key=str)},
+        "retries_after_503": sum(tries for _, tries in answers),
         "seconds": round(seconds, 1),
     }
     if pid:
@@ -195,7 +239,115 @@ def memory_phase(url: str, pid: int | None, n: int, body: bytes) -> dict[str, ob
             rss_after_2s_mib=after,
             held_after_mib=after - before[0],
         )
+        limits = server_limits(url)
+        if limits:
+            report["bound_mib"] = (
+                before[0] + (int(limits["max_memory"]) + int(limits["max_body_memory"])) // 2**20
+            )
     return report
+
+
+def upload_retrying(url: str, body: bytes, source: str, tries: int = 3) -> tuple[int | str, int]:
+    """POST ``body`` from ``source`` as a well-behaved client: a 503 is retried after its
+    ``Retry-After`` (at most 10 s), ``tries`` times in all; ``(last status, retries)``."""
+    for attempt in range(tries):
+        status, _, headers = http_full(url + "/v1/segment", body, 600, source=source)
+        if status != 503 or attempt == tries - 1:
+            return status, attempt
+        time.sleep(min(10.0, float(headers.get("retry-after", "1"))))
+    raise AssertionError("unreachable")
+
+
+def client_address(i: int) -> str:
+    """The ``i``-th loopback address of the memory phase's clients (127.0.1.1, ...)."""
+    return f"127.0.{1 + i // 250}.{1 + i % 250}"
+
+
+def server_limits(url: str) -> dict[str, object] | None:
+    """The ``limits`` of the server's ``/v1/model`` (None when it has none)."""
+    status, body = http(url + "/v1/model", timeout=10)
+    if status != 200:
+        return None
+    limits = json.loads(body).get("limits")
+    return limits if isinstance(limits, dict) and "max_body_memory" in limits else None
+
+
+def stalled_upload(host: str, port: int, source: str, limit: float) -> dict[str, object]:
+    """Send the headers of a 10 MB upload and two bytes of it from ``source``, then nothing:
+    how long the server took to answer or close, its status and whether it said Retry-After."""
+    start = time.monotonic()
+    answer = b""
+    try:
+        with socket.create_connection((host, port), timeout=2, source_address=(source, 0)) as sock:
+            sock.sendall(
+                b"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Length: 10000000\r\n\r\nab"
+            )
+            sock.settimeout(0.5)
+            while time.monotonic() - start < limit:
+                try:
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                answer += chunk
+    except OSError as err:
+        answer = answer or f"<{type(err).__name__}>".encode()
+    seconds = time.monotonic() - start
+    status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/1.1 ") else None
+    return {"seconds": round(seconds, 1), "status": status, "closed": seconds < limit,
+            "retry_after": b"\r\nretry-after: " in answer.lower()}  # fmt: skip
+
+
+def stall_phase(
+    url: str, stalled: int, good_image: bytes, limit: float = 30.0, tries: int = 8
+) -> dict[str, object]:
+    """``stalled`` uploads stopped after two bytes, from 4 loopback addresses (127.0.0.2-5),
+    while a good client posts ``good_image`` every second, ``tries`` times."""
+    host, port = _port(url)
+    good: list[tuple[int | str, float]] = []
+
+    def good_client() -> None:
+        time.sleep(0.5)  # after the stalled uploads have begun
+        for _ in range(tries):
+            start = time.monotonic()
+            status = http(url + "/v1/segment", good_image, timeout=limit)[0]
+            good.append((status, time.monotonic() - start))
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - start)))
+
+    with ThreadPoolExecutor(max_workers=stalled + 1) as pool:
+        watcher = pool.submit(good_client)
+        results = list(
+            pool.map(
+                lambda i: stalled_upload(host, port, f"127.0.0.{2 + i % 4}", limit),
+                range(stalled),
+            )
+        )
+        watcher.result()
+    statuses = [str(r["status"]) for r in results]
+    ok = [seconds for status, seconds in good if status == 200]
+    refused = [r for r in results if r["status"] == "503"]
+    return {
+        "stalled": {
+            "of": stalled,
+            "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
+            "closed": sum(bool(r["closed"]) for r in results),
+            "max_seconds": max(float(r["seconds"]) for r in results),  # type: ignore[arg-type]
+            "503_with_retry_after": sum(bool(r["retry_after"]) for r in refused),
+            "503": len(refused),
+        },
+        "good": {
+            "ok": len(ok),
+            "of": len(good),
+            "max_seconds": round(max(seconds for _, seconds in good), 2) if good else None,
+            "statuses": sorted({str(status) for status, _ in good}),
+        },
+    }
+
+
+#: Request line and Host of the slow clients' uploads.
+HEAD = b"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
 def slow_client(host: str, port: int, kind: str, limit: float) -> dict[str, object]:
@@ -206,11 +358,11 @@ def slow_client(host: str, port: int, kind: str, limit: float) -> dict[str, obje
     answer = b""
     try:
         if kind == "slow-body":
-            sock.sendall(b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+            sock.sendall(HEAD + b"Content-Length: 100000\r\n\r\n")
         elif kind == "no-body":
-            sock.sendall(b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+            sock.sendall(HEAD + b"Content-Length: 5000\r\n\r\n")
         elif kind == "slow-headers":
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         sock.settimeout(0.5)
         while time.monotonic() - start < limit:
             try:
@@ -280,7 +432,7 @@ def flood_phase(url: str, connections: int, hold: float) -> dict[str, object]:
     for _ in range(connections):
         try:
             sock = socket.create_connection((host, port), timeout=2)
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             opened.append(sock)
         except OSError:
             refused += 1
@@ -312,15 +464,28 @@ def log_size(log: Path | None) -> dict[str, int] | None:
     return {"lines": text.count("\n"), "bytes": len(text), "tracebacks": text.count("Traceback")}
 
 
-def verdict(report: dict[str, object], max_peak_mib: int) -> list[str]:
-    """The bounds the report breaks (empty: all hold)."""
+def verdict(report: dict[str, object], max_peak_mib: int | None = None) -> list[str]:
+    """The bounds the report breaks (empty: all hold); the memory bound is ``max_peak_mib``
+    when given, else the one the server documents (``bound_mib``)."""
     broken = []
     memory = report.get("memory")
     if isinstance(memory, dict) and "rss_peak_mib" in memory:
-        if memory["rss_peak_mib"] > max_peak_mib:  # type: ignore[operator]
-            broken.append(f"memory: peak {memory['rss_peak_mib']} MiB > {max_peak_mib} MiB")
+        bound = max_peak_mib if max_peak_mib is not None else memory.get("bound_mib")
+        if bound is not None and memory["rss_peak_mib"] > bound:  # type: ignore[operator]
+            broken.append(f"memory: peak {memory['rss_peak_mib']} MiB > {bound} MiB")
         if set(memory["statuses"]) - {"200"}:  # type: ignore[arg-type]
             broken.append(f"memory: statuses {memory['statuses']}")
+    stall = report.get("stall")
+    if isinstance(stall, dict):
+        good, stalled = stall["good"], stall["stalled"]
+        if good["ok"] != good["of"] or (good["max_seconds"] or 0) > GOOD_WITHIN_S:
+            broken.append(
+                f"stall: the good client was not served within {GOOD_WITHIN_S:g} s: {good}"
+            )
+        if stalled["closed"] != stalled["of"] or stalled["max_seconds"] > 30:
+            broken.append(f"stall: stalled uploads held past 30 s: {stalled}")
+        if stalled["503_with_retry_after"] != stalled["503"]:
+            broken.append("stall: a 503 without Retry-After")
     slow = report.get("slow")
     if isinstance(slow, dict):
         for kind, result in slow["clients"].items():  # type: ignore[union-attr]
@@ -361,17 +526,19 @@ def main(argv: list[str] | None = None) -> int:
                         "waits for the server to answer or close")  # fmt: skip
     parser.add_argument("--flood", type=int, default=300, help="half-open connections")
     parser.add_argument("--nofile", type=int, default=256, help="server's open-file limit")
-    parser.add_argument("--max-peak-mib", type=int, default=1536, help="memory bound to check")
+    parser.add_argument("--max-peak-mib", type=int, default=None, help="memory bound to check "
+                        "(default: the server's documented one, from /v1/model)")  # fmt: skip
+    parser.add_argument("--stalled", type=int, default=32, help="stalled uploads (stall phase)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if set(phases) - set(PHASES):
         parser.error(f"--phases: choose from {', '.join(PHASES)}")
-    if not (1 <= args.uploads <= 64 and 1 <= args.slow_clients <= 64 and 1 <= args.flood <= 2000
-            and 1 <= args.side <= 20000 and 1 <= args.slow_limit <= 600
+    if not (1 <= args.uploads <= 64 and 1 <= args.stalled <= 64 and 1 <= args.slow_clients <= 64
+            and 1 <= args.flood <= 2000 and 1 <= args.side <= 20000 and 1 <= args.slow_limit <= 600
             and 0 <= args.noise_mib <= 64):  # fmt: skip
-        parser.error("bounds: -n 1..64, --slow-clients 1..64, --flood 1..2000, --side, "
-                     "--slow-limit 1..600, --noise-mib 0..64")  # fmt: skip
+        parser.error("bounds: -n 1..64, --stalled 1..64, --slow-clients 1..64, --flood 1..2000, "
+                     "--side, --slow-limit 1..600, --noise-mib 0..64")  # fmt: skip
     try:
         if args.url:
             check_loopback(args.url)
@@ -392,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in phases:
             body = worst_case_png(args.side, int(args.noise_mib * 2**20))
             report["memory"] = memory_phase(url, pid, args.uploads, body)
+        if "stall" in phases:
+            report["stall"] = stall_phase(url, args.stalled, good_png())
         if "slow" in phases:
             report["slow"] = slow_phase(url, args.slow_clients, args.slow_limit)
         if "flood" in phases:

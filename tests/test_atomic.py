@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -12,16 +14,19 @@ from pathlib import Path
 import pytest
 
 from polypseg.atomic import (
+    OutputError,
     atomic_path,
     atomic_write_json,
     atomic_write_report,
     atomic_write_text,
     atomic_write_with,
+    check_output_folder,
     current_umask,
     make_temp_dir,
     remove_stale_temps,
     stale_temps,
 )
+from polypseg.errors import PolypsegError
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
@@ -148,3 +153,92 @@ def test_a_report_is_its_json_and_its_markdown(tmp_path: Path) -> None:
     assert written == [tmp_path / "speed-cpu.json", tmp_path / "speed-cpu.md"]
     assert json.loads(written[0].read_text()) == {"ratio": 1.5}
     assert written[1].read_text() == "# Speed\n"
+
+
+# -- failures to write: one line naming the path and the cause --------------------------------
+@pytest.mark.parametrize(
+    ("code", "cause"),
+    [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only file system")],
+)
+def test_a_disk_that_refuses_the_write_is_one_line_and_leaves_nothing(
+    tmp_path: Path, code: int, cause: str
+) -> None:
+    target = tmp_path / "run" / "checkpoints" / "last.pt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"old")
+
+    def refusing(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise OSError(code, os.strerror(code), str(tmp))
+
+    with pytest.raises(OutputError) as failed:
+        atomic_write_with(target, refusing)
+    assert str(failed.value) == f"cannot write {target}: {cause}"
+    assert isinstance(failed.value, PolypsegError)  # the CLI prints it as one line, exit 2
+    assert target.read_bytes() == b"old" and sorted(target.parent.iterdir()) == [target]
+
+
+def test_torch_save_onto_a_full_disk_names_the_file_and_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's archive writer has no errno: 'enforce fail at inline_container.cc:672'."""
+    import torch
+
+    from polypseg.training import state
+
+    def full_disk(_obj: object, f: object, *args: object, **kwargs: object) -> None:
+        Path(f).write_bytes(b"PK\x03\x04 half an archive")  # type: ignore[arg-type]
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    full = shutil._ntuple_diskusage(10**9, 10**9, 0)  # type: ignore[attr-defined]
+    monkeypatch.setattr("polypseg.atomic.shutil.disk_usage", lambda _: full)
+    target = tmp_path / "last.pt"
+    with pytest.raises(OutputError) as failed:
+        state.save_resume_state(target, {"epoch": 1})
+    assert str(failed.value) == f"cannot write {target}: no space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["file", "below-file"])
+def test_an_output_folder_that_cannot_be_is_found_before_any_work(
+    tmp_path: Path, where: str
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    out = blocker if where == "file" else blocker / "a" / "b"
+    with pytest.raises(OutputError, match=f"--out {out}: "):
+        check_output_folder(out)
+    with pytest.raises(OutputError, match=f"cannot write .*: {blocker} is a file, not a folder"):
+        atomic_write_text(blocker / "x.txt", "y")
+    check_output_folder(tmp_path / "new" / "deeper")  # fine: nothing made, nothing left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_a_read_only_place_is_found_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("polypseg.atomic.tempfile.mkstemp", read_only)
+    with pytest.raises(OutputError, match=f"--out {tmp_path / 'o'}: cannot write in {tmp_path}"):
+        check_output_folder(tmp_path / "o")
+
+
+def test_a_library_error_that_wraps_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    """safetensors raises its own error type, the OS error only in its text."""
+    safetensor_error = type("SafetensorError", (Exception,), {})
+    target = tmp_path / "best.safetensors"
+
+    def full(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise safetensor_error(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No '
+            'space left on device" })'
+        )
+
+    with pytest.raises(OutputError) as failed:
+        atomic_write_with(target, full)
+    assert str(failed.value) == f"cannot write {target}: no space left on device"
+    assert list(tmp_path.iterdir()) == []

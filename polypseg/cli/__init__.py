@@ -77,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
         return 130
+    except OSError as err:  # the file system refused (read-only, full, a file in the way...)
+        from polypseg.atomic import WRITE_ERRNOS
+
+        if err.errno not in WRITE_ERRNOS or not err.filename:
+            raise
+        reason = (err.strerror or str(err)).lower()
+        typer.secho(f"error: {err.filename}: {reason}", fg=typer.colors.RED, err=True)
+        return 2
     except SystemExit as exit_:
         return int(exit_.code or 0)
     except Exception as err:  # typer's (vendored) click exceptions

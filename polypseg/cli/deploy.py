@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from polypseg.errors import PolypsegError
+
+if TYPE_CHECKING:
+    from polypseg.deploy.server import ServerSettings
 
 
 class ExportFormat(str, Enum):
@@ -75,7 +80,9 @@ def export(
     format: ExportFormat = typer.Option(..., "--format", "-f", help="Artifact format."),
     out: Path = typer.Option(..., "--out", "-o", help="Export folder to create."),
     which: str = typer.Option("best", help="Checkpoint of the run folder to export."),
-    tolerance: float = typer.Option(1e-4, help="Parity: max abs difference of logits allowed."),
+    tolerance: float = typer.Option(
+        1e-4, min=0.0, help="Parity: max abs difference of logits allowed."
+    ),
     opset: int = typer.Option(18, help="ONNX opset version."),
     onnx_exporter: OnnxExporter = typer.Option(
         OnnxExporter.auto, help="ONNX exporter: dynamo (torch.export), legacy, or auto (fallback)."
@@ -143,11 +150,13 @@ def predict(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from polypseg.atomic import check_output_folder
     from polypseg.deploy.batch import predict_files
     from polypseg.deploy.bundle import load_bundle
     from polypseg.deploy.sources import collect_sources, estimate_frames
 
     _set_threads(threads)
+    check_output_folder(out)  # before any work: a file in the way, a read-only disk
     sources = collect_sources(inputs)
     bundle = load_bundle(model, threads=threads)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -200,6 +209,18 @@ def serve(
     max_connections: int = typer.Option(
         256, min=4, help="Open connections (lowered to fit the open-file limit)."
     ),
+    max_uploads: int = typer.Option(
+        64, min=1, help="Request bodies arriving at once, before 503 (+ Retry-After)."
+    ),
+    max_uploads_per_client: int = typer.Option(
+        8, min=1, help="Request bodies arriving at once from one client address."
+    ),
+    min_body_rate: str = typer.Option(
+        "16KiB", help="Bytes per second a body must average after 5 s, else 408 (0: any)."
+    ),
+    allowed_host: list[str] = typer.Option(
+        [], help="Host name to accept besides the bound one and localhost (repeat; '*': any)."
+    ),
     tta: Tta = typer.Option(Tta.none, help="Default test-time augmentation."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(True, help="Log one line per request."),
@@ -209,34 +230,82 @@ def serve(
 ) -> None:
     """Serve the model over HTTP (POST /v1/segment, GET /healthz /readyz /v1/model)."""
     from polypseg.deploy.bundle import load_bundle
-    from polypseg.deploy.http import FD_RESERVE, ConnectionLimits, connection_cap, serve_app
-    from polypseg.deploy.server import ServerSettings, create_app
+    from polypseg.deploy.headers import allowed_host_names
+    from polypseg.deploy.http import (
+        FD_RESERVE,
+        ConnectionLimits,
+        bind_socket,
+        connection_cap,
+        serve_app,
+    )
+    from polypseg.deploy.server import create_app
 
     _set_threads(threads)
-    settings = ServerSettings(
-        max_bytes=parse_size(max_bytes),
-        max_pixels=max_pixels,
-        max_pending=max_pending,
-        tta=None if tta is Tta.none else tta.value,
-        max_memory=parse_size(max_memory),
-        docs=docs,
+    settings = _serve_settings(
+        max_bytes, max_pixels, max_pending, max_memory, max_uploads, max_uploads_per_client
     )
-    if settings.max_memory < 1:
-        raise PolypsegError(f"--max-memory must be positive, got {max_memory!r}")
+    settings = replace(
+        settings,
+        tta=None if tta is Tta.none else tta.value,
+        docs=docs,
+        allowed_hosts=allowed_host_names(host, allowed_host),
+    )
+    rate = parse_size(min_body_rate)
+    try:  # before loading the model: a busy port or a bad --host is said at once
+        sock = bind_socket(host, port)
+    except ValueError as err:
+        raise PolypsegError(str(err)) from None
     bundle = load_bundle(model, threads=threads)
     backlog = ConnectionLimits.backlog
     try:  # with the model loaded, so that its files count among those in use
         connections = connection_cap(max_connections, FD_RESERVE + max_pending + 2 * backlog)
     except ValueError as err:
         raise PolypsegError(str(err)) from None
-    limits = ConnectionLimits(header_timeout, body_timeout, keep_alive, connections, backlog)
+    limits = ConnectionLimits(
+        header_timeout, body_timeout, keep_alive, connections, min_body_rate=rate, backlog=backlog
+    )
     typer.echo(
         f"serving {bundle.model_id} ({bundle.kind}) on http://{host}:{port} "
         f"(at most {connections} connections)",
         err=True,
     )
     app = create_app(bundle, settings)
-    serve_app(app, host=host, port=port, limits=limits, log_level=log_level, access_log=access_log)
+    serve_app(
+        app,
+        host=host,
+        port=port,
+        limits=limits,
+        log_level=log_level,
+        access_log=access_log,
+        sock=sock,
+    )
+
+
+def _serve_settings(
+    max_bytes: str,
+    max_pixels: int,
+    max_pending: int,
+    max_memory: str,
+    max_uploads: int,
+    max_uploads_per_client: int,
+) -> ServerSettings:
+    """``serve``'s limits, checked: sizes parsed and positive (one-line errors)."""
+    from polypseg.deploy.server import ServerSettings
+
+    sizes = {"--max-bytes": max_bytes, "--max-memory": max_memory}
+    parsed = {}
+    for option, text in sizes.items():
+        parsed[option] = parse_size(text)
+        if parsed[option] < 1:
+            raise PolypsegError(f"{option} must be positive, got {text!r}")
+    return ServerSettings(
+        max_bytes=parsed["--max-bytes"],
+        max_pixels=max_pixels,
+        max_pending=max_pending,
+        max_memory=parsed["--max-memory"],
+        max_uploads=max_uploads,
+        max_uploads_per_client=max_uploads_per_client,
+    )
 
 
 def register(app: typer.Typer) -> None:

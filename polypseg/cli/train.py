@@ -231,6 +231,10 @@ def train(
         for key in ("resume", "quiet", "progress", "split_file"):  # split: RUN/split.json
             base.pop(key, None)
         base["out"] = str(run_dir)
+    if out is not None:  # before any work: a file in the way, a read-only disk
+        from polypseg.atomic import check_output_folder
+
+        check_output_folder(out)
     from polypseg.training import train as run_training
 
     run_training(build_config(config, overrides, base=base))
@@ -259,6 +263,10 @@ def evaluate(
     """Per-image Dice, IoU, precision, recall, HD95 (mean ± std) -> JSON + CSV."""
     from polypseg.evaluation import evaluate_run, format_summary
 
+    if out is not None:  # before any work: a file in the way, a read-only disk
+        from polypseg.atomic import check_output_folder
+
+        check_output_folder(out)
     result = evaluate_run(
         run, _data_of_run(run, data), subset=split, split_file=split_file, tta=tta, out=out,
         which=which, device=device, batch_size=batch_size, limit=limit, progress=progress,

@@ -33,10 +33,12 @@ from polypseg.atomic import (
     apply_umask,
     atomic_write_json,
     atomic_write_text,
+    check_output_folder,
     make_temp_dir,
     remove_stale_temps,
     stale_temps,
     temp_prefix,
+    write_error,
 )
 from polypseg.checkpoint import ModelSpec
 from polypseg.deploy import card as cards
@@ -63,6 +65,11 @@ ONNX_EXPORTERS = ("auto", "dynamo", "legacy")
 DEFAULT_TOLERANCE = 1e-4
 #: Default ONNX opset.
 DEFAULT_OPSET = 18
+#: Lowest opset the models export to: their bilinear upsampling is ``Resize``, opset 11 on.
+MIN_OPSET = 11
+#: The dynamo exporter writes this opset whatever it is asked for (its conversion to older
+#: opsets fails with a traceback and keeps 18), so ``auto`` exports older opsets with legacy.
+DYNAMO_OPSET = 18
 #: Seed of the parity check's input.
 PARITY_SEED = 0
 
@@ -117,18 +124,62 @@ def _onnx_exporter_options(name: str) -> dict[str, Any]:
     return {"dynamo": False, "dynamic_axes": {ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}}}
 
 
+def check_opset(opset: int, exporter: str) -> None:
+    """Refuse an opset the export cannot honour (:class:`ExportError`, one line)."""
+    newest = _newest_legacy_opset()
+    if opset != DYNAMO_OPSET and not MIN_OPSET <= opset <= newest:
+        raise ExportError(
+            f"--opset {opset} is not supported: choose {MIN_OPSET} to {newest} (the models' "
+            f"bilinear upsampling needs opset {MIN_OPSET} or later)"
+        )
+    if exporter == "dynamo" and opset != DYNAMO_OPSET:
+        raise ExportError(
+            f"--opset {opset} with --onnx-exporter dynamo: that exporter writes opset "
+            f"{DYNAMO_OPSET} only; use --onnx-exporter legacy (or auto) for opset {opset}"
+        )
+
+
+def _newest_legacy_opset() -> int:
+    """The newest opset the legacy (TorchScript-based) exporter writes (20 on torch 2.13)."""
+    try:
+        from torch.onnx import _constants
+
+        return int(_constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    except (ImportError, AttributeError):  # pragma: no cover - other torch versions
+        return 17
+
+
+def file_opset(path: Path) -> int | None:
+    """The default-domain opset that the ONNX file at ``path`` imports (None if none)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    versions = [entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")]
+    return max(versions) if versions else None
+
+
 def _write_onnx(
     plain: nn.Module, example: torch.Tensor, path: Path, opset: int, exporter: str
 ) -> dict[str, Any]:
+    """Export ``plain`` to ``path`` at ``opset`` (checked: the file's own opset is recorded
+    and must be the one asked for)."""
+    check_opset(opset, exporter)
     names = {"input_names": [ONNX_INPUT], "output_names": [ONNX_OUTPUT], "opset_version": opset}
     errors = []
-    for name in ("dynamo", "legacy") if exporter == "auto" else (exporter,):
+    if exporter != "auto":
+        order: tuple[str, ...] = (exporter,)
+    else:
+        order = ("dynamo", "legacy") if opset == DYNAMO_OPSET else ("legacy",)
+    for name in order:
         try:
-            with _quiet():
+            with _quiet(), contextlib.redirect_stderr(io.StringIO()):
                 torch.onnx.export(
                     plain, (example,), str(path), **names, **_onnx_exporter_options(name)
                 )
-            return {"opset": opset, "onnx_exporter": name}
+            written = file_opset(path)
+            if written != opset:
+                raise ExportError(f"it wrote opset {written}, not {opset}")
+            return {"opset": written, "onnx_exporter": name}
         except Exception as err:  # the exporters raise many types; try the next or report
             first = (str(err).strip().splitlines() or [""])[0]
             errors.append(f"{name} exporter: {type(err).__name__}: {first}")
@@ -230,7 +281,12 @@ def export_run(
         raise ExportError(f"unknown export format {fmt!r}: choose {', '.join(FORMATS)}")
     if onnx_exporter not in ONNX_EXPORTERS:
         raise ExportError(f"unknown ONNX exporter {onnx_exporter!r}: {', '.join(ONNX_EXPORTERS)}")
+    if fmt == "onnx":
+        check_opset(opset, onnx_exporter)
+    if not tolerance >= 0.0:  # NaN too
+        raise ExportError(f"--tolerance must be at least 0, got {tolerance}")
     out = Path(out)
+    check_output_folder(out, "--out")  # a file in the way, a read-only disk: before any work
     _remove_leftovers(out)
     if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
         raise ExportError(f"output {out} already exists (use --overwrite to replace it)")
@@ -262,6 +318,9 @@ def export_run(
         except PolypsegError:
             raise
         except Exception as err:  # exporters and runtimes raise many types
+            failed = write_error(out, err)
+            if failed is not None:  # the disk, not the exporter
+                raise failed from err
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise ExportError(
                 f"{fmt} export of {meta.variant!r} failed: {type(err).__name__}: {first}"

@@ -11,6 +11,9 @@ asyncio logs a traceback per failed ``accept``. :class:`GuardedH11Protocol` adds
 * a **body deadline**: the body must arrive within ``body_timeout`` seconds of the headers;
   otherwise 408 (the application sees a disconnect). Deadlines are totals, not idle times, so
   trickling bytes does not extend them;
+* a **minimum body rate**: after ``body_grace`` seconds, a body must have arrived at
+  ``min_body_rate`` bytes per second on average, checked every second, or it is cut (408)
+  long before the body deadline: a stalled upload does not hold its place for a minute;
 * a **connection cap**: past ``max_connections`` open connections, the oldest one that is
   still waiting for a request's headers is closed to make room (a flood of idle or slow
   connections cannot lock out ``/healthz``); when none is, the new connection is closed. The
@@ -23,7 +26,10 @@ asyncio logs a traceback per failed ``accept``. :class:`GuardedH11Protocol` adds
 * **a bounded log**: repeated warnings (invalid requests, timeouts, ``accept`` failures) are
   logged at most once per :data:`LOG_INTERVAL_S` per kind, with a count of those suppressed,
   and without tracebacks for running out of file descriptors; OpenCV's own messages about
-  undecodable uploads are silenced.
+  undecodable uploads are silenced, and libpng's / libjpeg's own lines, which they write
+  straight to the process's standard error, are rate-limited like the rest
+  (:func:`limit_native_stderr`);
+* **browser-side headers** on its own answers too (:data:`SECURITY_HEADERS`).
 
 :func:`serve_app` runs an app with these settings (see ``polypseg serve --help``).
 """
@@ -31,10 +37,14 @@ asyncio logs a traceback per failed ``accept``. :class:`GuardedH11Protocol` adds
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import errno
 import json
 import logging
 import os
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -43,6 +53,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from polypseg.deploy.headers import SECURITY_HEADERS
 from polypseg.deploy.memory import map_large_allocations
 
 log = logging.getLogger("polypseg.serve")
@@ -70,6 +81,9 @@ class ConnectionLimits:
     #: Connections accepted in one burst (asyncio accepts up to this many per wake-up, before
     #: the cap can act on them) and the kernel's queue of not yet accepted ones.
     backlog: int = 32
+    #: Bytes per second a body must average once ``body_grace`` seconds have passed (0: any).
+    min_body_rate: float = 16 * 1024
+    body_grace: float = 5.0
 
 
 class RepeatLimiter(logging.Filter):
@@ -120,12 +134,14 @@ def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, 
 
 
 def json_error(status: int, message: str) -> bytes:
-    """A complete HTTP/1.1 response (``Connection: close``) with the API's JSON error body."""
+    """A complete HTTP/1.1 response (``Connection: close``) with the API's JSON error body and
+    the :data:`~polypseg.deploy.headers.SECURITY_HEADERS`."""
     body = json.dumps({"error": message, "status": status}).encode()
     phrase = HTTPStatus(status).phrase
+    extra = "".join(f"{name}: {value}\r\n" for name, value in SECURITY_HEADERS)
     head = (
         f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        f"content-length: {len(body)}\r\n{extra}connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
 
@@ -144,6 +160,8 @@ class GuardedH11Protocol(H11Protocol):
         self._phase_started = 0.0
         self._deadline: asyncio.TimerHandle | None = None
         self._draining = False
+        self._body_bytes = 0
+        self._rate_check: asyncio.TimerHandle | None = None
 
     # -- phases and deadlines -------------------------------------------------------------------
     def _current_phase(self) -> str | None:
@@ -163,10 +181,35 @@ class GuardedH11Protocol(H11Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        if self._rate_check is not None:
+            self._rate_check.cancel()
+            self._rate_check = None
         self._phase, self._phase_started = phase, self.loop.time()
         if phase is not None:
             seconds = self.limits.header_timeout if phase == "headers" else self.limits.body_timeout
             self._deadline = self.loop.call_later(seconds, self._expire, phase)
+        if phase == "body" and self.limits.min_body_rate > 0:
+            self._body_bytes = 0
+            self._rate_check = self.loop.call_later(self.limits.body_grace, self._check_body_rate)
+
+    def _check_body_rate(self) -> None:
+        """Cut a body that averages less than ``min_body_rate`` after its grace period; look
+        again in a second otherwise. Time while uvicorn has paused reading (the application is
+        the slow side) does not count against the client."""
+        self._rate_check = None
+        if self._phase != "body" or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self.flow.read_paused:
+            self._phase_started, self._body_bytes = now - self.limits.body_grace, 0
+        elif self._body_bytes < self.limits.min_body_rate * (
+            now - self._phase_started - self.limits.body_grace
+        ):
+            rate = self.limits.min_body_rate
+            log.warning("request body slower than %g bytes/s: 408", rate)
+            self._cut_body(f"request body arriving slower than {rate:g} bytes/s")
+            return
+        self._rate_check = self.loop.call_later(1.0, self._check_body_rate)
 
     def _expire(self, phase: str) -> None:
         self._deadline = None
@@ -180,18 +223,26 @@ class GuardedH11Protocol(H11Protocol):
             log.warning("request headers not complete after %g s: 408", seconds)
             self._answer(408, f"request headers not received within {seconds:g} s")
             return
+        log.warning("request body not complete after %g s: 408", self.limits.body_timeout)
+        self._cut_body(f"request body not received within {self.limits.body_timeout:g} s")
+
+    def _cut_body(self, message: str) -> None:
+        """Answer 408 to a request whose body stopped coming (the application's ``receive()``
+        returns ``http.disconnect``), or just close when a response has begun."""
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
-            log.warning("request body not complete after %g s: 408", self.limits.body_timeout)
             cycle.disconnected = True  # the app's receive() returns http.disconnect
             cycle.message_event.set()
-            self._answer(408, f"request body not received within {self.limits.body_timeout:g} s")
+            self._answer(408, message)
         else:
             self.transport.close()
 
     def _answer(self, status: int, message: str) -> None:
         """Write a JSON error, half-close, and drain the input for a moment before closing."""
         self._phase = None
+        if self._rate_check is not None:
+            self._rate_check.cancel()
+            self._rate_check = None
         self.transport.write(json_error(status, message))
         self._draining = True
         if self.transport.can_write_eof():
@@ -243,6 +294,8 @@ class GuardedH11Protocol(H11Protocol):
             if (len(head) if end < 0 else end) > MAX_HEAD_BYTES:
                 self._refuse_head(head)
                 return
+        elif self._phase == "body":
+            self._body_bytes += len(data)
         super().data_received(data)
         self._update_phase()
 
@@ -261,6 +314,9 @@ class GuardedH11Protocol(H11Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        if self._rate_check is not None:
+            self._rate_check.cancel()
+            self._rate_check = None
         self._phase = None
         super().connection_lost(exc)
 
@@ -329,6 +385,122 @@ def _quiet_opencv() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
+def bind_socket(host: str, port: int, backlog: int = ConnectionLimits.backlog) -> socket.socket:
+    """A TCP socket listening on ``host:port``, to hand to :func:`serve_app`.
+
+    Made before the model is loaded, so that a busy port or a bad address is reported at
+    once (connections made meanwhile wait in the backlog). Raises ``ValueError`` with one line
+    naming the address and the cause.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as err:
+        reason = err.strerror if isinstance(err, socket.gaierror) else str(err)
+        message = f"--host {host!r} is not an address or a known host name ({reason})"
+        raise ValueError(message) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(backlog)  # Linux lets a second SO_REUSEADDR socket bind a busy port
+    except OSError as err:
+        sock.close()
+        where = f"{host}:{port}"
+        if err.errno == errno.EADDRINUSE:
+            raise ValueError(f"cannot listen on {where}: the port is already in use") from None
+        if err.errno == errno.EACCES:
+            raise ValueError(f"cannot listen on {where}: permission denied (ports below 1024 "
+                             "need privileges)") from None  # fmt: skip
+        raise ValueError(f"cannot listen on {where}: {err.strerror or err}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+#: Lines of the image decoders that they write straight to file descriptor 2 (not Python's
+#: logging): libpng's warnings and errors, libjpeg's "Corrupt JPEG data" and the like.
+_DECODER_LINES = (b"libpng warning", b"libpng error", b"Corrupt JPEG data",
+                  b"Premature end of JPEG", b"Invalid SOS parameters", b"Bogus ",
+                  b"Unsupported JPEG process", b"JPEG datastream", b"JFIF", b"libtiff",
+                  b"TIFFRead", b"TIFFFetch")  # fmt: skip
+
+
+class NativeLineLimiter:
+    """Copies lines to ``out`` (a file descriptor), letting through one decoder line
+    (:data:`_DECODER_LINES`) per ``interval`` seconds per kind; the next one let through says how
+    many were dropped. Other lines pass unchanged."""
+
+    def __init__(self, out: int, interval: float = LOG_INTERVAL_S) -> None:
+        self.out = out
+        self.interval = interval
+        self._seen: dict[bytes, tuple[float, int]] = {}
+
+    def line(self, text: bytes) -> None:
+        """Write (or count) one line, its newline included."""
+        kind = next((k for k in _DECODER_LINES if k in text), None)
+        if kind is not None:
+            now = time.monotonic()
+            last, dropped = self._seen.get(kind, (float("-inf"), 0))
+            if now - last < self.interval:
+                self._seen[kind] = (last, dropped + 1)
+                return
+            self._seen[kind] = (now, 0)
+            if dropped:
+                text = text.rstrip(b"\n") + f" ({dropped} more like it)\n".encode()
+        with contextlib.suppress(OSError):
+            os.write(self.out, text)
+
+
+def limit_native_stderr(interval: float = LOG_INTERVAL_S) -> NativeLineLimiter | None:
+    """Route file descriptor 2 through a pipe read by a daemon thread that passes every line
+    to the real standard error, decoder lines rate-limited (:class:`NativeLineLimiter`).
+
+    libpng and libjpeg write their warnings with ``fprintf(stderr)``, beyond Python's logging:
+    a line per hostile upload otherwise. Returns the limiter, or ``None`` where it cannot be set
+    up (no ``os.pipe``/``dup2``)."""
+    try:
+        real = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+    except (OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+    limiter = NativeLineLimiter(real, interval)
+
+    def pump() -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(read_end, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                if pending:
+                    limiter.line(pending)
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                limiter.line(line + b"\n")
+            if len(pending) > 65536:  # a very long line without newline: pass it on
+                limiter.line(pending)
+                pending = b""
+
+    thread = threading.Thread(target=pump, name="polypseg-stderr", daemon=True)
+    thread.start()
+
+    def drain() -> None:  # at exit: put the real stderr back, let the pump pass what is left
+        with contextlib.suppress(OSError):
+            os.dup2(real, 2)  # closes the pipe's last write end: the pump reads its end
+        thread.join(timeout=2.0)
+
+    atexit.register(drain)
+    return limiter
+
+
 def serve_app(
     app: Any,
     *,
@@ -337,8 +509,10 @@ def serve_app(
     limits: ConnectionLimits,
     log_level: str = "info",
     access_log: bool = True,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Run ``app`` with uvicorn on ``host:port`` under ``limits`` until stopped (Ctrl-C)."""
+    """Run ``app`` with uvicorn on ``host:port`` (or the socket ``sock`` from
+    :func:`bind_socket`) under ``limits`` until stopped (Ctrl-C)."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -359,11 +533,12 @@ def serve_app(
         ours.setLevel(uvicorns.level)
     install_log_limits()
     _quiet_opencv()
+    limit_native_stderr()
     map_large_allocations()
     server = uvicorn.Server(config)
 
     async def run() -> None:
         asyncio.get_running_loop().set_exception_handler(_loop_exception_handler)
-        await server.serve()
+        await server.serve(sockets=[sock] if sock is not None else None)
 
     asyncio.run(run())

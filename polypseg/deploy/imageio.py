@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import io
 import math
+import mmap
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +38,10 @@ _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x0
 #: Bytes per pixel of the arrays made at full size after decoding, whatever the format: the
 #: ``float32`` probability map (4) and the ``uint8`` mask (1) exist together while thresholding.
 OUTPUT_BYTES_PER_PIXEL = 5
+
+#: Memory a decoder holds beside the image (row buffers, zlib's window, libjpeg's tables): the
+#: 40-megapixel PNG above peaks 4 MiB over twice its image.
+DECODER_BYTES = 4 * 1024 * 1024
 
 #: PNG IHDR colour type -> channels OpenCV decodes it to (palette -> BGR, gray+alpha -> BGRA).
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}
@@ -82,16 +88,19 @@ class ImageHeader:
     def work_bytes(self) -> int:
         """Most bytes one request on this image holds at once (its body aside).
 
-        Decoding: the array as stored (``channels * sample_bytes`` per pixel), its upright copy
-        when the EXIF orientation turns it, its 8-bit copy when the samples are wider, and its
-        RGB form unless it already has 3 channels (that conversion is in place). The decoded
-        image is released before inference; then the probability map and the mask, both at
-        full size (:data:`OUTPUT_BYTES_PER_PIXEL`).
+        Decoding: the array as stored (``channels * sample_bytes`` per pixel) twice (OpenCV's
+        decoders fill a buffer of their own and convert it, and the in-place BGR-to-RGB swap
+        copies too: a 40-megapixel RGB PNG peaks at 232 MiB, not 114), once more for its
+        upright copy when the EXIF orientation turns it, its 8-bit copy when the samples are
+        wider, its RGB form unless it already has 3 channels, and the decoder's own state
+        (:data:`DECODER_BYTES`). The decoded image is released before inference; then the
+        probability map and the mask, both at full size (:data:`OUTPUT_BYTES_PER_PIXEL`).
         """
-        stored = self.channels * self.sample_bytes * (2 if self.orientation != 1 else 1)
+        stored = self.channels * self.sample_bytes * (3 if self.orientation != 1 else 2)
         eight_bit = self.channels if self.sample_bytes > 1 else 0
         rgb = 3 if self.channels != 3 else 0
-        return self.pixels * max(stored + eight_bit + rgb, OUTPUT_BYTES_PER_PIXEL)
+        decoding = self.pixels * (stored + eight_bit + rgb) + DECODER_BYTES
+        return max(decoding, self.pixels * OUTPUT_BYTES_PER_PIXEL)
 
 
 def _sample_layout(image: object, data: bytes) -> tuple[int, int]:
@@ -110,13 +119,64 @@ def _sample_layout(image: object, data: bytes) -> tuple[int, int]:
     return (1 if bands == 1 else 3 if bands == 3 else 4), 1
 
 
-def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+class _MapFile(io.RawIOBase):
+    """A read-only file over a buffer (the server's body maps) without copying it; like
+    ``io.BytesIO``, it seeks past the end (a memory map's own ``seek`` refuses to)."""
+
+    def __init__(self, data: mmap.mmap) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek value {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        count = max(0, min(len(buffer), len(self._view) - self._pos))
+        buffer[:count] = self._view[self._pos : self._pos + count]
+        self._pos += count
+        return count
+
+    def close(self) -> None:
+        self._view.release()  # so that the map can be closed
+        super().close()
+
+
+def _stream(data: bytes | mmap.mmap) -> io.RawIOBase | io.BytesIO:
+    """A file object over ``data`` without copying a memory map (the server's bodies)."""
+    return _MapFile(data) if isinstance(data, mmap.mmap) else io.BytesIO(data)
+
+
+def read_header(data: bytes | mmap.mmap, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
     """The checked header of ``data``: format, size and sample layout; nothing is decoded.
 
     Raises :class:`UploadError` with status 400 (empty), 415 (not PNG/JPEG/BMP/TIFF, or a
     variant that cannot be read), 413 (more than ``max_pixels`` pixels) or 422 (corrupt
     header).
     """
+    stream = _stream(data)
+    try:
+        return _checked_header(data, stream, max_pixels)
+    finally:
+        stream.close()
+
+
+def _checked_header(
+    data: bytes | mmap.mmap, stream: io.RawIOBase | io.BytesIO, max_pixels: int
+) -> ImageHeader:
     from PIL import Image, UnidentifiedImageError
 
     from polypseg.data.io import orientation_of
@@ -127,11 +187,11 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeade
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             warnings.simplefilter("ignore", UserWarning)  # PIL's notes on odd TIFF tags
-            image = Image.open(io.BytesIO(data))  # lazy: reads the header only
+            image = Image.open(stream)  # lazy: reads the header only
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UploadError(f"image too large: more than {max_pixels} pixels", 413) from None
     except UnidentifiedImageError:
-        if data.startswith(_SIGNATURES):
+        if bytes(data[:8]).startswith(_SIGNATURES):
             raise UploadError(
                 "unsupported or corrupt image: starts like PNG, JPEG, BMP or TIFF but cannot be "
                 "read (e.g. a floating-point RGB TIFF, or a truncated header)",
@@ -157,7 +217,7 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeade
     return ImageHeader(str(image.format), width, height, channels, sample_bytes, orientation)
 
 
-def decode_pixels(data: bytes, header: ImageHeader) -> np.ndarray:
+def decode_pixels(data: bytes | mmap.mmap, header: ImageHeader) -> np.ndarray:
     """Decode ``data`` (whose :func:`read_header` is ``header``) into ``(H, W, 3)`` RGB ``uint8``,
     upright for its EXIF orientation (as ``predict`` reads files and browsers show them).
 

@@ -8,13 +8,19 @@ stays within the budget however many arrive at once: a 40-megapixel upload (abou
 work) and many small ones share it, large ones take turns.
 
 The model's own working memory (activations of one forward pass, which onnxruntime runs for
-several requests at once) is measured once at warm-up with :func:`transient_bytes` and added to
-every reservation.
+several requests at once) is measured once at warm-up with :func:`transient_bytes`; it never
+overlaps the image work (the decoded image is freed before inference, the full-size maps made
+after it), so a request reserves the larger of the two.
 
 glibc keeps freed memory in its heaps (one per thread that allocated):
 :func:`map_large_allocations` (set once by the server) gives image-sized buffers back to the OS
 when freed, and :func:`trim_heap` (``malloc_trim``) returns what is left after a large request,
 so the resident size falls back instead of staying at its peak.
+
+Request bodies are counted apart (:class:`ByteQuota`, taken as their bytes arrive, so a
+stalled upload holds nothing) and live in their own anonymous memory maps
+(:func:`body_buffer`): the pages written are all they occupy, and closing the map gives them
+back at once, instead of leaving 64 KiB chunks and joined copies scattered over the heap.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import mmap
 from collections.abc import AsyncIterator, Callable
 
 
@@ -90,6 +97,50 @@ class MemoryBudget:
         finally:
             self.reserved -= size
             self._grant()
+
+
+class ByteQuota:
+    """At most ``capacity`` bytes counted at once; :meth:`take` refuses instead of waiting.
+
+    Use from one event loop (the server's).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"byte quota must be positive, got {capacity}")
+        self.capacity = capacity
+        self.used = 0
+        self.peak = 0
+
+    def take(self, nbytes: int) -> bool:
+        """Count ``nbytes`` more if they fit; whether they did."""
+        if self.used + nbytes > self.capacity:
+            return False
+        self.used += nbytes
+        self.peak = max(self.peak, self.used)
+        return True
+
+    def give(self, nbytes: int) -> None:
+        """Stop counting ``nbytes``."""
+        self.used = max(0, self.used - nbytes)
+
+
+def body_buffer(capacity: int) -> mmap.mmap:
+    """An anonymous, writable memory map of ``capacity`` bytes (at least 1) for a request body:
+    untouched pages take no memory, and ``close()`` returns the written ones to the OS."""
+    return mmap.mmap(-1, max(1, capacity))
+
+
+def exact_copy(buffer: mmap.mmap, length: int) -> mmap.mmap:
+    """The first ``length`` bytes of ``buffer`` in a map of exactly that size (``buffer`` is
+    closed); ``buffer`` itself when it has that size already."""
+    if len(buffer) == length:
+        return buffer
+    copy = body_buffer(length)
+    copy.write(buffer[:length])  # one transient copy: bodies without Content-Length only
+    copy.seek(0)
+    buffer.close()
+    return copy
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,20 +11,30 @@ units (10 MiB, 40 megapixels). A rotation slider turns the selected image in the
 the prediction on the rotated image beside the 0-degree prediction rotated, with their Dice
 inside the inscribed disc. Errors of the API (413, 415, 422, ...) are shown as the server
 words them. Handlers are attached with ``addEventListener`` (no inline handler attributes).
+
+Each answer carries a fresh nonce in the ``nonce`` attribute of the page's ``<script>`` and
+``<style>`` and in its ``Content-Security-Policy`` header
+(:func:`polypseg.deploy.headers.page_csp`), so those two run and no injected inline code does.
 """
 
 from __future__ import annotations
 
+import secrets
 from functools import cache
 from importlib import resources
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
+from polypseg.deploy.headers import page_csp
+
+#: What the page's ``<script>`` and ``<style>`` tags hold in place of their nonce.
+NONCE_SLOT = 'nonce="{{CSP_NONCE}}"'
+
 
 @cache
 def page_html() -> str:
-    """The page's HTML text."""
+    """The page's HTML text, with :data:`NONCE_SLOT` where the nonce goes."""
     return resources.files("polypseg.deploy").joinpath("page.html").read_text(encoding="utf-8")
 
 
@@ -34,4 +44,12 @@ def register(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def index() -> HTMLResponse:
         """The browser page."""
-        return HTMLResponse(page_html(), headers={"Cache-Control": "no-cache"})
+        html, nonce = page_with_nonce()
+        headers = {"Cache-Control": "no-cache", "Content-Security-Policy": page_csp(nonce)}
+        return HTMLResponse(html, headers=headers)
+
+
+def page_with_nonce() -> tuple[str, str]:
+    """``(html, nonce)``: the page with a fresh random nonce in its script and style tags."""
+    nonce = secrets.token_urlsafe(18)
+    return page_html().replace(NONCE_SLOT, f'nonce="{nonce}"'), nonce

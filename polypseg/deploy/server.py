@@ -24,9 +24,12 @@ and refused with 413 past ``max_bytes``; image headers are checked before decodi
 exceptions give a generic 500 whose body carries no detail (the traceback goes to the server
 log only).
 
-Admission and memory, in this order for each ``POST /v1/segment``: a place among the
-``max_pending`` requests in progress (else 503 at once, before the body is read), the body,
-the image header, then a reservation of the image's work memory
+Admission and memory, in this order for each ``POST /v1/segment``: a place among the bodies
+arriving (``max_uploads``, ``max_uploads_per_client`` from one client address; else 503 at
+once, before the body is read), the body, its bytes counted as they arrive against
+``body_memory`` (503 past it) and kept in an anonymous memory map until the request ends; once
+the body is complete, a place among the ``max_pending`` requests in progress (503 otherwise; a
+stalled upload never holds one), the image header, then a reservation of the image's work memory
 (:attr:`~polypseg.deploy.imageio.ImageHeader.work_bytes`) from a budget of ``max_memory``
 bytes shared by all requests (:class:`~polypseg.deploy.memory.MemoryBudget`; requests wait
 their turn, 503 after ``queue_timeout`` s). Only then are the pixels decoded; decoding,
@@ -34,14 +37,16 @@ inference, thresholding and encoding run in the threadpool within the reservatio
 image is released before the full-size probability map is made, and after a large request the C
 heap is trimmed. So the memory of concurrent work stays within ``max_memory`` whatever the
 uploads. Torch models run one batch at a time under a lock (onnxruntime sessions are
-thread-safe and run concurrently). Deadlines and the connection cap are the HTTP layer's
-(:mod:`polypseg.deploy.http`).
+thread-safe and run concurrently). Every 503 carries ``Retry-After``. Deadlines, the minimum
+body rate and the connection cap are the HTTP layer's (:mod:`polypseg.deploy.http`); security
+headers and the ``Host`` check are :mod:`polypseg.deploy.headers`'.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -59,6 +64,7 @@ from starlette.requests import ClientDisconnect
 
 from polypseg.deploy.bundle import ModelBundle
 from polypseg.deploy.card import make_card, precision_of
+from polypseg.deploy.headers import BrowserGuard
 from polypseg.deploy.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageHeader,
@@ -67,7 +73,15 @@ from polypseg.deploy.imageio import (
     encode_png,
     read_header,
 )
-from polypseg.deploy.memory import BudgetTimeout, MemoryBudget, transient_bytes, trim_heap
+from polypseg.deploy.memory import (
+    BudgetTimeout,
+    ByteQuota,
+    MemoryBudget,
+    body_buffer,
+    exact_copy,
+    transient_bytes,
+    trim_heap,
+)
 from polypseg.deploy.page import register as register_page
 from polypseg.deploy.predict import (
     decision_of,
@@ -111,10 +125,30 @@ class ServerSettings:
     queue_timeout: float = 120.0
     #: Serve Swagger UI at ``/docs`` (loads its assets from a CDN: off by default).
     docs: bool = False
+    #: Bodies arriving at once, in all and from one client address.
+    max_uploads: int = 64
+    max_uploads_per_client: int = 8
+    #: Bytes of request bodies held at once (arriving or complete); ``None``:
+    #: ``max_pending * max_bytes``.
+    max_body_memory: int | None = None
+    #: Seconds a 503 tells the client to wait before retrying (``Retry-After``).
+    retry_after: int = 2
+    #: ``Host`` names accepted (addresses always are); ``None``: any.
+    allowed_hosts: frozenset[str] | None = None
+
+    @property
+    def body_memory(self) -> int:
+        """Bytes of request bodies held at once."""
+        if self.max_body_memory is not None:
+            return self.max_body_memory
+        return self.max_pending * self.max_bytes
 
     def limits(self) -> dict[str, Any]:
-        """The limits and defaults ``GET /v1/model`` reports."""
-        return {k: v for k, v in asdict(self).items() if k != "docs"}
+        """The limits and defaults ``GET /v1/model`` reports (the body memory worked out; not
+        the accepted host names)."""
+        limits = {k: v for k, v in asdict(self).items() if k not in ("docs", "allowed_hosts")}
+        limits["max_body_memory"] = self.body_memory
+        return limits
 
 
 @dataclass
@@ -139,14 +173,16 @@ class _Engine:
             contextlib.nullcontext() if bundle.thread_safe else threading.Lock()
         )
         self.pending = 0  # requests in progress (event loop only)
+        self.uploads: dict[str, int] = {}  # bodies arriving, per client address
+        self.bodies = ByteQuota(settings.body_memory)
         self.budget = MemoryBudget(settings.max_memory)
         #: Working memory of one forward pass: measured at warm-up, this until then.
         self.inference_bytes = DEFAULT_INFERENCE_BYTES
         self.ready = threading.Event()
 
     def warm_up(self) -> None:
-        """One inference on a blank image, measuring the memory it needs (added to every
-        reservation); sets ``ready`` when it succeeds."""
+        """One inference on a blank image, measuring the memory it needs (the least any
+        reservation is); sets ``ready`` when it succeeds."""
         try:
             side = self.bundle.side
             with self.lock:
@@ -166,8 +202,10 @@ class _Engine:
         self.ready.set()
 
     def reservation(self, header: ImageHeader) -> int:
-        """Bytes a request on an image with ``header`` reserves from the budget."""
-        return header.work_bytes + self.inference_bytes
+        """Bytes a request on an image with ``header`` reserves from the budget: the larger of
+        its image work and one forward pass, which never overlap (the decoded image is freed
+        before inference, the full-size maps made after it)."""
+        return max(header.work_bytes, self.inference_bytes)
 
     @contextlib.contextmanager
     def admitted(self) -> Any:
@@ -179,6 +217,46 @@ class _Engine:
             yield
         finally:
             self.pending -= 1
+
+    @contextlib.contextmanager
+    def uploading(self, client: str) -> Any:
+        """A place among the bodies arriving (in all, and from ``client``), or 503 at once."""
+        settings = self.settings
+        if sum(self.uploads.values()) >= settings.max_uploads:
+            raise HTTPException(503, "server busy: too many uploads in progress, retry later")
+        if self.uploads.get(client, 0) >= settings.max_uploads_per_client:
+            raise HTTPException(
+                503, "server busy: too many uploads in progress from this address, retry later"
+            )
+        self.uploads[client] = self.uploads.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            self.uploads[client] -= 1
+            if not self.uploads[client]:
+                del self.uploads[client]
+
+    @contextlib.asynccontextmanager
+    async def body(self, request: Request) -> AsyncIterator[bytes | mmap.mmap]:
+        """The request's body (see :func:`_read_body`), its bytes counted against
+        ``body_memory`` from arrival until the block ends, when its map is closed."""
+        client = request.client.host if request.client else ""
+        counted = [0]
+        buffer: mmap.mmap | None = None
+        try:
+            with self.uploading(client):
+                buffer, length = await _read_body(
+                    request, self.settings.max_bytes, self.bodies, counted
+                )
+            data: bytes | mmap.mmap = b""
+            if length:
+                buffer = data = exact_copy(buffer, length)
+            yield data
+        finally:
+            self.bodies.give(counted[0])
+            if buffer is not None:
+                with contextlib.suppress(BufferError):  # a view still alive: the GC unmaps it
+                    buffer.close()
 
     def probabilities(self, images: list[np.ndarray], tta: str | None) -> np.ndarray:
         """The probability map (``float32``, at its own size) of the one RGB image in
@@ -211,7 +289,6 @@ class _Engine:
             if header.work_bytes > TRIM_AFTER_BYTES:
                 trim_heap()
 
-
     def preview_upload(self, data: bytes, header: ImageHeader) -> bytes:
         """PNG of the decoded upload, at most :data:`PREVIEW_MAX_SIDE` on its long side."""
         import cv2
@@ -233,44 +310,68 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
+async def _read_body(
+    request: Request, limit: int, quota: ByteQuota, counted: list[int]
+) -> tuple[mmap.mmap, int]:
+    """The request body in a memory map, and its length; 413 as soon as it exceeds ``limit``
+    bytes, 503 when ``quota`` (bodies held by all requests) is spent. Each chunk is counted
+    against ``quota`` as it arrives and added to ``counted[0]`` (the caller gives it back)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise HTTPException(400, "invalid Content-Length header")
         if int(declared) > limit:
             raise HTTPException(413, f"request body too large: at most {limit} bytes")
-    chunks, total = [], 0
+    buffer = body_buffer(int(declared) if declared is not None else limit)
+    total = 0
     try:
         async for chunk in request.stream():
             total += len(chunk)
-            if total > limit:
+            if total > limit or total > len(buffer):
                 raise HTTPException(413, f"request body too large: at most {limit} bytes")
-            chunks.append(chunk)
+            if not quota.take(len(chunk)):
+                raise HTTPException(503, "server busy: too many request bodies held, retry later")
+            counted[0] += len(chunk)
+            buffer.write(chunk)
     except ClientDisconnect:
+        buffer.close()
         raise HTTPException(400, "client disconnected before the body was complete") from None
-    return b"".join(chunks)
+    except BaseException:
+        buffer.close()
+        raise
+    return buffer, total
 
 
-async def _image_bytes(request: Request, limit: int) -> bytes:
-    """The uploaded image: multipart field ``file``, or the whole body otherwise."""
-    body = await _read_body(request, limit)
-    content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
-        return body
+@contextlib.asynccontextmanager
+async def _upload(engine: _Engine, request: Request) -> AsyncIterator[bytes | mmap.mmap]:
+    """The uploaded image (inside ``engine.body``): multipart field ``file``, or the whole
+    body otherwise. The multipart copy of the file is counted against the body quota too."""
+    async with engine.body(request) as body:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.lower().startswith("multipart/form-data"):
+            yield body
+            return
+        size = len(body)
+        if not engine.bodies.take(size):
+            raise HTTPException(503, "server busy: too many request bodies held, retry later")
+        try:
+            raw = bytes(body)
 
-    async def replay() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
+            async def replay() -> dict[str, Any]:
+                return {"type": "http.request", "body": raw, "more_body": False}
 
-    form = await Request(request.scope, receive=replay).form(max_files=1, max_fields=8)
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise HTTPException(422, "multipart upload needs a file field named 'file'")
-        return await upload.read()
-    finally:
-        await form.close()
+            form = await Request(request.scope, receive=replay).form(max_files=1, max_fields=8)
+            try:
+                upload = form.get("file")
+                if not isinstance(upload, UploadFile):
+                    raise HTTPException(422, "multipart upload needs a file field named 'file'")
+                data = await upload.read()
+            finally:
+                await form.close()
+            raw = b""  # the form parser is done with it
+            yield data
+        finally:
+            engine.bodies.give(size)
 
 
 def create_app(
@@ -300,7 +401,10 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        response = _error(exc.status_code, str(exc.detail))
+        if exc.status_code == 503:
+            response.headers["Retry-After"] = str(settings.retry_after)
+        return response
 
     @app.exception_handler(UploadError)
     async def upload_error(_: Request, exc: UploadError) -> JSONResponse:
@@ -337,28 +441,38 @@ def create_app(
         input side, limits."""
         info = bundle.info()
         meta = bundle.meta
-        card = meta.get("card") or make_card(
-            meta, None, info["metrics"], "the checkpoint's, at the epoch it was saved")[0]
-        return {**info, "precision": precision_of(meta), "export_id": meta.get("export_id"),
-                "card": card, "limits": settings.limits()}
+        card = (
+            meta.get("card")
+            or make_card(
+                meta, None, info["metrics"], "the checkpoint's, at the epoch it was saved"
+            )[0]
+        )
+        return {
+            **info,
+            "precision": precision_of(meta),
+            "export_id": meta.get("export_id"),
+            "card": card,
+            "limits": settings.limits(),
+        }
 
     async def with_upload(request: Request, job: Callable[[bytes, ImageHeader], Any]) -> Any:
-        """Admission, body, header and memory reservation, then ``job(data, header)`` in the
-        threadpool (the order of the module docstring)."""
+        """Upload place and body, then (the body complete) a pending place, the header and the
+        memory reservation, then ``job(data, header)`` in the threadpool (the order of the
+        module docstring)."""
         if not engine.ready.is_set():
             raise HTTPException(503, "model not ready")
-        with engine.admitted():
-            data = await _image_bytes(request, settings.max_bytes)
-            header = await run_in_threadpool(read_header, data, settings.max_pixels)
-            try:
-                async with engine.budget.reserve(
-                    engine.reservation(header), settings.queue_timeout
-                ):
-                    return await run_in_threadpool(job, data, header)
-            except BudgetTimeout:
-                raise HTTPException(
-                    503, "server busy: no memory free for this image in time, retry later"
-                ) from None
+        async with _upload(engine, request) as data:
+            with engine.admitted():  # only now, with the body complete
+                header = await run_in_threadpool(read_header, data, settings.max_pixels)
+                try:
+                    async with engine.budget.reserve(
+                        engine.reservation(header), settings.queue_timeout
+                    ):
+                        return await run_in_threadpool(job, data, header)
+                except BudgetTimeout:
+                    raise HTTPException(
+                        503, "server busy: no memory free for this image in time, retry later"
+                    ) from None
 
     @app.post("/v1/preview", responses={200: {"content": {"image/png": {}}}})
     async def preview_image(request: Request) -> Response:
@@ -407,4 +521,20 @@ def create_app(
         )
 
     register_page(app)
+    _guard(app, settings)
     return app
+
+
+def _guard(app: FastAPI, settings: ServerSettings) -> None:
+    """Put :class:`~polypseg.deploy.headers.BrowserGuard` outside every other layer of
+    ``app``, Starlette's error middleware included, so that even a 500 gets its headers."""
+    build = app.build_middleware_stack
+
+    # Swagger UI (--docs) loads its script and style from a CDN: its page keeps the other
+    # headers but not the API's policy, which would block them.
+    own_policy = frozenset({"/docs", "/docs/oauth2-redirect"} if settings.docs else ())
+
+    def build_guarded() -> Any:
+        return BrowserGuard(build(), settings.allowed_hosts, no_csp=own_policy)
+
+    app.build_middleware_stack = build_guarded  # type: ignore[method-assign]

@@ -210,3 +210,17 @@ def test_the_card_states_the_frame_level_thresholds(run_dir: Path, tmp_path: Pat
     assert "largest region covers at least 1.23% of the image" in readme
     assert "peak probability is at least 0.875" in readme and "specificity 0.960" in readme
     assert load_bundle(out).meta["decision"] == decision
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_an_older_opset_is_honoured_and_the_file_s_own_opset_recorded(
+    run_dir: Path, tmp_path: Path, opset: int
+):
+    """``auto`` exports an opset other than 18 with the legacy exporter (dynamo writes 18
+    whatever it is asked for: before, ``--opset 13`` gave an opset-18 file recorded as 13)."""
+    from polypseg.deploy.export import export_run, file_opset
+
+    result = export_run(run_dir, "onnx", tmp_path / "o", opset=opset)
+    assert file_opset(result.artifact) == opset
+    meta = json.loads((result.out / "export.json").read_text())
+    assert meta["opset"] == opset and meta["onnx_exporter"] == "legacy"
