@@ -106,3 +106,15 @@ def test_allowed_host_star_accepts_any_and_host_names_are_normalised() -> None:
     assert host_name("Example.ORG.:8080") == "example.org"
     assert host_name("[::1]:8000") == "::1"
     assert host_name("::1") == "::1"
+
+
+def test_swagger_ui_keeps_its_cdn_assets_and_the_other_headers(exports: dict[str, Path]) -> None:
+    """``serve --docs``: the API's policy would block Swagger UI's script and style (a CDN's),
+    so its page alone goes without one; it still may not be framed or sniffed."""
+    app = create_app(load_bundle(exports["onnx"]), ServerSettings(docs=True), warm_up=False)
+    with _test_client(app) as client:
+        docs, schema = client.get("/docs"), client.get("/openapi.json")
+    assert docs.status_code == 200 and "content-security-policy" not in docs.headers
+    assert docs.headers["x-frame-options"] == "DENY"
+    assert docs.headers["x-content-type-options"] == "nosniff"
+    assert_guarded(schema)
