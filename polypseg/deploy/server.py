@@ -433,7 +433,9 @@ def create_app(
         """Readiness: the model is loaded and has run once."""
         if engine.ready.is_set():
             return JSONResponse({"status": "ready", "model_id": bundle.model_id})
-        return _error(503, "model not ready")
+        response = _error(503, "model not ready")
+        response.headers["Retry-After"] = str(settings.retry_after)
+        return response
 
     @app.get("/v1/model")
     def model_info() -> dict[str, Any]:
