@@ -393,7 +393,10 @@ def bind_socket(host: str, port: int, backlog: int = ConnectionLimits.backlog) -
     naming the address and the cause.
     """
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn binds
+        infos = socket.getaddrinfo(
+            host, port, family=family, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
     except (socket.gaierror, UnicodeError) as err:
         reason = err.strerror if isinstance(err, socket.gaierror) else str(err)
         message = f"--host {host!r} is not an address or a known host name ({reason})"
