@@ -443,19 +443,10 @@ def create_app(
         input side, limits."""
         info = bundle.info()
         meta = bundle.meta
-        card = (
-            meta.get("card")
-            or make_card(
-                meta, None, info["metrics"], "the checkpoint's, at the epoch it was saved"
-            )[0]
-        )
-        return {
-            **info,
-            "precision": precision_of(meta),
-            "export_id": meta.get("export_id"),
-            "card": card,
-            "limits": settings.limits(),
-        }
+        card = meta.get("card") or make_card(
+            meta, None, info["metrics"], "the checkpoint's, at the epoch it was saved")[0]
+        return {**info, "precision": precision_of(meta), "export_id": meta.get("export_id"),
+                "card": card, "limits": settings.limits()}
 
     async def with_upload(request: Request, job: Callable[[bytes, ImageHeader], Any]) -> Any:
         """Upload place and body, then (the body complete) a pending place, the header and the
