@@ -73,10 +73,12 @@ def evaluate_run(
     from polypseg.inspection import learned_summary
     from polypseg.negatives_eval import evaluate_negatives, features_of
     from polypseg.training.datasets import choose_split, eval_dataset, subset_pairs
+    from polypseg.training.performance import tune_allocator
     from polypseg.training.progress import bars, want_progress
     from polypseg.training.runs import load_run
 
     check_tta(tta)
+    tune_allocator()  # as training: reuse warm heap pages for the activations
     loaded = load_run(run, which, device)
     index = discover(data_dir)
     given_split = split_file or loaded.split_file

@@ -9,6 +9,13 @@ chunks of ``batch_size`` images, and returns CPU tensors.
 Test-time augmentation ``tta="rot90"`` averages the probabilities of the four rotations by
 multiples of 90 degrees (each rotated back with the exact ``torch.rot90``): the result is
 exactly invariant to rot90 of the input (up to float rounding), at four times the cost.
+
+Memory format: ``channels_last=None`` (the default) resolves as in training
+(:func:`polypseg.training.performance.channels_last_default`: channels-last on CPU, NCHW
+elsewhere). Channels-last images run the same model through other oneDNN kernels (zoo keeps the
+layout through its batch norms, pooling and upsampling), 1.3-1.8x faster per image on CPU; the
+logits agree with the NCHW path to float rounding (a few 1e-6), so a mask can differ only
+where a probability sits within rounding of the threshold.
 """
 
 from __future__ import annotations
@@ -33,8 +40,31 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _forward_probs(model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return torch.sigmoid(model(images.to(device)).float()).cpu()
+def resolve_channels_last(channels_last: bool | None, device: torch.device) -> bool:
+    """``channels_last`` itself, or for ``None`` the training loop's default on ``device``."""
+    from polypseg.training.performance import channels_last_default
+
+    return channels_last_default(device) if channels_last is None else bool(channels_last)
+
+
+def forward_logits(
+    model: nn.Module, images: torch.Tensor, channels_last: bool | None = None
+) -> torch.Tensor:
+    """The model's logits ``(B, 1, H, W)`` (NCHW-contiguous, on the model's device) for
+    ``images`` ``(B, 3, H, W)``, fed channels-last or NCHW (:func:`resolve_channels_last`).
+    No mode or grad handling: the caller sets eval mode and ``inference_mode``/``no_grad``.
+    """
+    from polypseg.training.performance import memory_format
+
+    device = model_device(model)
+    layout = memory_format(resolve_channels_last(channels_last, device))
+    return model(images.to(device, memory_format=layout)).contiguous()
+
+
+def _forward_probs(
+    model: nn.Module, images: torch.Tensor, channels_last: bool | None
+) -> torch.Tensor:
+    return torch.sigmoid(forward_logits(model, images, channels_last).float()).cpu()
 
 
 def predict_probs(
@@ -42,30 +72,33 @@ def predict_probs(
     images: torch.Tensor,
     tta: str | None = None,
     batch_size: int | None = None,
+    channels_last: bool | None = None,
 ) -> torch.Tensor:
     """Foreground probabilities ``(B, 1, H, W)`` in [0, 1] for normalised ``images``.
 
     ``tta=None`` runs the model once; ``tta="rot90"`` averages the four rot90 predictions.
     ``batch_size`` bounds how many images go through the model at once (all by default; with
-    ``rot90`` each chunk becomes four forward passes). The model is left in eval mode.
+    ``rot90`` each chunk becomes four forward passes). ``channels_last``: the images' memory
+    format in the model (``None``: :func:`resolve_channels_last`). The model is left in eval
+    mode.
     """
     check_tta(tta)
     if images.dim() != 4:
         raise ValueError(f"expected images (B, 3, H, W), got shape {tuple(images.shape)}")
     model.eval()
-    device = model_device(model)
+    channels_last = resolve_channels_last(channels_last, model_device(model))
     step = batch_size or max(1, images.shape[0])
     chunks = []
     with torch.inference_mode():
         for start in range(0, images.shape[0], step):
             batch = images[start : start + step]
             if tta is None:
-                chunks.append(_forward_probs(model, batch, device))
+                chunks.append(_forward_probs(model, batch, channels_last))
                 continue
             total = torch.zeros(batch.shape[0], 1, *batch.shape[-2:])
             for k in range(4):
                 rotated = torch.rot90(batch, k, dims=(-2, -1))
-                probs = _forward_probs(model, rotated, device)
+                probs = _forward_probs(model, rotated, channels_last)
                 total += torch.rot90(probs, -k, dims=(-2, -1))
             chunks.append(total / 4.0)
     if not chunks:
@@ -79,8 +112,12 @@ def predict_masks(
     threshold: float = 0.5,
     tta: str | None = None,
     batch_size: int | None = None,
+    channels_last: bool | None = None,
 ) -> torch.Tensor:
     """Binary masks ``(B, 1, H, W)`` in {0, 1}: :func:`predict_probs` ``>= threshold``."""
     from polypseg.metrics import binarize
 
-    return binarize(predict_probs(model, images, tta=tta, batch_size=batch_size), threshold)
+    probs = predict_probs(
+        model, images, tta=tta, batch_size=batch_size, channels_last=channels_last
+    )
+    return binarize(probs, threshold)

@@ -99,6 +99,7 @@ def sweep_runs(
     from polypseg.inference import check_tta, predict_probs
     from polypseg.metrics import binarize, dice
     from polypseg.training.datasets import choose_split, eval_dataset, subset_pairs
+    from polypseg.training.performance import tune_allocator
     from polypseg.training.progress import bars, want_progress
     from polypseg.training.runs import load_run
 
@@ -108,6 +109,7 @@ def sweep_runs(
     if not angles:
         raise RunError("sweep needs at least one angle")
     check_tta(tta)
+    tune_allocator()  # as training: reuse warm heap pages for the activations
     loaded = [load_run(r, which, device) for r in runs]
     names = _unique_names([r.name for r in loaded])
     _check_compatible(loaded)

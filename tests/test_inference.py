@@ -6,7 +6,12 @@ import pytest
 import torch
 
 import zoo
-from polypseg.inference import predict_masks, predict_probs
+from polypseg.inference import (
+    forward_logits,
+    predict_masks,
+    predict_probs,
+    resolve_channels_last,
+)
 
 
 def _model(name: str) -> torch.nn.Module:
@@ -46,3 +51,82 @@ def test_rot90_tta_changes_nothing_for_p4() -> None:
 def test_unknown_tta_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unknown tta"):
         predict_probs(_model("unet"), torch.randn(1, 3, 16, 16), tta="flip")
+
+
+# -- memory format: channels-last against NCHW ------------------------------------------------
+
+#: Logits of the two memory formats agree to float32 rounding: this much, relative to the
+#: largest logit (the kernels sum in other orders; measured 1e-7 to 7e-6 on these models).
+LAYOUT_RTOL = 5e-6
+
+
+def _trained_like(name: str, **options: object) -> torch.nn.Module:
+    """A tiny model whose batch-norm statistics sit off their defaults (as after training), so
+    that every norm, the head norm included, changes the logits."""
+    torch.manual_seed(0)
+    model = zoo.create(name, width=2, depth=2, **options)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(4, 3, 32, 32) * 2 + 0.5)
+    return model.eval()
+
+
+class _LayoutProbe(torch.nn.Module):
+    """Wraps a model and records whether each input it gets is channels-last."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.seen: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last))
+        return self.model(x)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("p4", {}), ("p4", {"head_norm": False}), ("steerable", {}), ("unet", {})],
+)
+def test_channels_last_matches_nchw(name: str, options: dict) -> None:
+    model = _trained_like(name, **options)
+    assert isinstance(model.pool_norm, torch.nn.BatchNorm2d) == options.get("head_norm", True)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        nchw = forward_logits(model, x, channels_last=False)
+        last = forward_logits(model, x, channels_last=True)
+    assert last.is_contiguous() and last.shape == (3, 1, 32, 32)
+    scale = float(nchw.abs().max())
+    assert float((last - nchw).abs().max()) <= LAYOUT_RTOL * max(scale, 1.0)
+    # masks: identical except where a probability sits within rounding of the threshold
+    p_nchw = predict_probs(model, x, channels_last=False)
+    p_last = predict_probs(model, x, channels_last=True)
+    threshold = float(p_nchw.median())  # half the pixels each side: the masks hold both values
+    m_nchw = predict_masks(model, x, threshold=threshold, channels_last=False)
+    m_last = predict_masks(model, x, threshold=threshold, channels_last=True)
+    tie = (p_nchw - threshold).abs() <= 2e-6
+    assert torch.equal(m_nchw[~tie], m_last[~tie])
+    assert 0 < int(m_nchw.sum()) < m_nchw.numel()
+    torch.testing.assert_close(p_last, p_nchw, atol=2e-6, rtol=0)
+
+
+def test_channels_last_is_the_cpu_default_and_reaches_the_model() -> None:
+    probe = _LayoutProbe(_trained_like("p4"))
+    x = torch.randn(2, 3, 32, 32)
+    assert resolve_channels_last(None, torch.device("cpu")) is True
+    assert resolve_channels_last(None, torch.device("cuda")) is False  # not measured there
+    assert resolve_channels_last(False, torch.device("cpu")) is False
+    predict_probs(probe, x)
+    predict_probs(probe, x, channels_last=False)
+    predict_probs(probe, x, tta="rot90")  # each rotation goes channels-last too
+    assert probe.seen == [True, False, True, True, True, True]
+
+
+def test_tta_parity_across_layouts() -> None:
+    model = _trained_like("unet")
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(predict_probs(model, x, tta="rot90", channels_last=True),
+                               predict_probs(model, x, tta="rot90", channels_last=False),
+                               atol=2e-6, rtol=0)

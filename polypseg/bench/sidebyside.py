@@ -19,6 +19,12 @@ to other jobs). The result per variant: the ratio of the median times (reference
 1.3 means 30 % more steps per second) and the median of the ratios of back-to-back pairs, plus
 how far the two paths' logits and gradients differ after one step from the same weights
 (float32 rounding: the paths run other kernels).
+
+Inference runs what ``evaluate``, ``sweep`` and ``predict`` run: :func:`polypseg.inference.
+predict_probs` (eval mode, ``inference_mode``, sigmoid) on an NCHW batch as the data pipeline
+makes it, which the optimised path feeds channels-last (its default on CPU) and the reference
+path as it is. ``modes=("infer",)`` (``--infer-only``) times only inference and checks the
+eval-mode logits of the two paths instead of a training step's.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class PathRunner:
         self.model = model
         self.net = torch.compile(model) if compile_model and path == "optimised" else model
         self.x = x.contiguous(memory_format=_layout(path))
+        self.x_nchw = x.contiguous()
         self.y = y
         self.loss_fn = _loss(path)
         self.optimizer = torch.optim.AdamW(
@@ -77,10 +84,18 @@ class PathRunner:
         self.optimizer.step()
 
     def infer_step(self) -> None:
-        """One forward pass in eval mode under ``inference_mode``."""
+        """Probabilities of the batch as inference computes them (the path's memory format)."""
+        from polypseg.inference import predict_probs
+
+        predict_probs(self.net, self.x_nchw, channels_last=self.path == "optimised")
+
+    def eval_logits(self) -> torch.Tensor:
+        """Eval-mode logits of the batch through the path's memory format (NCHW result)."""
+        from polypseg.inference import forward_logits
+
         self.model.eval()
         with torch.inference_mode():
-            self.net(self.x)
+            return forward_logits(self.net, self.x_nchw, self.path == "optimised").clone()
 
     def gradients(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and parameter gradients of one forward/backward from the current weights
@@ -127,7 +142,8 @@ def _timed(call: Callable[[], None], device: torch.device) -> tuple[float, float
 
 def worker(conn: Any, path: str, threads: int, build: dict[str, Any]) -> None:
     """A path's process: set threads (and the allocator), build, then serve commands from
-    ``conn``: ``parity``, ``train``, ``infer`` (one timed call: ``(wall, cpu)``), ``stop``."""
+    ``conn``: ``parity``, ``logits``, ``train``, ``infer`` (one timed call: ``(wall, cpu)``),
+    ``stop``."""
     torch.set_num_threads(threads)
     if path == "optimised":
         from polypseg.training.performance import tune_allocator
@@ -144,6 +160,8 @@ def worker(conn: Any, path: str, threads: int, build: dict[str, Any]) -> None:
             return
         if command == "parity":
             conn.send(runner.gradients())
+        elif command == "logits":
+            conn.send(runner.eval_logits())
         else:
             conn.send(_timed(calls[command], device))
 
@@ -246,35 +264,45 @@ def compare_variant(
     compile_model: bool,
     threads: int,
     say: Callable[[str], None],
+    modes: tuple[str, ...] = ("train", "infer"),
 ) -> dict[str, Any]:
-    """Both paths of one variant: parity after one step, then alternating train and infer."""
+    """Both paths of one variant: parity (after one training step, or of the eval-mode logits
+    without ``"train"`` in ``modes``), then the ``modes`` alternating."""
     build = {"name": name, "width": width, "depth": depth, "size": size,
              "batch_size": batch_size, "device": device, "compile_model": compile_model}
     say(f"{name}: width {width}, starting the two path workers")
     pair = PathPair(threads, build)
+    timed: dict[str, dict[str, dict[str, list[float]]]] = {}
     try:
-        logits_ref, grads_ref = pair.ask("reference", "parity")
-        logits_opt, grads_opt = pair.ask("optimised", "parity")
-        parity = {
-            "logits_rel_diff": rel_diff(logits_opt, logits_ref),
-            "max_grad_rel_diff": grad_rel_diff(grads_opt, grads_ref),
+        eval_ref = pair.ask("reference", "logits")
+        eval_opt = pair.ask("optimised", "logits")
+        parity: dict[str, float] = {
+            "eval_logits_max_abs_diff": float((eval_opt - eval_ref).abs().max()),
+            "eval_logits_rel_diff": rel_diff(eval_opt, eval_ref),
         }
-        say(f"{name}: timing training steps ({repeats} pairs)")
-        train = time_pairs(pair, "train", repeats, warmup)
-        say(f"{name}: timing inference")
-        infer = time_pairs(pair, "infer", repeats, warmup)
+        if "train" in modes:
+            logits_ref, grads_ref = pair.ask("reference", "parity")
+            logits_opt, grads_opt = pair.ask("optimised", "parity")
+            parity["logits_rel_diff"] = rel_diff(logits_opt, logits_ref)
+            parity["max_grad_rel_diff"] = grad_rel_diff(grads_opt, grads_ref)
+        for mode in modes:
+            say(f"{name}: timing {mode} ({repeats} pairs)")
+            timed[mode] = time_pairs(pair, mode, repeats, warmup)
     finally:
         pair.close()
+    import zoo
+
     row: dict[str, Any] = {
         "name": name,
         "width": width,
         "depth": depth,
-        "params": sum(g.numel() for g in grads_ref),
+        "params": zoo.count_parameters(
+            zoo.create(name, in_channels=3, out_channels=1, width=width, depth=depth)
+        ),
         "parity": parity,
-        "train_seconds": train,
-        "infer_seconds": infer,
+        **{f"{mode}_seconds": times for mode, times in timed.items()},
     }
-    for mode, times in (("train", train), ("infer", infer)):
+    for mode, times in timed.items():
         for clock in ("wall", "cpu"):
             row[f"{mode}_{clock}"] = ratios(
                 times["reference"][clock], times["optimised"][clock]
@@ -297,8 +325,10 @@ def run_side_by_side(
     device: str = "cpu",
     compile_model: bool = False,
     progress: Callable[[str], None] | None = None,
+    modes: tuple[str, ...] = ("train", "infer"),
 ) -> dict[str, Any]:
-    """The side-by-side document: one row per variant (see the module docstring)."""
+    """The side-by-side document: one row per variant (see the module docstring); ``modes``
+    says what is timed (``train``, ``infer``)."""
     from polypseg.bench.hardware import hardware_info
 
     if len(widths) != len(variants):
@@ -307,7 +337,7 @@ def run_side_by_side(
     threads = torch.get_num_threads()
     rows = [
         compare_variant(name, width, depth, size, batch_size, device, repeats, warmup,
-                        compile_model, threads, say)
+                        compile_model, threads, say, modes)
         for name, width in zip(variants, widths, strict=True)
     ]
     info = hardware_info(device)
@@ -321,15 +351,28 @@ def run_side_by_side(
         "settings": {
             "size": size, "batch_size": batch_size, "depth": depth, "repeats": repeats,
             "warmup": warmup, "threads": info["threads"], "compile": compile_model,
+            "modes": list(modes),
         },
-        "paths": {
-            "reference": "NCHW batches, MONAI DiceCELoss(sigmoid=True), eager, glibc malloc "
-            "as it comes",
-            "optimised": "channels-last batches, polypseg DiceCELoss, glibc malloc tuned "
-            "(tune_allocator)" + (", torch.compile" if compile_model else ", eager"),
-        },
+        "paths": _path_notes(modes, compile_model),
         "workers": "one process per path, fresh (spawn), called alternately",
         "models": rows,
+    }
+
+
+def _path_notes(modes: tuple[str, ...], compile_model: bool) -> dict[str, str]:
+    engine = ", torch.compile" if compile_model else ", eager"
+    if "train" not in modes:
+        return {
+            "reference": "polypseg.inference.predict_probs on NCHW batches (channels_last=False), "
+            "glibc malloc as it comes",
+            "optimised": "polypseg.inference.predict_probs with channels-last batches (the CPU "
+            "default), glibc malloc tuned (tune_allocator)" + engine,
+        }
+    return {
+        "reference": "NCHW batches, MONAI DiceCELoss(sigmoid=True), eager, glibc malloc as it "
+        "comes",
+        "optimised": "channels-last batches, polypseg DiceCELoss, glibc malloc tuned "
+        "(tune_allocator)" + engine,
     }
 
 
@@ -343,10 +386,13 @@ def _load_average() -> list[float] | None:
 
 
 def side_by_side_markdown(doc: dict[str, Any]) -> str:
-    """The markdown report of a side-by-side document."""
+    """The markdown report of a side-by-side document (training and inference, or inference
+    only when ``settings.modes`` lacks ``train``)."""
     settings = doc.get("settings", {})
+    with_train = "train" in settings.get("modes", ["train", "infer"])
+    title = "Training step" if with_train else "Inference"
     lines = [
-        f"# Training step: optimised against reference path ({doc.get('device_name', '?')})",
+        f"# {title}: optimised against reference path ({doc.get('device_name', '?')})",
         "",
         f"- Date: {doc.get('date', '?')}; device {doc.get('device')} ({doc.get('device_name')}), "
         f"torch {doc.get('hardware', {}).get('torch', '?')}, threads {settings.get('threads')}, "
@@ -365,20 +411,38 @@ def side_by_side_markdown(doc: dict[str, Any]) -> str:
         "Speed-up = reference time / optimised time (1.30x: 30 % more steps per second). "
         "'paired' is the median over back-to-back pairs; CPU is the process's CPU time.",
         "",
-        "| variant | width | params | train speed-up: wall (paired) | train: CPU (paired) "
-        "| infer speed-up: wall (paired) | infer: CPU (paired) | optimised train img/s "
-        "| logits / max grad rel. diff |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
+    if with_train:
+        lines += [
+            "| variant | width | params | train speed-up: wall (paired) | train: CPU (paired) "
+            "| infer speed-up: wall (paired) | infer: CPU (paired) | optimised train img/s "
+            "| logits / max grad rel. diff |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+    else:
+        lines += [
+            "| variant | width | params | infer speed-up: wall (paired) | infer: CPU (paired) "
+            "| reference img/s | optimised img/s | eval logits max abs / rel. diff |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|",
+        ]
     for row in doc.get("models", []):
         def cell(key: str, r: dict[str, Any] = row) -> str:
             return f"{r[key]['median_ratio']:.2f}x ({r[key]['paired_ratio']:.2f}x)"
 
         parity = row["parity"]
+        start = f"| {row['name']} | {row['width']} | {row['params']:,} "
+        if with_train:
+            lines.append(
+                start + f"| {cell('train_wall')} "
+                f"| {cell('train_cpu')} | {cell('infer_wall')} | {cell('infer_cpu')} "
+                f"| {row['train_images_per_s']['optimised']:.1f} "
+                f"| {parity['logits_rel_diff']:.1e} / {parity['max_grad_rel_diff']:.1e} |"
+            )
+            continue
+        speeds = row["infer_images_per_s"]
         lines.append(
-            f"| {row['name']} | {row['width']} | {row['params']:,} | {cell('train_wall')} "
-            f"| {cell('train_cpu')} | {cell('infer_wall')} | {cell('infer_cpu')} "
-            f"| {row['train_images_per_s']['optimised']:.1f} "
-            f"| {parity['logits_rel_diff']:.1e} / {parity['max_grad_rel_diff']:.1e} |"
+            start + f"| {cell('infer_wall')} | {cell('infer_cpu')} "
+            f"| {speeds['reference']:.1f} | {speeds['optimised']:.1f} "
+            f"| {parity['eval_logits_max_abs_diff']:.1e} / {parity['eval_logits_rel_diff']:.1e} |"
         )
     return "\n".join(lines) + "\n"

@@ -145,6 +145,9 @@ def speed(
         "(default: matched to --params)."),
     compile_model: bool = typer.Option(
         False, "--compile", help="Side by side: torch.compile the optimised path."),
+    infer_only: bool = typer.Option(
+        False, "--infer-only", help="Side by side: time inference only (evaluate/sweep/predict's "
+        "path); writes speed-infer-DEVICE-SIZE by default."),
 ) -> None:
     """Time every variant against a MONAI UNet of similar size (ratios, images/s, memory),
     or (--side-by-side) each variant's optimised training step against its reference path."""
@@ -152,7 +155,7 @@ def speed(
 
     if side_by_side:
         _side_by_side(device, size, batch_size, repeats, warmup, params, variants, depth,
-                      widths, compile_model, out, stem)
+                      widths, compile_model, out, stem, infer_only)
         return
     if device.startswith("cuda"):
         import torch
@@ -178,7 +181,7 @@ def speed(
 def _side_by_side(
     device: str, size: int, batch_size: int, repeats: int, warmup: int, params: int,
     variants: str | None, depth: int | None, widths: str | None, compile_model: bool,
-    out: Path, stem: str | None,
+    out: Path, stem: str | None, infer_only: bool = False,
 ) -> None:
     import zoo
     from polypseg.bench.sidebyside import run_side_by_side, side_by_side_markdown
@@ -203,10 +206,11 @@ def _side_by_side(
     doc = run_side_by_side(
         variants=names, widths=chosen, depth=depth, size=size, batch_size=batch_size,
         repeats=repeats, warmup=warmup, device=device, compile_model=compile_model,
-        progress=_say,
+        progress=_say, modes=("infer",) if infer_only else ("train", "infer"),
     )
     doc["command"] = _command_line()
-    default_stem = f"speed-train-{device.split(':')[0]}-{size}"
+    kind = "infer" if infer_only else "train"
+    default_stem = f"speed-{kind}-{device.split(':')[0]}-{size}"
     paths = write_speed(doc, out, stem or default_stem, render=side_by_side_markdown)
     for path in paths:
         typer.echo(f"wrote {path}")

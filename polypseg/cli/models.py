@@ -3,7 +3,9 @@
 A thin layer over :func:`zoo.describe_variant` (the counts of a variant at any width from its
 small models, so the 60M-parameter default steerable-flip is never built) and
 :func:`zoo.match_params`; torch and zoo are imported inside the command so that ``polypseg
---help`` stays fast.
+--help`` stays fast. The rows of each set of arguments are cached
+(:mod:`polypseg.cli.tablecache`, keyed by the package versions and zoo's source), so a repeated
+``polypseg models`` imports neither torch nor e2cnn.
 """
 
 from __future__ import annotations
@@ -58,6 +60,25 @@ def variant_rows(
     return rows, target
 
 
+def cached_variant_rows(
+    size: int, width: int | None, depth: int, match: str | None, use_cache: bool = True
+) -> tuple[list[dict[str, Any]], int | None]:
+    """:func:`variant_rows` through the table cache (only successful tables are stored)."""
+    from polypseg.cli import tablecache
+
+    args = {"size": size, "width": width, "depth": depth, "match": match}
+    key = tablecache.cache_key("models", args) if use_cache else ""
+    cached = tablecache.load("models", key) if use_cache else None
+    if isinstance(cached, dict) and isinstance(cached.get("rows"), list):
+        return cached["rows"], cached.get("target")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="e2cnn")  # its basis code's own warnings
+        rows, target = variant_rows(size, width, depth, match)
+    if use_cache:
+        tablecache.store("models", key, {"rows": rows, "target": target})
+    return rows, target
+
+
 def models(
     size: Annotated[
         int, typer.Option("--size", min=1, help="Side of the square input the MACs are for.")
@@ -83,18 +104,19 @@ def models(
             "(at --width and --depth).",
         ),
     ] = None,
+    cache: Annotated[
+        bool,
+        typer.Option("--cache/--no-cache", help="Reuse the table computed before for these "
+                     "options and package versions (~/.cache/polypseg)."),
+    ] = True,
 ) -> None:
     """List the model variants with their parameters and MACs per image."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(highlight=False)
-    with (
-        console.status("building every variant to count it...", spinner="dots"),
-        warnings.catch_warnings(),
-    ):
-        warnings.filterwarnings("ignore", module="e2cnn")  # its basis code's own warnings
-        rows, target = variant_rows(size, width, depth, match_params)
+    with console.status("building every variant to count it...", spinner="dots"):
+        rows, target = cached_variant_rows(size, width, depth, match_params, cache)
     title = f"zoo variants: MACs per {size}x{size} image, depth {depth}"
     if target is not None:
         title += f", widths matched to {match_params} ({target:,} params)"

@@ -54,6 +54,7 @@ from polypseg.deploy.bundle import (
 )
 from polypseg.errors import PolypsegError
 from polypseg.hashing import file_sha256
+from polypseg.inference import forward_logits
 from polypseg.training.models import count_parameters
 
 #: Export formats of ``polypseg export``.
@@ -296,7 +297,7 @@ def export_run(
     side = spec.side
     example = parity_input(side)
     with torch.no_grad():
-        reference = model(example)
+        reference = forward_logits(model, example)  # as evaluate and predict run it
         plain = frozen(model)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -313,8 +314,11 @@ def export_run(
                     details = _write_state(plain, artifact)
                 apply_umask(artifact)  # safetensors writes 0600 whatever the umask
                 reloaded = _reload(fmt, tmp, meta.model)
-                diff = max_abs_diff(reloaded(example), reference)
-                batch3 = reloaded(parity_input(side, batch=3, seed=PARITY_SEED + 1))
+                layout = False if fmt == "onnx" else None  # torch ones: as predict runs them
+                diff = max_abs_diff(forward_logits(reloaded, example, layout), reference)
+                batch3 = forward_logits(
+                    reloaded, parity_input(side, batch=3, seed=PARITY_SEED + 1), layout
+                )
         except PolypsegError:
             raise
         except Exception as err:  # exporters and runtimes raise many types

@@ -69,11 +69,15 @@ def predict_probabilities(
 ) -> torch.Tensor:
     """``(B, 1, S, S)`` foreground probabilities; ``tta="rot90"`` averages the 4 rotations.
 
-    A thin adapter over :func:`polypseg.inference.predict_probs` (the training code's).
+    A thin adapter over :func:`polypseg.inference.predict_probs` (the training code's): a torch
+    module gets the batch in that function's default memory format (channels-last on CPU), an
+    onnxruntime module the NCHW batch it reads as it is.
     """
+    from polypseg.deploy.bundle import OnnxModule
     from polypseg.inference import predict_probs
 
-    return predict_probs(module, batch, tta=tta)
+    channels_last = False if isinstance(module, OnnxModule) else None
+    return predict_probs(module, batch, tta=tta, channels_last=channels_last)
 
 
 def postprocess(probs: torch.Tensor, placements: Sequence[Placement]) -> list[np.ndarray]:
