@@ -59,11 +59,14 @@ def evaluate_run(
     limit: int | None = None,
     write: bool = True,
     progress: bool | None = False,
+    channels_last: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate run folder (or checkpoint) ``run`` on ``subset`` of its split; return the result.
 
     ``split_file`` overrides the run's own ``split.json``. ``limit`` keeps the first N images.
-    ``progress``: a progress bar (``None``: only on a terminal). With ``write`` the JSON and
+    ``progress``: a progress bar (``None``: only on a terminal). ``channels_last``: the images'
+    memory format in the model (``None``: channels-last on CPU, as in training;
+    :func:`polypseg.inference.resolve_channels_last`). With ``write`` the JSON and
     CSV go to ``out`` (default ``RUN/eval``) and the result's ``files`` names them.
     """
     import torch
@@ -96,7 +99,8 @@ def evaluate_run(
     with bars(want_progress(progress)) as progress_bars:
         progress_bars.start("eval", f"evaluate {loaded.name} {subset}", total=len(pairs))
         for batch in loader:
-            probs = predict_probs(loaded.model, batch["image"], tta=tta)
+            probs = predict_probs(loaded.model, batch["image"], tta=tta,
+                                  channels_last=channels_last)
             preds = binarize(probs, loaded.threshold)
             masks = batch["mask"]
             values = per_image(preds, masks)

@@ -87,12 +87,15 @@ def sweep_runs(
     tta: str | None = None,
     progress: bool | None = False,
     write: bool = True,
+    channels_last: bool | None = None,
 ) -> dict[str, Any]:
     """Sweep every run over ``angles`` (degrees) on ``subset`` of the split; return the result.
 
     The split is ``split_file`` or else the first run's ``split.json``; runs trained on another
     split are flagged (``split_matches_training``). ``batch_size`` angles go through a model per
-    forward pass. With ``write`` the files go to ``out`` (default: :func:`default_out`).
+    forward pass. ``channels_last``: the images' memory format in the models (``None``:
+    channels-last on CPU, as in training). With ``write`` the files go to ``out`` (default:
+    :func:`default_out`).
     """
     from polypseg.data import discover
     from polypseg.geometry import disc_mask, rotate_many
@@ -129,13 +132,15 @@ def sweep_runs(
         for item in range(len(dataset)):
             sample = dataset[item]
             x, y = sample["image"], sample["mask"]
-            base = [predict_probs(r.model, x[None], tta=tta) for r in loaded]
+            base = [predict_probs(r.model, x[None], tta=tta, channels_last=channels_last)
+                    for r in loaded]
             offset = 0
             for chunk in chunks:
                 rotated_x = rotate_many(x, chunk, mode="bilinear")
                 rotated_y = rotate_many(y, chunk, mode="nearest") * disc
                 for name, run, probs0 in zip(names, loaded, base, strict=True):
-                    probs = predict_probs(run.model, rotated_x, tta=tta)
+                    probs = predict_probs(run.model, rotated_x, tta=tta,
+                                          channels_last=channels_last)
                     pred = binarize(probs, run.threshold) * disc
                     expected = binarize(rotate_many(probs0, chunk), run.threshold) * disc
                     consistency = dice(expected, pred).tolist()

@@ -103,3 +103,21 @@ def test_a_partial_run_records_what_it_learned(data: Path, tmp_path: Path) -> No
     learned = result["learned_symmetry"]
     assert learned["summary"]["layers_reduced"] == 1 and learned["layers"][-1]["kept"] == ["0°"]
     assert "learned_symmetry" not in evaluate_run(_constant_run(tmp_path / "u", 1.0), data)
+
+
+def test_channels_last_and_nchw_evaluations_agree(data: Path, tmp_path: Path) -> None:
+    """A model with non-trivial norms (its head norm included) scores the same in both memory
+    formats: its logits differ by float rounding only, far from the threshold here."""
+    torch.manual_seed(0)
+    model = zoo.create("p4", width=2, depth=2)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(4, 3, SIZE, SIZE) * 2 + 0.5)
+    run = create_run(tmp_path / "p4", model.eval(), SIZE, _split())
+    last = evaluate_run(run, data, channels_last=True, write=False)
+    nchw = evaluate_run(run, data, channels_last=False, write=False)
+    for row_last, row_nchw in zip(last["images"], nchw["images"], strict=True):
+        assert row_last["stem"] == row_nchw["stem"]
+        assert abs(row_last["dice"] - row_nchw["dice"]) <= 1e-6
+        assert row_last["pred_fraction"] == row_nchw["pred_fraction"]

@@ -83,3 +83,17 @@ def test_one_run_writes_into_its_own_folder_and_bad_input_is_clear(
         sweep_runs([tmp_path / "missing"], data, [0.0])
     with pytest.raises(RunError, match="at least one angle"):
         sweep_runs(folders, data, [])
+
+
+def test_channels_last_and_nchw_sweeps_agree(runs: tuple[Path, list[Path]]) -> None:
+    """The CPU default (channels-last) against NCHW: the same Dice up to pixels whose
+    probability sits within float rounding of the threshold (none here, or a flip each)."""
+    data, folders = runs
+    kwargs = {"limit": 3, "batch_size": 5, "write": False}
+    last = sweep_runs(folders, data, ANGLES, channels_last=True, **kwargs)
+    nchw = sweep_runs(folders, data, ANGLES, channels_last=False, **kwargs)
+    for run_last, run_nchw in zip(last["runs"], nchw["runs"], strict=True):
+        for per_last, per_nchw in zip(run_last["per_angle"], run_nchw["per_angle"],
+                                      strict=True):
+            for metric in ("consistency", "accuracy"):
+                assert abs(per_last[metric]["mean"] - per_nchw[metric]["mean"]) <= 0.01

@@ -259,6 +259,12 @@ def evaluate(
         bool | None,
         typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)."),
     ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option("--channels-last/--no-channels-last",
+                     help="NHWC images through the model (default: on CPU, where it is faster; "
+                     "as in train)."),
+    ] = None,
 ) -> None:
     """Per-image Dice, IoU, precision, recall, HD95 (mean ± std) -> JSON + CSV."""
     from polypseg.evaluation import evaluate_run, format_summary
@@ -270,6 +276,7 @@ def evaluate(
     result = evaluate_run(
         run, _data_of_run(run, data), subset=split, split_file=split_file, tta=tta, out=out,
         which=which, device=device, batch_size=batch_size, limit=limit, progress=progress,
+        channels_last=channels_last,
     )
     typer.echo(format_summary(result))
     typer.echo(f"wrote {result['files']['json']} and {result['files']['csv']}")
@@ -341,6 +348,12 @@ def sweep(
         bool | None,
         typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)."),
     ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option("--channels-last/--no-channels-last",
+                     help="NHWC images through the model (default: on CPU, where it is faster; "
+                     "as in train)."),
+    ] = None,
 ) -> None:
     """Consistency and accuracy Dice versus rotation angle, inside the inscribed disc."""
     from polypseg.errors import RunError
@@ -354,7 +367,7 @@ def sweep(
     result = sweep_runs(
         runs, _data_of_run(runs[0], data), angle_list, subset=split, split_file=split_file,
         limit=limit, out=out, batch_size=batch_size, device=device, which=which, tta=tta,
-        progress=progress,
+        progress=progress, channels_last=channels_last,
     )
     typer.echo(format_summary(result))
     typer.echo(f"wrote {result['files']['json']} and {result['files']['csv']}")

@@ -46,3 +46,26 @@ def test_cli_side_by_side_and_report(tmp_path: Path, capsys) -> None:
     assert main(["bench", "speed", "--side-by-side", "--variants", "unet,p4", "--widths", "2",
                  "--out", str(tmp_path)]) == 2
     assert "one width" in capsys.readouterr().err
+
+
+def test_side_by_side_infer_only(tmp_path: Path) -> None:
+    doc = run_side_by_side(variants=["p4"], widths=[2], depth=2, size=32, batch_size=2,
+                           repeats=2, warmup=0, modes=("infer",))
+    (row,) = doc["models"]
+    assert "train_wall" not in row and "train_seconds" not in row
+    assert row["infer_wall"]["median_ratio"] > 0
+    assert len(row["infer_seconds"]["optimised"]["wall"]) == 2
+    # eval-mode logits of the channels-last and NCHW paths: float32 rounding apart
+    assert row["parity"]["eval_logits_rel_diff"] < 5e-6
+    assert "predict_probs" in doc["paths"]["optimised"]
+    text = side_by_side_markdown(doc)
+    assert text.startswith("# Inference:") and "| p4 | 2 |" in text
+    assert "train speed-up" not in text
+
+
+def test_cli_infer_only_default_stem(tmp_path: Path) -> None:
+    code = main(["bench", "speed", "--side-by-side", "--infer-only", "--variants", "unet",
+                 "--widths", "2", "--depth", "1", "--size", "16", "--batch-size", "1",
+                 "--repeats", "1", "--warmup", "0", "--out", str(tmp_path)])
+    assert code == 0
+    assert (tmp_path / "speed-infer-cpu-16.md").read_text().startswith("# Inference:")
