@@ -37,3 +37,16 @@ def test_init_offsets_reads_a_constant_prediction_as_a_large_offset() -> None:
     nearly_constant = init_offsets.logit_stats(torch.full((2, 1, 8, 8), -3.0) +
                                                0.1 * torch.randn(2, 1, 8, 8))
     assert nearly_constant["offset"] > 10 and nearly_constant["foreground"] == 0.0
+
+
+def test_startup_timer_lists_every_help_and_renders_baseline_ratios() -> None:
+    paths = startup_times.help_commands()
+    assert paths[0] == [] and ["models"] in paths and ["data", "check"] in paths
+    assert ["bench", "speed"] in paths and len(paths) == len({tuple(p) for p in paths})
+    row = {"command": "models", "display": "polypseg models", "goal": 2.0, "goal_key": "wall_s",
+           "summary": startup_times.summarize([{"wall_s": 1.0, "cpu_s": 0.5}]),
+           "baseline_summary": startup_times.summarize([{"wall_s": 3.0, "cpu_s": 2.5}])}
+    doc = {"date": "d", "cpu": "c", "cores": 2, "repeats": 1, "load_before": [1.0],
+           "load_after": [1.0], "command": "x", "baseline": "main", "commands": [row]}
+    text = startup_times.markdown(doc)
+    assert "| 3.00 s (3.00-3.00) | 3.00x |" in text and "| 2 s |" in text
