@@ -272,3 +272,34 @@ def test_predict_reads_exif_orientation(run_dir: Path, tmp_path: Path):
     assert tagged.shape == (256, 200)
     np.testing.assert_array_equal(
         tagged, cv2.imread(str(out / "masks" / "upright.png"), cv2.IMREAD_UNCHANGED))
+
+
+def test_torch_models_get_channels_last_and_onnx_gets_nchw(
+    run_dir: Path, exports: dict[str, Path]
+) -> None:
+    """predict/serve's model call: a torch module is fed channels-last (the CPU default, as in
+    training), onnxruntime the NCHW batch it reads; both give the checkpoint's probabilities."""
+    import torch
+
+    from polypseg.deploy.bundle import OnnxModule, load_bundle
+    from polypseg.deploy.predict import predict_probabilities, preprocess
+
+    seen: list[tuple[str, bool]] = []
+
+    def probe(module: torch.nn.Module, label: str) -> None:
+        def hook(_module: torch.nn.Module, args: tuple) -> None:
+            x = args[0]
+            seen.append((label, not x.is_contiguous() and x.is_contiguous(
+                memory_format=torch.channels_last)))
+
+        module.register_forward_pre_hook(hook)
+
+    torch_bundle, onnx_bundle = load_bundle(run_dir), load_bundle(exports["onnx"])
+    assert isinstance(onnx_bundle.module, OnnxModule)
+    probe(torch_bundle.module, "torch")
+    probe(onnx_bundle.module, "onnx")
+    batch, _ = preprocess([pattern(70, 90, seed=s) for s in range(2)], torch_bundle)
+    from_torch = predict_probabilities(torch_bundle.module, batch)
+    from_onnx = predict_probabilities(onnx_bundle.module, batch)
+    assert seen == [("torch", True), ("onnx", False)]
+    torch.testing.assert_close(from_onnx, from_torch, atol=1e-4, rtol=0)
