@@ -11,7 +11,7 @@ multiples of 90 degrees (each rotated back with the exact ``torch.rot90``): the 
 exactly invariant to rot90 of the input (up to float rounding), at four times the cost.
 
 Memory format: ``channels_last=None`` (the default) resolves as in training
-(:func:`polypseg.training.performance.channels_last_default`: channels-last on CPU, NCHW
+(:func:`channels_last_default`, which the training loop uses too: channels-last on CPU, NCHW
 elsewhere). Channels-last images run the same model through other oneDNN kernels (zoo keeps the
 layout through its batch norms, pooling and upsampling), 1.3-1.8x faster per image on CPU; the
 logits agree with the NCHW path to float rounding (a few 1e-6), so a mask can differ only
@@ -40,10 +40,20 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_channels_last(channels_last: bool | None, device: torch.device) -> bool:
-    """``channels_last`` itself, or for ``None`` the training loop's default on ``device``."""
-    from polypseg.training.performance import channels_last_default
+def channels_last_default(device: torch.device) -> bool:
+    """Whether images go channels-last when the caller leaves it open: on CPU only (measured
+    faster there, for training and inference alike; not measured on CUDA). Training uses this
+    too (:mod:`polypseg.training.performance`)."""
+    return device.type == "cpu"
 
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """The memory format of input batches."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def resolve_channels_last(channels_last: bool | None, device: torch.device) -> bool:
+    """``channels_last`` itself, or for ``None`` :func:`channels_last_default` on ``device``."""
     return channels_last_default(device) if channels_last is None else bool(channels_last)
 
 
@@ -54,8 +64,6 @@ def forward_logits(
     ``images`` ``(B, 3, H, W)``, fed channels-last or NCHW (:func:`resolve_channels_last`).
     No mode or grad handling: the caller sets eval mode and ``inference_mode``/``no_grad``.
     """
-    from polypseg.training.performance import memory_format
-
     device = model_device(model)
     layout = memory_format(resolve_channels_last(channels_last, device))
     return model(images.to(device, memory_format=layout)).contiguous()

@@ -29,6 +29,12 @@ import os
 import torch
 from torch import nn
 
+# The memory-format default is shared with inference and owned there (importable without zoo,
+# which deployed exports run without).
+from polypseg.inference import channels_last_default, memory_format
+
+__all__ = ["channels_last_default", "compiled", "memory_format", "tune_allocator"]
+
 #: glibc ``mallopt`` parameters and the values :func:`tune_allocator` sets.
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 MALLOC_SETTINGS = {
@@ -65,16 +71,6 @@ def tune_allocator() -> bool:
             tuned = False
     _TUNED.append(tuned)
     return tuned
-
-
-def channels_last_default(device: torch.device) -> bool:
-    """Whether batches go channels-last when the configuration leaves it open: CPU only."""
-    return device.type == "cpu"
-
-
-def memory_format(channels_last: bool) -> torch.memory_format:
-    """The memory format of input batches."""
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def compiled(model: nn.Module, enabled: bool) -> nn.Module:
