@@ -81,3 +81,7 @@ def test_models_errors_are_not_cached(cache: Path, capsys) -> None:
     assert main(["models", "--size", "7", "--depth", "2"]) == 2
     assert "--size 7" in capsys.readouterr().err
     assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_the_tests_cache_variable_is_the_modules() -> None:
+    assert tablecache.CACHE_ENV == "POLYPSEG_CACHE_DIR"  # tests/conftest.py sets it by name
