@@ -90,10 +90,10 @@ def load(name: str, key: str) -> Any | None:
 
 def store(name: str, key: str, value: Any) -> bool:
     """Write ``value`` (JSON) as table ``name`` under ``key``; False when it cannot be written."""
-    from polypseg.atomic import atomic_write_json
+    from polypseg.atomic import OutputError, atomic_write_json
 
     try:
         atomic_write_json(_entry(name, key), {"key": key, "value": value})
-    except OSError:
+    except (OSError, OutputError):  # OutputError: atomic's one-line form of a write failure
         return False
     return True
