@@ -26,6 +26,7 @@ from typing import Any
 from polypseg.atomic import atomic_write_json, atomic_write_text
 from polypseg.errors import RunError
 from polypseg.metrics import METRIC_NAMES, binarize, per_image, summarize_all
+from polypseg.paths import portable_tree
 
 FORMAT = "polypseg-eval/1"
 
@@ -144,7 +145,7 @@ def evaluate_run(
         stem = result_stem(subset, tta)
         json_path, csv_path = folder / f"{stem}.json", folder / f"{stem}.csv"
         result["files"] = {"json": str(json_path), "csv": str(csv_path)}
-        atomic_write_json(json_path, result)
+        atomic_write_json(json_path, portable_tree(result))
         atomic_write_text(csv_path, rows_to_csv(rows))
     return result
 

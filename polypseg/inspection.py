@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from polypseg.atomic import atomic_write_json
+from polypseg.paths import portable_tree
 
 FORMAT = "polypseg-symmetry/1"
 FILE_NAME = "symmetry.json"
@@ -97,7 +98,7 @@ def inspect_run(
             path = loaded.run_dir / f"{Path(FILE_NAME).stem}{suffix}.json"
         else:
             path = loaded.stem.parent / f"{loaded.stem.name}-{FILE_NAME}"
-        atomic_write_json(path, result)
+        atomic_write_json(path, portable_tree(result))
         result["file"] = str(path)
     return result
 

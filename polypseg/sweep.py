@@ -29,6 +29,7 @@ from polypseg.atomic import atomic_write_json, atomic_write_text
 from polypseg.errors import RunError
 from polypseg.evaluation import rows_to_csv
 from polypseg.metrics import summarize
+from polypseg.paths import portable_tree
 
 FORMAT = "polypseg-sweep/1"
 SWEEP_METRICS: tuple[str, ...] = ("consistency", "accuracy")
@@ -164,7 +165,7 @@ def sweep_runs(
             "images_csv": folder / "sweep_images.csv",
         }
         result["files"] = {k: str(v) for k, v in paths.items()}
-        atomic_write_json(paths["json"], result)
+        atomic_write_json(paths["json"], portable_tree(result))
         atomic_write_text(paths["csv"], rows_to_csv(summary_rows(result)))
         atomic_write_text(paths["images_csv"], rows_to_csv(image_rows))
     return result

@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from polypseg.atomic import atomic_write_text  # noqa: E402
-from polypseg.paths import portable  # noqa: E402
+from polypseg.atomic import atomic_write_text
+from polypseg.paths import portable
 
 #: Folders of a clone's root that mark where the root ends in a recorded path.
 MARKERS = ("results", "plans", "polypseg", "tests", "zoo", "scripts", "data", ".venv", "..")
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     changed = []
     for folder in args.folders:
         for path in sorted(folder.rglob("*")):
-            if path.is_file() and path.suffix in (".json", ".log"):
-                if rewrite_file(path, args.root, args.check):
-                    changed.append(path)
+            if (path.is_file() and path.suffix in (".json", ".log")
+                    and rewrite_file(path, args.root, args.check)):
+                changed.append(path)
     verb = "record absolute paths" if args.check else "rewritten"
     print(f"{len(changed)} files {verb}")
     for path in changed[:20] if args.check else []:

@@ -34,6 +34,7 @@ from polypseg.bench.runs import (
 )
 from polypseg.bench.worker import execute
 from polypseg.errors import PolypsegError
+from polypseg.paths import portable_tree
 
 #: Environment variable that tells a worker subprocess how many torch threads to use.
 THREADS_ENV = "POLYPSEG_BENCH_THREADS"
@@ -54,7 +55,7 @@ def _run_subprocess(spec: RunSpec, resume: bool, device: str | None, threads: in
     """Run one spec in a worker subprocess; return an error message or ``None``."""
     spec_file = spec.bench_dir / "spec.json"
     spec.bench_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(spec_file, spec.to_dict())
+    atomic_write_json(spec_file, portable_tree(spec.to_dict()))
     command = [sys.executable, "-m", "polypseg", "bench", "worker", str(spec_file)]
     if resume:
         command.append("--resume")

@@ -28,6 +28,7 @@ from polypseg.bench.runs import (
     stopped_too_soon,
     sweep_file,
 )
+from polypseg.paths import portable_tree
 
 
 def _train(spec: RunSpec, resume: bool, device: str, progress: Progress) -> None:
@@ -111,7 +112,7 @@ def execute(spec: RunSpec, resume: bool = False, device: str | None = None,
 
     used = str(resolve_device(device or "auto"))
     spec.bench_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(spec.bench_dir / "spec.json", spec.to_dict())
+    atomic_write_json(spec.bench_dir / "spec.json", portable_tree(spec.to_dict()))
     _train(spec, resume, used, progress)
     for evaluation in spec.evaluations:
         _evaluate(spec, evaluation, used, progress)

@@ -26,9 +26,10 @@ def report(
                           "consistent, lowest Dice) and model; 0: no pictures.")
     ] = 3,
     data: Annotated[
-        Path | None,
-        typer.Option("--data", help="Dataset folder for the gallery, where the recorded one "
-                     "has moved."),
+        list[str] | None,
+        typer.Option("--data", metavar="[KEY=]DIR",
+                     help="Dataset folder for the gallery where it is not the recorded one nor "
+                     "../shared/data/<folder>: kvasir=DIR, cvc=DIR (repeat), or DIR for all."),
     ] = None,
     device: Annotated[
         str, typer.Option("--device", help="Where the gallery's predictions run: cpu, cuda, "
@@ -36,10 +37,12 @@ def report(
     ] = "cpu",
 ) -> None:
     """One self-contained HTML report (tables, plots, galleries, provenance) of a study."""
-    from polypseg.report.build import build_report
+    from polypseg.report.build import build_report, parse_data
 
     command = "polypseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    written = build_report(inputs, out, title=title, gallery=gallery, device=device, data=data,
+    folders = parse_data(data) if data else None
+    written = build_report(inputs, out, title=title, gallery=gallery, device=device,
+                           data=folders,
                            command=command,
                            progress=lambda message: typer.echo(message, err=True))
     typer.echo(f"wrote {written}")

@@ -18,7 +18,15 @@ from typing import Any
 
 from polypseg.bench.report import format_count, format_seconds
 from polypseg.report import html
-from polypseg.report.gallery import ONLY_ROTATED, ONLY_ZERO, Gallery, build_gallery
+from polypseg.report.gallery import (
+    BOTH,
+    ONLY_ROTATED,
+    ONLY_ZERO,
+    Comparison,
+    Gallery,
+    build_comparison,
+    build_gallery,
+)
 from polypseg.report.inputs import (
     Study,
     SweepResult,
@@ -71,17 +79,21 @@ def _summary_section(rows: list[dict[str, Any]]) -> str:
         group = [r for r in rows if r["dataset"] == dataset]
         best: dict[str, float] = {}
         for key, _, _, higher in COLUMNS:
-            means = [r["metrics"][key]["mean"] for r in group
-                     if (r["metrics"].get(key) or {}).get("mean") is not None]
+            means = [r["metrics"][key]["mean"] for r in group if not r.get("stalled")
+                     and (r["metrics"].get(key) or {}).get("mean") is not None]
             if len(means) > 1 and higher is not None:
                 best[key] = max(means) if higher else min(means)
         body = []
         for row in group:
-            cells = [(html.esc(row["label"]), ""), (format_count(row["params"]), ""),
+            label = html.esc(row["label"]) + (
+                f' <span class="stalled">({_plural(row["stalled"], "seeds")} stalled)</span>'
+                if row.get("stalled") else "")
+            cells = [(label, ""), (format_count(row["params"]), ""),
                      (format_count(row["macs_256"]), "")]
             for key, _, digits, _ in COLUMNS:
                 stat = row["metrics"].get(key)
                 is_best = (key in best and stat and stat.get("mean") is not None
+                           and not row.get("stalled")
                            and round(stat["mean"], digits) == round(best[key], digits))
                 cells.append((_fmt(stat, digits), "best" if is_best else ""))
             spread = _plural(row.get("n"), row["spread"])
@@ -92,13 +104,16 @@ def _summary_section(rows: list[dict[str, Any]]) -> str:
         parts.append(f"<h3>{html.esc(dataset or 'dataset not recorded')}</h3>"
                      + html.table(header, body, "summary"))
     spreads = {r["spread"] for r in rows}
-    over = " and ".join({"seeds": "over the seeds of an entry (bench results: its runs' test "
-                                  "means)",
-                         "images": "over the test images (a run folder's evaluation)"}[s]
-                        for s in sorted(spreads))
+    kinds = {"seeds": "sample standard deviation (n - 1) over the seeds of an entry (bench "
+                      "results: its runs' test means)",
+             "images": "population standard deviation (n) over the test images, as "
+                       "eval/test.json records it (a run folder's evaluation)"}
+    over = "; ".join(kinds[s] for s in sorted(spreads))
     parts.append(
-        '<p class="note">Mean ± sample standard deviation ' + html.esc(over) + "; n counts "
-        "what the spread is over. Bold: best of the column within the dataset. Consistency "
+        '<p class="note">Mean ± ' + html.esc(over) + "; n counts "
+        "what the spread is over. Bold: best of the column within the dataset, among entries "
+        "without a stalled seed (a stalled run predicts nearly one mask for every input, "
+        "which is trivially consistent under rotation). Consistency "
         "off-90: Dice(rot pred(x), pred(rot x)) in the inscribed disc, averaged over the swept "
         "angles that are not multiples of 90°. Accuracy drop: the sweep's accuracy Dice(pred(rot "
         "x), rot y) at 0° minus its mean over the other swept angles, on the same images "
@@ -248,6 +263,41 @@ def _training_section(study: Study, progress: Progress) -> str:
     return "".join(parts)
 
 
+def _swatch(rgb: tuple[int, int, int]) -> str:
+    return f'<span style="background:rgb{rgb}"></span>'
+
+
+def _comparison_html(comparison: Comparison) -> str:
+    """One dataset's models side by side on the same test images."""
+    from polypseg.report.figures import data_uri
+
+    parts = [f'<article class="compare" data-dataset="{html.esc(comparison.dataset)}">'
+             f"<h3>{html.esc(comparison.dataset or 'models')}: "
+             f"{html.esc(', '.join(comparison.models))}</h3>"]
+    dice_key = ('<p class="note key">Input, ground truth, then each model\'s prediction tinted '
+                "on the input, captioned with its test Dice on the image.</p>")
+    for heading, rows, key in (
+        ("Where the models disagree most", comparison.disagree, dice_key),
+        (f"Where the best model ({comparison.best}) is worst", comparison.best_worst, dice_key),
+        ("Least consistent under rotation", comparison.consistency,
+         '<p class="note key">Input, then per model the difference between its prediction at '
+         "0° and its prediction on the turned input turned back, captioned with the "
+         f"consistency Dice: {_swatch(ONLY_ZERO)}only at 0° {_swatch(ONLY_ROTATED)}only on the "
+         f"turned input {_swatch(BOTH)}both (agreement); dark: outside the inscribed disc "
+         "(not scored). Images that the models predict empty are left out.</p>"),
+    ):
+        if not rows:
+            continue
+        parts.append(f"<h4>{html.esc(heading)}</h4>{key}")
+        for row in rows:
+            tiles = "".join(html.tile(data_uri(t.png, "image/png"), t.caption) for t in row.tiles)
+            parts.append(f'<div class="row"><div class="label"><b>{html.esc(row.stem)}</b>'
+                         f'{html.esc(row.note)}</div><div class="tiles">{tiles}</div></div>')
+    parts.append(html.notes(comparison.notes))
+    parts.append("</article>")
+    return "".join(parts)
+
+
 def _gallery_html(gallery: Gallery) -> str:
     from polypseg.report.figures import data_uri
 
@@ -268,7 +318,7 @@ def _gallery_html(gallery: Gallery) -> str:
                 '<p class="note key">Difference: <span style="background:rgb'
                 f'{ONLY_ZERO}"></span>only at 0° <span style="background:rgb{ONLY_ROTATED}">'
                 "</span>only on the rotated input; outside the inscribed disc (not scored) "
-                "dimmed.</p>")
+                f"dimmed; {_swatch(BOTH)}both.</p>")
         for row in rows:
             tiles = "".join(html.tile(data_uri(t.png, "image/png"), t.caption) for t in row.tiles)
             parts.append(f'<div class="row"><div class="label"><b>{html.esc(row.stem)}</b>'
@@ -315,6 +365,16 @@ def _provenance_section(study: Study) -> str:
     return "".join(parts)
 
 
+def _findings_section(study: Study) -> str:
+    from polypseg.report.findings import findings_html, load_findings
+
+    parts = []
+    for result in study.quality:
+        if result.doc.get("summary"):
+            parts.append(findings_html(load_findings(result.path)))
+    return "".join(parts)
+
+
 # -- the page ---------------------------------------------------------------------------------
 def _title(study: Study) -> str:
     if study.quality:
@@ -325,8 +385,11 @@ def _title(study: Study) -> str:
 
 
 def render(study: Study, galleries: Sequence[Gallery], title: str | None = None,
-           command: str | None = None, progress: Progress = _quiet) -> str:
-    """The report page of ``study`` with its computed ``galleries`` (one per model)."""
+           command: str | None = None, progress: Progress = _quiet,
+           comparisons: Sequence[Comparison] = ()) -> str:
+    """The report page of ``study`` with its computed ``galleries`` (one per model: the
+    facts of loading it; pictures when no ``comparisons`` are given) and ``comparisons`` (one
+    per dataset: its models side by side)."""
     from importlib import metadata
 
     title = title or _title(study)
@@ -344,13 +407,16 @@ def render(study: Study, galleries: Sequence[Gallery], title: str | None = None,
                       "fewer epochs, seeds and images than the full protocol; the numbers "
                       "compare the variants under one small budget.</p>")
     header.append(html.notes(study.notes))
-    gallery_html = "".join(_gallery_html(g) for g in galleries if g.view.run_dir is not None)
+    gallery_html = "".join(_comparison_html(c) for c in comparisons) or "".join(
+        _gallery_html(g) for g in galleries if g.view.run_dir is not None)
     if gallery_html:
         gallery_html = (
             '<p class="note">Computed for this report by running each model\'s best checkpoint '
-            "on the named test images at its input size. Least consistent: the swept images "
-            "with the lowest consistency at their worst angle. Lowest Dice: the test images "
-            "with the lowest Dice in the evaluation. Tints: the mask on the input."
+            "on the named test images at its input size; the same images for every model of a "
+            "dataset. Disagree most: the largest spread of test Dice across the models. Best "
+            "model: the highest mean test Dice of its evaluation, among models without a "
+            "stalled seed. Least consistent: the lowest consistency averaged over the models, "
+            "at the swept angle where that average is lowest. Tints: the mask on the input."
             + (" For a bench result, each entry's run with the best validation Dice (the run "
                "its Dice-vs-angle curve shows)." if study.quality else "")
             + "</p>" + gallery_html
@@ -363,6 +429,7 @@ def render(study: Study, galleries: Sequence[Gallery], title: str | None = None,
               + (f" · <code>{html.esc(command)}</code>" if command else "")
               + ". Self-contained: no script, nothing loaded from the network.")
     sections = [
+        ("findings", "Findings", _findings_section(study)),
         ("summary", "Summary", _summary_section(rows)),
         ("comparisons", "Paired comparisons", _comparisons_section(study)),
         ("rotation", "Dice against rotation angle", _rotation_section(study)),
@@ -381,30 +448,68 @@ def build_report(
     title: str | None = None,
     gallery: int = 3,
     device: str = "cpu",
-    data: str | Path | None = None,
+    data: str | Path | dict[str | None, Path] | None = None,
     command: str | None = None,
     progress: Progress = _quiet,
 ) -> Path:
     """Write the report of ``paths`` (run folders, sweeps, bench results) to ``out``.
 
-    ``gallery`` images per gallery row kind (0: no pictures); ``data`` overrides every model's
-    dataset folder (where the recorded one has moved). Returns ``out``.
+    ``gallery`` images per gallery row kind (0: no pictures); ``data`` overrides the dataset
+    folders found (recorded, or ``../shared/data/<folder>`` beside the clone): a folder for
+    every model, or ``{dataset key: folder}`` (key ``None``: the rest), see
+    :func:`parse_data`. Returns ``out``.
     """
     from polypseg.atomic import atomic_write_text
+    from polypseg.report.inputs import apply_data
 
     study = collect([Path(p) for p in paths])
     if data is not None:
+        apply_data(study.models, data if isinstance(data, dict) else {None: Path(data)})
+    import warnings
+
+    from polypseg.report.summary import stalled_entries
+
+    galleries, comparisons = [], []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="e2cnn")  # its basis code's own warnings
+        warnings.filterwarnings("ignore", message=".*uint8.*deprecated")
         for view in study.models:
-            view.data_dir = Path(data)
-    galleries = []
-    for view in study.models:
-        progress(f"report: gallery of {view.label}" + (f" ({view.dataset})" if view.dataset
-                                                       else ""))
-        galleries.append(build_gallery(view, gallery, device))
-    page = render(study, galleries, title=title, command=command, progress=progress)
+            if view.source == "run":  # the facts of its summary row
+                galleries.append(build_gallery(view, 0, device))
+        stalled = stalled_entries(study)
+        for dataset in dict.fromkeys(v.dataset for v in study.models):
+            views = [v for v in study.models if v.dataset == dataset and v.run_dir is not None]
+            if views:
+                progress(f"report: gallery of {dataset or 'the models'} ({len(views)} models)")
+                comparisons.append(build_comparison(views, gallery, device,
+                                                    stalled.get(dataset, set())))
+    page = render(study, galleries, title=title, command=command, progress=progress,
+                  comparisons=comparisons)
     out = Path(out)
     atomic_write_text(out, page)
     return out
+
+
+def parse_data(values: Sequence[str]) -> dict[str | None, Path]:
+    """``--data`` values as ``{dataset key: folder}``: ``kvasir=DIR`` for one dataset, a bare
+    ``DIR`` for every model without its own. :class:`RunError` for an unknown key or a folder
+    that does not exist."""
+    from polypseg.errors import RunError
+    from polypseg.paths import DATASET_FOLDERS, dataset_key
+
+    found: dict[str | None, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep:
+            name, folder = "", value
+        key = dataset_key(name) if name else None
+        if name and key is None:
+            raise RunError(f"--data {value}: unknown dataset {name!r}; expected KEY=DIR with KEY "
+                           f"one of {', '.join(DATASET_FOLDERS)}, or a bare DIR")
+        if not Path(folder).is_dir():
+            raise RunError(f"--data {value}: no such folder {folder}")
+        found[key] = Path(folder)
+    return found
 
 
 def write_quality_report(json_path: str | Path, html_path: str | Path) -> Path:

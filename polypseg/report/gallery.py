@@ -245,3 +245,202 @@ def build_gallery(view: ModelView, count: int = 3, device: str = "cpu") -> Galle
     except PolypsegError as err:
         gallery.notes.append(str(err))
     return gallery
+
+
+# -- the same images across models ------------------------------------------------------------
+#: A prediction covering less than this share of the scored pixels counts as empty: an image
+#: whose predictions are empty at both angles says nothing about consistency.
+EMPTY_SHARE = 0.005
+
+
+@dataclass
+class CompareRow:
+    """One test image shown for every model: input (and truth), then a tile per model."""
+
+    stem: str
+    note: str
+    tiles: list[Tile]
+
+
+@dataclass
+class Comparison:
+    """The models of one dataset on the same test images, three ways."""
+
+    dataset: str
+    models: list[str]
+    disagree: list[CompareRow] = field(default_factory=list)
+    """Where the models' test Dice differs most (max minus min)."""
+    best_worst: list[CompareRow] = field(default_factory=list)
+    """Where the best model (highest mean test Dice) scores lowest."""
+    best: str | None = None
+    consistency: list[CompareRow] = field(default_factory=list)
+    """Where the models are least consistent under rotation (mean over models)."""
+    notes: list[str] = field(default_factory=list)
+
+
+def _eval_scores(view: ModelView) -> dict[str, tuple[float, float]]:
+    """``stem -> (dice, predicted share)`` of a view's test evaluation (empty without one)."""
+    if view.eval_file is None:
+        return {}
+    out = {}
+    for row in read_json(view.eval_file).get("images") or []:
+        value = row.get("dice")
+        if value is not None and math.isfinite(float(value)):
+            out[str(row["stem"])] = (float(value), float(row.get("pred_fraction", 1.0)))
+    return out
+
+
+def _worst_angles(view: ModelView) -> dict[str, dict[float, float]]:
+    """``stem -> {angle: consistency}`` of a view's swept images (angles other than 0)."""
+    if view.images_csv is None:
+        return {}
+    out: dict[str, dict[float, float]] = {}
+    with open(view.images_csv, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if view.sweep_name is not None and row.get("run") != view.sweep_name:
+                continue
+            angle, value = float(row["angle"]), float(row["consistency"])
+            if math.isclose(angle % 360, 0.0, abs_tol=1e-9) or not math.isfinite(value):
+                continue
+            out.setdefault(row["stem"], {})[angle] = value
+    return out
+
+
+def _pick_disagree(scores: dict[str, dict[str, tuple[float, float]]], count: int
+                   ) -> list[tuple[str, float]]:
+    """``(stem, spread)`` of the images whose test Dice differs most across the models."""
+    stems = set.intersection(*(set(s) for s in scores.values())) if scores else set()
+    spread = {s: max(v[s][0] for v in scores.values()) - min(v[s][0] for v in scores.values())
+              for s in stems}
+    return sorted(spread.items(), key=lambda kv: (-kv[1], kv[0]))[:count]
+
+
+def _pick_inconsistent(angles: dict[str, dict[str, dict[float, float]]],
+                       scores: dict[str, dict[str, tuple[float, float]]], count: int
+                       ) -> list[tuple[str, float, float]]:
+    """``(stem, angle, mean consistency)``: the images with the lowest consistency averaged
+    over the models at the angle where that mean is lowest. A model whose prediction of the
+    image is empty (test evaluation) is left out of its mean; an image no model predicts is
+    not picked."""
+    stems = set.intersection(*(set(a) for a in angles.values())) if angles else set()
+    ranked = []
+    for stem in stems:
+        counted = [name for name in angles
+                   if scores.get(name, {}).get(stem, (0.0, 1.0))[1] >= EMPTY_SHARE]
+        if not counted:
+            continue
+        common = set.intersection(*(set(angles[n][stem]) for n in counted))
+        if not common:
+            continue
+        means = {a: sum(angles[n][stem][a] for n in counted) / len(counted) for a in common}
+        angle = min(means, key=lambda a: (means[a], a))
+        ranked.append((stem, angle, means[angle]))
+    return sorted(ranked, key=lambda r: (r[2], r[0]))[:count]
+
+
+def _compare_dice_row(models: dict[str, _Model], stem: str, note: str,
+                      scores: dict[str, dict[str, tuple[float, float]]]) -> CompareRow:
+    first = next(iter(models.values()))
+    item = first.items([stem])[0]
+    rgb = _display(item["image"], first.run.input)
+    truth = item["mask"][0].numpy() > 0.5
+    tiles = [Tile("input", _png(rgb)), Tile("ground truth", _png(_tint(rgb, truth)))]
+    for name, model in models.items():
+        own = model.items([stem])[0]
+        pred = (model.probs(own["image"][None])[0, 0] >= model.run.threshold).numpy()
+        value = scores.get(name, {}).get(stem, (math.nan, 0.0))[0]
+        tiles.append(Tile(f"{name}|Dice {value:.3f}", _png(_tint(rgb, pred))))
+    return CompareRow(stem=stem, note=note, tiles=tiles)
+
+
+def _compare_consistency_row(models: dict[str, _Model], stem: str, angle: float,
+                             mean: float) -> CompareRow:
+    from polypseg.geometry import disc_mask, rotate
+    from polypseg.metrics import binarize, dice
+
+    first = next(iter(models.values()))
+    item = first.items([stem])[0]
+    disc_t = disc_mask(first.run.size)
+    rgb = _outside_disc(_display(item["image"], first.run.input), disc_t.numpy())
+    tiles = [Tile("input", _png(rgb))]
+    turn = f"{angle:g}°"
+    for name, model in models.items():
+        disc_m = disc_mask(model.run.size)
+        x = model.items([stem])[0]["image"][None]
+        probs0, probs_rot = model.probs(x), model.probs(rotate(x, angle))
+        threshold = model.run.threshold
+        value = float(dice(binarize(rotate(probs0, angle), threshold) * disc_m,
+                           binarize(probs_rot, threshold) * disc_m)[0])
+        at_zero = (probs0[0, 0] >= threshold).numpy() & disc_m.numpy()
+        back = (rotate(probs_rot, -angle)[0, 0] >= threshold).numpy() & disc_m.numpy()
+        share = disc_m.numpy().sum()
+        empty = at_zero.sum() < EMPTY_SHARE * share and back.sum() < EMPTY_SHARE * share
+        tiles.append(Tile(f"{name}|" + ("empty at both" if empty else f"{value:.3f}"),
+                          _png(_difference(at_zero, back, disc_m.numpy()))))
+    return CompareRow(stem=stem, tiles=tiles,
+                      note=f"turned {turn}; mean consistency over the models {mean:.3f} "
+                           "(sweep)")
+
+
+def _best_model(views: list[ModelView], scores: dict[str, dict[str, tuple[float, float]]],
+                stalled: set[str]) -> str | None:
+    """The model with the highest mean test Dice over its evaluated images, among those
+    without a stalled seed."""
+    means = {v.label: sum(d for d, _ in scores[v.label].values()) / len(scores[v.label])
+             for v in views if scores.get(v.label) and v.label not in stalled}
+    return max(means, key=lambda k: means[k]) if means else None
+
+
+def build_comparison(views: list[ModelView], count: int = 3, device: str = "cpu",
+                     stalled: set[str] | None = None) -> Comparison:
+    """The models of one dataset (``views``) side by side on the same test images.
+
+    Three kinds of row, ``count`` images each: where the models' test Dice differs most,
+    where the best model (highest mean test Dice, no stalled seed) scores lowest, and where
+    the models are least consistent under rotation (images predicted empty left out). Tiles
+    are computed now from each model's best checkpoint, as in :func:`build_gallery`. What
+    cannot be shown becomes a note.
+
+    Args:
+        views: the models, all of one dataset.
+        count: images per kind of row (0: none).
+        device: where the predictions run.
+        stalled: labels of models with a stalled seed (never the best).
+    """
+    comparison = Comparison(dataset=views[0].dataset if views else "", models=[])
+    models: dict[str, _Model] = {}
+    for view in views:
+        try:
+            models[view.label] = _Model(view, device)
+        except PolypsegError as err:
+            comparison.notes.append(str(err))
+    comparison.models = list(models)
+    if count <= 0 or not models:
+        return comparison
+    shown = [v for v in views if v.label in models]
+    scores = {v.label: s for v in shown if (s := _eval_scores(v))}
+    angles = {v.label: a for v in shown if (a := _worst_angles(v))}
+    try:
+        if scores:
+            for stem, spread in _pick_disagree(scores, count):
+                comparison.disagree.append(_compare_dice_row(
+                    models, stem, f"test Dice spread {spread:.3f} (max - min)", scores))
+            comparison.best = _best_model(shown, scores, stalled or set())
+            if comparison.best is not None:
+                own = scores[comparison.best]
+                for stem in sorted(own, key=lambda s: (own[s][0], s))[:count]:
+                    comparison.best_worst.append(_compare_dice_row(
+                        models, stem, f"{comparison.best}: Dice {own[stem][0]:.3f}", scores))
+        else:
+            comparison.notes.append("no test evaluation (eval/test.json): run polypseg "
+                                    "evaluate")
+        if angles:
+            for stem, angle, mean in _pick_inconsistent(angles, scores, count):
+                comparison.consistency.append(
+                    _compare_consistency_row(models, stem, angle, mean))
+        else:
+            comparison.notes.append("no per-image sweep scores (sweep_images.csv): run "
+                                    "polypseg sweep")
+    except PolypsegError as err:
+        comparison.notes.append(str(err))
+    return comparison

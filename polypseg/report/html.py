@@ -35,19 +35,29 @@ th { background: var(--band); font-weight: 600; }
 td:first-child, th:first-child { text-align: left; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 td.best { font-weight: 700; }
+.findings { margin: 8px 0; padding: 10px 16px; border: 1px solid var(--line);
+            border-left: 4px solid var(--accent); background: #f6f9ff; }
+.findings ul { margin: 4px 0 8px; padding-left: 18px; }
+.findings table { font-size: 13px; }
+.findings { overflow-x: auto; }
 td.better { color: var(--good); font-weight: 600; }
 td.worse { color: var(--bad); font-weight: 600; }
 figure { margin: 10px 0; }
 figure.plot img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 .model { margin: 18px 0 28px; }
 .row { display: flex; align-items: flex-start; gap: 14px; margin: 8px 0; }
-.row .label { width: 210px; font-size: 13px; overflow-wrap: anywhere; }
-.row .label b { display: block; font-weight: 600; }
+.row .label { width: 220px; flex: none; font-size: 13px; overflow-wrap: anywhere; }
+.row .label b { display: block; font-weight: 600; font-size: 12px; white-space: nowrap; }
 .tiles { display: flex; gap: 8px; flex-wrap: wrap; }
 figure.tile { margin: 0; width: 136px; }
 figure.tile img { width: 136px; height: 136px; image-rendering: pixelated;
                   border: 1px solid var(--line); display: block; }
 figure.tile figcaption { font-size: 12px; line-height: 1.25; margin-top: 2px; }
+figure.tile .name, figure.tile .score { display: block; white-space: nowrap; overflow: hidden;
+                                        text-overflow: ellipsis; }
+.compare figure.tile, .compare figure.tile img { width: 104px; }
+.compare figure.tile img { height: 104px; }
+.stalled { color: var(--bad); font-size: 12px; white-space: nowrap; }
 .key span { display: inline-block; width: 11px; height: 11px; margin: 0 4px 0 10px;
             vertical-align: -1px; border: 1px solid #999; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 3px 16px; margin: 6px 0; }
@@ -97,9 +107,13 @@ def plot(uri: str, alt: str, caption: str, kind: str) -> str:
 
 
 def tile(uri: str, caption: str) -> str:
-    """One gallery picture with its caption."""
-    return (f'<figure class="tile"><img src="{uri}" alt="{esc(caption)}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>")
+    """One gallery picture with its caption; ``name|score`` puts the name on a line of its own
+    that never wraps, the score under it."""
+    name, _, rest = caption.partition("|")
+    text = f'<span class="name">{esc(name)}</span>' + (
+        f'<span class="score">{esc(rest)}</span>' if rest else "")
+    return (f'<figure class="tile"><img src="{uri}" alt="{esc(caption.replace("|", " "))}">'
+            f"<figcaption>{text}</figcaption></figure>")
 
 
 def notes(lines: Sequence[str]) -> str:

@@ -50,6 +50,9 @@ class ModelView:
     """``run`` (a run folder or sweep given directly) or ``bench`` (a quality result)."""
     recorded_run: str | None = None
     """The run folder as the result file recorded it (named when it is not found)."""
+    dataset_key: str | None = None
+    """The dataset's registry key (``kvasir``, ``cvc``): ``--data KEY=DIR`` and the shared
+    data folder find its images by it."""
 
     @property
     def images_csv(self) -> Path | None:
@@ -201,11 +204,29 @@ def _run_dataset(run_dir: Path) -> str:
     return str(evaluated.get("dataset") or "")
 
 
-def run_data_dir(run_dir: Path) -> Path | None:
-    """The dataset folder a run recorded in its ``config.json``, if it still exists."""
+def run_data_dir(run_dir: Path, key: str | None = None) -> Path | None:
+    """The dataset folder a run recorded in its ``config.json`` if it exists here, else the
+    folder of dataset ``key`` in the project's layout (:func:`polypseg.paths.dataset_folder`:
+    ``../shared/data/<folder>`` beside the clone that holds the run)."""
+    from polypseg.paths import dataset_folder
+
     config = run_dir / "config.json"
     recorded = (_try_json(config) or {}).get("data")
-    return resolve_recorded(recorded, config) if recorded else None
+    found = resolve_recorded(recorded, config) if recorded else None
+    return found or dataset_folder(key or _run_dataset(run_dir), run_dir)
+
+
+def apply_data(models: list[ModelView], data: dict[str | None, Path]) -> None:
+    """Point each model at the dataset folder ``data`` names for its dataset key (``None``:
+    every model), where ``--data`` overrides what was recorded."""
+    from polypseg.paths import dataset_key
+
+    for view in models:
+        key = view.dataset_key or dataset_key(view.dataset)
+        if key in data:
+            view.data_dir = data[key]
+        elif None in data:
+            view.data_dir = data[None]
 
 
 def _same(a: Path | None, b: Path | None) -> bool:
@@ -237,12 +258,16 @@ def _views_of_quality(result: QualityResult) -> list[ModelView]:
         sweep_name = (sweep_doc or {}).get("runs", [{}])[0].get("name")
         data_dir = resolve_recorded((sweep_doc or {}).get("data_dir"), sweep_file or where)
         if data_dir is None and run_dir is not None:
-            data_dir = run_data_dir(run_dir)
+            data_dir = run_data_dir(run_dir, dataset)
+        if data_dir is None:
+            from polypseg.paths import dataset_folder
+
+            data_dir = dataset_folder(dataset, where)
         views.append(ModelView(
             label=entry, dataset=labels.get(dataset, dataset), run_dir=run_dir,
             tta=row.get("tta"), eval_file=eval_file, sweep_file=sweep_file,
             sweep_name=sweep_name, data_dir=data_dir, source="bench",
-            recorded_run=row.get("run"),
+            recorded_run=row.get("run"), dataset_key=dataset,
         ))
     return views
 
@@ -281,13 +306,17 @@ def collect(paths: list[Path]) -> Study:
 
 def _add_run_views(study: Study) -> None:
     """One view per run folder given and per run of each sweep given, merged by folder."""
+    from polypseg.paths import dataset_key
+
     views: list[ModelView] = []
     for run_dir in study.runs:
         own_eval = run_dir / "eval" / "test.json"
         own_sweep = run_dir / "sweep" / "sweep.json"
+        dataset = _run_dataset(run_dir)
         view = ModelView(
-            label=run_dir.name, dataset=_run_dataset(run_dir), run_dir=run_dir,
+            label=run_dir.name, dataset=dataset, run_dir=run_dir,
             eval_file=own_eval if own_eval.is_file() else None, data_dir=run_data_dir(run_dir),
+            dataset_key=dataset_key(dataset),
         )
         if own_sweep.is_file():
             doc = _try_json(own_sweep) or {}
@@ -302,6 +331,7 @@ def _add_run_views(study: Study) -> None:
                 match = ModelView(
                     label=run["name"], dataset=sweep.doc.get("dataset", ""), run_dir=run_dir,
                     data_dir=run_data_dir(run_dir) if run_dir else None,
+                    dataset_key=dataset_key(sweep.doc.get("dataset")),
                 )
                 if run_dir is not None:
                     own_eval = run_dir / "eval" / "test.json"

@@ -113,7 +113,7 @@ def run_row(view: ModelView, facts: dict[str, Any]) -> dict[str, Any]:
     return {
         "dataset": view.dataset, "label": view.label, "params": facts.get("params"),
         "macs_256": facts.get("macs_256"), "train_seconds": _train_seconds(view.run_dir),
-        "metrics": metrics, "spread": "images", "n": n_images,
+        "metrics": metrics, "spread": "images", "n": n_images, "stalled": 0,
     }
 
 
@@ -123,8 +123,12 @@ def quality_rows(result: QualityResult) -> list[dict[str, Any]]:
     entries = {e["name"]: e for e in doc.get("entries", [])}
     labels = {k: v.get("label", k) for k, v in (doc.get("datasets") or {}).items()}
     drops: dict[tuple[str, str], list[float | None]] = {}
+    stalled: dict[tuple[str, str], int] = {}
     angles = _angles(doc)
     for row in doc.get("results", []):
+        if (row.get("convergence") or {}).get("stalled"):
+            key = (row["entry"], row["dataset"])
+            stalled[key] = stalled.get(key, 0) + 1
         sweep = row.get("sweep") or {}
         drop = sweep.get("accuracy_drop")  # recorded by the bench since it knows the drop
         if drop is None:
@@ -148,7 +152,7 @@ def quality_rows(result: QualityResult) -> list[dict[str, Any]]:
             "dataset": labels.get(group["dataset"], group["dataset"]), "label": group["entry"],
             "params": entry.get("params"), "macs_256": entry.get("macs_256"),
             "train_seconds": group.get("train_seconds"), "metrics": metrics,
-            "spread": "seeds", "n": group.get("n"),
+            "spread": "seeds", "n": group.get("n"), "stalled": stalled.get(key, 0),
         })
     return rows
 
@@ -162,6 +166,16 @@ def _angles(doc: dict[str, Any]) -> list[float]:
         return parse_angles(str(text)) if text else []
     except ValueError:
         return []
+
+
+def stalled_entries(study: Any) -> dict[str, set[str]]:
+    """Dataset label -> the entries of the study's bench results with a stalled seed."""
+    out: dict[str, set[str]] = {}
+    for result in study.quality:
+        for row in quality_rows(result):
+            if row.get("stalled"):
+                out.setdefault(row["dataset"], set()).add(row["label"])
+    return out
 
 
 def comparison_rows(result: QualityResult) -> list[dict[str, Any]]:

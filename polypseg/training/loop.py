@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader
 from polypseg.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
 from polypseg.checkpoint import CheckpointMeta, train_mode
 from polypseg.errors import RunError
+from polypseg.paths import portable_tree
 from polypseg.training import distributed as dist_
 from polypseg.training.config import TrainConfig
 from polypseg.training.datasets import choose_split, eval_dataset, shard, subset_pairs
@@ -335,7 +336,7 @@ class _Trainer:
             self.split_choice.split.save(split_copy)
         atomic_write_json(
             self.run_dir / "config.json",
-            {**self.config.to_dict(), "resolved_model": self.model_spec.kwargs,
+            {**portable_tree(self.config.to_dict()), "resolved_model": self.model_spec.kwargs,
              "split_sha256": self.split_choice.sha256, "world_size": self.ctx.world_size,
              "resolved_workers": self.workers},
         )
@@ -429,7 +430,7 @@ class _Trainer:
             split_sha256=self.split_choice.sha256,
             split={"dataset": split.dataset, "rule": split.rule, "seed": split.seed},
             params=self.n_params,
-            args=self.config.to_dict(),
+            args=portable_tree(self.config.to_dict()),
             versions=library_versions(),
         )
 
