@@ -151,7 +151,9 @@ def evaluate_run(
 
 
 def _default_out(run_dir: Path | None, stem: Path) -> Path:
-    return (run_dir / "eval") if run_dir is not None else stem.parent / "eval"
+    from polypseg.paths import default_output
+
+    return default_output((run_dir / "eval") if run_dir is not None else stem.parent / "eval")
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from polypseg.atomic import atomic_write_json
-from polypseg.paths import portable_tree
+from polypseg.paths import default_output, portable_tree
 
 FORMAT = "polypseg-symmetry/1"
 FILE_NAME = "symmetry.json"
@@ -98,6 +98,7 @@ def inspect_run(
             path = loaded.run_dir / f"{Path(FILE_NAME).stem}{suffix}.json"
         else:
             path = loaded.stem.parent / f"{loaded.stem.name}-{FILE_NAME}"
+        path = default_output(path)
         atomic_write_json(path, portable_tree(result))
         result["file"] = str(path)
     return result

@@ -98,3 +98,25 @@ def dataset_folder(key: str | None, near: str | Path | None = None) -> Path | No
         if (base / relative).is_dir():
             return base / relative
     return None
+
+
+#: The folder of committed results: commands never write into it unless told to (``--out``).
+RESULTS = "results"
+#: Where their default output goes instead, relative to the working directory.
+OUTSIDE = Path("out")
+
+
+def default_output(path: str | Path) -> Path:
+    """Where a command's default output beside ``path`` (``RUN/eval``, ``RUN/sweep``,
+    ``RUN/symmetry.json``) goes: ``path`` itself, unless it lies under a committed ``results/``
+    folder, which stays read-only: then ``out/<the path below results>`` in the working
+    directory (``results/models/kvasir-p4/eval`` -> ``out/models/kvasir-p4/eval``).
+
+    Args:
+        path: the default output path inside the run folder.
+    """
+    parts = Path(os.path.abspath(path)).parts
+    if RESULTS not in parts[:-1]:
+        return Path(path)
+    below = parts[len(parts) - 1 - parts[::-1].index(RESULTS) + 1:]
+    return OUTSIDE.joinpath(*below)

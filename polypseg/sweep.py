@@ -54,8 +54,10 @@ def _unique_names(names: Sequence[str]) -> list[str]:
 
 def default_out(run_paths: Sequence[Path]) -> Path:
     """``RUN/sweep`` for one run; ``PARENT/sweep`` (parent of the first run) for several."""
+    from polypseg.paths import default_output
+
     first = Path(run_paths[0])
-    return first / "sweep" if len(run_paths) == 1 else first.parent / "sweep"
+    return default_output(first / "sweep" if len(run_paths) == 1 else first.parent / "sweep")
 
 
 def _check_compatible(loaded: list[Any]) -> None:

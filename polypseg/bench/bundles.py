@@ -8,7 +8,14 @@ A bundle is a minimal run folder, so every command that takes a run folder takes
     BUNDLE/config.json                    the training configuration (paths made relative)
     BUNDLE/split.json                     the split it was trained on
     BUNDLE/metrics.csv                    its training curve
+    BUNDLE/eval/test.{json,csv}           its test evaluation (what ``polypseg evaluate`` writes)
+    BUNDLE/sweep/sweep.json, sweep_images.csv, sweep.csv
+                                          its rotation sweep (what ``polypseg sweep`` writes)
     BUNDLE/README.md                      the model card
+
+So ``polypseg report BUNDLE...`` shows its numbers and gallery with nothing computed anew but
+the pictures. A bundle is read-only: the commands above write their output elsewhere (see
+:func:`polypseg.paths.default_output`).
 
 The run is chosen per (dataset, entry) by validation Dice, never by test (see
 :func:`polypseg.bench.collect.best_runs`); its card reports its test metrics and those of
@@ -29,6 +36,10 @@ from polypseg.bench.runs import plan_runs
 
 #: Files copied from the run folder into a bundle.
 COPIED = ("checkpoints/best.safetensors", "checkpoints/best.json", "split.json", "metrics.csv")
+#: Files copied from the run's bench folder of the entry (``bench/ENTRY/``): (from, to).
+EVALUATED = (("test.json", "eval/test.json"), ("test.csv", "eval/test.csv"),
+             ("sweep.json", "sweep/sweep.json"), ("sweep_images.csv", "sweep/sweep_images.csv"),
+             ("sweep.csv", "sweep/sweep.csv"))
 LICENCE = (
     "Research use only. The weights were trained on {dataset}, which its authors release for "
     "research and educational use only, not for commercial use; the same terms apply to "
@@ -164,6 +175,10 @@ def write_bundles(plan: Plan, doc: dict[str, Any], out: Path) -> list[Path]:
         target = Path(out) / name
         for relative in COPIED:
             atomic_write_bytes(target / relative, (run_dir / relative).read_bytes())
+        for source, relative in EVALUATED:
+            path = run_dir / "bench" / entry / source
+            if path.is_file():
+                atomic_write_bytes(target / relative, path.read_bytes())
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
         # the plan's paths in this checkout, not where the run happened to be trained (a run
         # committed from another clone records that clone's absolute paths)

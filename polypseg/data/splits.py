@@ -463,7 +463,8 @@ def resolve(index: DatasetIndex | Sequence[DatasetIndex], split: Split) -> dict[
         held = ", ".join(f"{ix.root} ({ix.name})" for ix in indexes)
         raise DataError(
             f"{_where(split)} is for {split.dataset} but the data folder holds {held}; "
-            "pass the matching folder or --dataset"
+            "pass the matching folder, or a split of that folder's dataset with --split-file "
+            "(to test on another dataset)"
         )
     lookup = {name: {p.stem: p for p in by_name[name].pairs} for name in usable}
     resolved: dict[str, list[Pair]] = {name: [] for name in SUBSETS}
