@@ -24,6 +24,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
+    from polypseg.cli.helptext import hide_flag_types
+
+    hide_flag_types()
     from polypseg.cli import bench, data, deploy, inspect, models, report, train
 
     for module in (data, models, train, inspect, deploy, bench, report):

@@ -111,6 +111,7 @@ def models(
     ] = True,
 ) -> None:
     """List the model variants with their parameters and MACs per image."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -120,20 +121,24 @@ def models(
     title = f"zoo variants: MACs per {size}x{size} image, depth {depth}"
     if target is not None:
         title += f", widths matched to {match_params} ({target:,} params)"
-    table = Table(title=title)
+    wide = console.width >= 110  # else the summaries follow the table, one line each
+    table = Table(title=title, box=box.SIMPLE_HEAD)
     for header in ("variant", "group", "ch/field", "width", "params", "GMACs"):
-        table.add_column(header, justify="left" if header in ("variant", "group") else "right")
+        table.add_column(header, justify="left" if header in ("variant", "group") else "right",
+                         no_wrap=True)
     if target is not None:
-        table.add_column("vs target", justify="right")
-    table.add_column("convolutions")
+        table.add_column("vs target", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("convolutions")
     for row in rows:
+        summary = [row.get("error") or row["summary"]] if wide else []
         if "error" in row:
-            cells = [row["name"], "", "", "", "", "", *([""] if target else []), row["error"]]
-            table.add_row(*cells, style="dim")
+            cells = [row["name"], "", "", "", "", "", *([""] if target else [])]
+            table.add_row(*cells, *summary, style="dim")
             continue
         cells = [
             row["name"],
-            row["group"],
+            symmetry_group(row),
             str(row["group_size"]),
             str(row["width"]),
             f"{row['params']:,}",
@@ -141,5 +146,17 @@ def models(
         ]
         if target is not None:
             cells.append(f"{row['params'] / target - 1:+.1%}")
-        table.add_row(*cells, row["summary"])
+        table.add_row(*cells, *summary)
     console.print(table)
+    if not wide:
+        for row in rows:
+            console.print(f"  [bold]{row['name']}[/bold]: {row.get('error') or row['summary']}")
+
+
+def symmetry_group(row: dict[str, Any]) -> str:
+    """The group a variant's features transform under: the model's ``group``, except for
+    SO(2) irreps fields (``steerable-so2``), whose model reports C4, the subgroup exact on the
+    pixel grid."""
+    if "SO(2)" in row.get("summary", ""):
+        return "SO(2)"
+    return str(row.get("group", ""))
