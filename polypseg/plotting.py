@@ -66,28 +66,82 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
 #: Line styles and markers that tell apart the curves of one variant (its first curve: solid).
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D")
+#: Colours for curves beyond the first of each variant (and for unknown variants): none is a
+#: :data:`VARIANT_COLOURS` colour or a light tint of one.
+EXTRA_COLOURS = ("#000000", "#7f7f7f", "#b8860b", "#000080", "#ff00ff", "#00a86b", "#8b0000",
+                 "#5f9ea0", "#d2691e", "#4b0082")
 
 
 def curve_styles(variants: Sequence[str | None]) -> list[dict[str, str]]:
-    """A matplotlib style (``color``, ``linestyle``, ``marker``) per curve: the variant's
-    colour (:data:`VARIANT_COLOURS`; other variants get palette colours no variant uses), and
-    for the second, third, ... curve of one variant (``unet``, ``unet+rotaug``, ``unet-wide``)
-    another line style and marker, so every curve differs and a variant's curves share a hue.
+    """A matplotlib style (``color``, ``linestyle``, ``marker``) per curve, every colour
+    different: a variant's first curve takes its colour (:data:`VARIANT_COLOURS`), any other
+    curve (``unet+rotaug``, ``unet-wide`` after ``unet``; unknown variants) the next of
+    :data:`EXTRA_COLOURS`; a variant's later curves also get another line style and marker,
+    so curves of one variant read as a family.
     """
-    palette = [c for c in _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
-               if c not in VARIANT_COLOURS.values()] or ["0.3"]
-    others: dict[str | None, str] = {}
+    used: set[str] = set()
+    extra = iter([*EXTRA_COLOURS, *(f"C{i}" for i in range(10))])
     seen: dict[str | None, int] = {}
     styles = []
     for v in variants:
-        if v in VARIANT_COLOURS:
-            colour = VARIANT_COLOURS[v]
-        else:
-            colour = others.setdefault(v, palette[len(others) % len(palette)])
         k = seen[v] = seen.get(v, -1) + 1
+        colour = VARIANT_COLOURS.get(v or "") if k == 0 else None
+        if colour is None or colour in used:
+            colour = next((c for c in extra if c not in used), "0.3")
+        used.add(colour)
         styles.append({"color": colour, "linestyle": _LINESTYLES[k % len(_LINESTYLES)],
                        "marker": _MARKERS[k % len(_MARKERS)]})
     return styles
+
+
+def log_ticks(axis: Any) -> None:
+    """Readable ticks on a log-scaled ``axis`` (``ax.xaxis``): labels at 1, 2 and 5 times each
+    power of ten, written plainly (``0.02``, ``0.05``, ``0.1``), no labels on minor ticks, so
+    tick labels never run together."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _boxes(fig: Any, texts: Sequence[Any]) -> list[Any]:
+    renderer = fig.canvas.get_renderer()
+    return [t.get_window_extent(renderer) for t in texts]
+
+
+def separate_labels(fig: Any, labels: Sequence[Any], step: float = 2.0,
+                    tries: int = 200) -> None:
+    """Move annotation ``labels`` (``ax.annotate(..., textcoords="offset points")``) apart
+    until no two overlap: each label, in order, steps down (then up) by ``step`` points from
+    where it was put until its box meets no box placed before it."""
+    placed: list[Any] = []
+    for label in labels:
+        x0, y0 = label.xyann
+        for attempt in range(tries):
+            box = _boxes(fig, [label])[0]
+            if not any(box.overlaps(other) for other in placed):
+                break
+            shift = step * (attempt // 2 + 1) * (-1 if attempt % 2 == 0 else 1)
+            label.xyann = (x0, y0 + shift)
+        placed.append(_boxes(fig, [label])[0])
+
+
+def overlapping_texts(fig: Any) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts of ``fig`` whose boxes overlap (ticks, labels, titles,
+    legend entries, annotations): what a figure must not have."""
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_text")
+                                    and hasattr(o, "get_window_extent"))
+             if t.get_visible() and t.get_text().strip()]
+    texts = [t for t in texts if t.figure is not None]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    pairs = []
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            if box_a.width and box_b.width and box_a.overlaps(box_b):
+                pairs.append((a, b))
+    return pairs
 
 
 def _run_variant(run_dir: Path) -> str | None:
@@ -174,9 +228,9 @@ def sweep_figure(sweeps: Sequence[dict[str, Any]], title: str | None = None) -> 
         f"{first['size']} px",
         fontsize=12,
     )
-    fig.legend(loc="lower center", ncol=min(4, len(runs)), frameon=False,
-               bbox_to_anchor=(0.5, -0.06), fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout()
+    # outside the axes, right of them: never over a curve, the axis labels or the ticks
+    fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=10)
     return fig
 
 
@@ -203,6 +257,7 @@ def training_figure(
         raise ValueError(f"{len(names)} labels for {len(run_dirs)} runs")
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     colours = [s["color"] for s in curve_styles([_run_variant(Path(r)) for r in run_dirs])]
+    handles = []
     for run_dir, colour, name in zip(run_dirs, colours, names, strict=True):
         path = Path(run_dir) / "metrics.csv"
         if not path.is_file():
@@ -213,9 +268,9 @@ def training_figure(
             plt.close(fig)
             raise RunError(f"{path} has no epochs yet")
         epochs = [r["epoch"] for r in rows]
-        axes[0].plot(epochs, [r["train_loss"] for r in rows], color=colour, label=f"{name} train")
-        axes[0].plot(epochs, [r["val_loss"] for r in rows], color=colour, linestyle="--",
-                     label=f"{name} val")
+        handles += axes[0].plot(epochs, [r["train_loss"] for r in rows], color=colour,
+                                label=name)
+        axes[0].plot(epochs, [r["val_loss"] for r in rows], color=colour, linestyle="--")
         axes[1].plot(epochs, [r["val_dice"] for r in rows], color=colour, marker="o",
                      markersize=3, label=name)
         best = max(rows, key=lambda r: r["val_dice"])
@@ -233,9 +288,11 @@ def training_figure(
         ax.set_ylabel(label)
         ax.set_title(title, fontsize=11)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=9)
     axes[2].set_yscale("log")
     fig.tight_layout()
+    # one legend for the three panels (a colour per run), outside the axes, right of them
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+               fontsize=9, ncol=1 if len(handles) <= 14 else 2)
     return fig
 
 

@@ -243,8 +243,8 @@ def plot_best(plan: Plan, results: list[dict[str, Any]], out: Path) -> list[Path
 
     written = []
     best = best_runs(results)
-    # in the plan's order; the entries of one variant (unet, unet+rotaug, unet+tta, unet-wide)
-    # share its colour and differ in line style (plotting.curve_styles)
+    # in the plan's order; every entry its own colour, and the later entries of one variant
+    # (unet+rotaug, unet+tta, unet-wide) another line style too (plotting.curve_styles)
     for dataset in plan.datasets:
         sweeps = []
         for entry in plan.entries:

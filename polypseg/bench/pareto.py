@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from polypseg.plotting import _pyplot, _save, curve_styles
+from polypseg.plotting import _pyplot, _save, curve_styles, log_ticks, separate_labels
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -86,32 +86,39 @@ def plot_pareto(doc: dict[str, Any], cost_doc: dict[str, Any] | None, out: Path)
             panels.insert(0, ("cost", "training CPU seconds per image (one thread)"))
         fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8),
                                  squeeze=False)
+        ax_labels: list[list[Any]] = []
         for ax, (key, label) in zip(axes[0], panels, strict=True):
             styles = dict(zip([p["name"] for p in points],
                               curve_styles([p["variant"] for p in points]), strict=True))
             usable = [p for p in points if isinstance(p[key], (int, float))]
             offsets = label_offsets([p[key] for p in usable], [p["dice"] for p in usable])
+            annotations = []
             for p, offset in zip(usable, offsets, strict=True):
                 colour = styles[p["name"]]["color"]
                 ax.errorbar(p[key], p["dice"], yerr=p["std"], fmt=styles[p["name"]]["marker"],
                             markersize=8, color=colour, mfc="none" if p["eval_only"] else colour,
                             capsize=3, label=p["name"])
-                ax.annotate(p["name"], (p[key], p["dice"]), textcoords="offset points",
-                            xytext=offset, fontsize=9)
+                annotations.append(ax.annotate(p["name"], (p[key], p["dice"]),
+                                               textcoords="offset points", xytext=offset,
+                                               fontsize=9))
             front = pareto_front([(p[key], p["dice"]) for p in usable])
             ax.plot([usable[i][key] for i in front], [usable[i]["dice"] for i in front],
                     color="0.4", linestyle="--", linewidth=1, zorder=0, label="Pareto front")
             ax.set_xscale("log")
+            log_ticks(ax.xaxis)
             ax.set_xlabel(label + " (log scale)")
             ax.set_ylabel("test Dice (mean ± std over seeds)")
             ax.grid(True, alpha=0.3, which="both")
+            ax_labels.append(annotations)
         handles, names = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="lower center", ncol=min(5, len(names)), frameon=False,
-                   bbox_to_anchor=(0.5, -0.08), fontsize=9)
         fig.suptitle(f"{labels.get(dataset, dataset)}, plan {doc.get('label', doc.get('plan'))}: "
                      "test Dice against cost (hollow: evaluation-only entry, pays at inference)",
                      fontsize=11)
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        fig.tight_layout()
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                   frameon=False, fontsize=9)
+        for annotations in ax_labels:
+            separate_labels(fig, annotations)
         try:
             written += _save(fig, Path(out) / f"pareto-{doc.get('plan')}-{dataset}")
         finally:
