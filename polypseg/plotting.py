@@ -127,15 +127,28 @@ def separate_labels(fig: Any, labels: Sequence[Any], step: float = 2.0,
         placed.append(_boxes(fig, [label])[0])
 
 
+def drawn_texts(fig: Any) -> list[Any]:
+    """The visible, non-empty texts that drawing ``fig`` shows: figure texts and titles, axis
+    labels and titles, the tick labels of the ticks in view, annotations and legend entries."""
+    texts = [*fig.texts]
+    for legend in fig.legends:
+        texts += legend.get_texts()
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label,
+                  *ax.texts]
+        if ax.get_legend() is not None:
+            texts += ax.get_legend().get_texts()
+        for axis in (ax.xaxis, ax.yaxis):
+            for tick in axis._update_ticks():  # the ticks in view, as drawing places them
+                texts += [label for label in (tick.label1, tick.label2) if label.get_visible()]
+    return [t for t in texts if t.get_visible() and t.get_text().strip()]
+
+
 def overlapping_texts(fig: Any) -> list[tuple[str, str]]:
-    """Pairs of visible, non-empty texts of ``fig`` whose boxes overlap (ticks, labels, titles,
-    legend entries, annotations): what a figure must not have."""
+    """Pairs of texts of ``fig`` (:func:`drawn_texts`) whose boxes overlap: what a figure must
+    not have. Draw the figure first (``fig.canvas.draw()``)."""
     renderer = fig.canvas.get_renderer()
-    texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_text")
-                                    and hasattr(o, "get_window_extent"))
-             if t.get_visible() and t.get_text().strip()]
-    texts = [t for t in texts if t.figure is not None]
-    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in drawn_texts(fig)]
     pairs = []
     for i, (a, box_a) in enumerate(boxes):
         for b, box_b in boxes[i + 1:]:

@@ -27,7 +27,15 @@ def test_the_demo_report(demo: Path, tmp_path: Path) -> None:
     assert page.count('<table class="summary">') == 1
     assert page.count("<tr><td>") >= 2  # a row per model
     assert page.count('class="plot"') == 2
-    assert page.count('<figure class="tile">') == 2 * (3 * 4 + 3 * 3)
+    # one gallery for the dataset: the same images for both models; rows of the input and
+    # truth (Dice rows) or the input alone (consistency rows), then one tile per model
+    assert page.count('<article class="compare"') == 1
+    rows = page.split('<div class="row">')[1:]
+    tiles = [row.count('<figure class="tile">') for row in rows]
+    assert tiles[:6] == [4] * 6 and all(n == 3 for n in tiles[6:]) and len(tiles) <= 9
+    for row in rows:
+        assert row.count('<span class="name">unet</span>') == 1
+        assert row.count('<span class="name">p4</span>') == 1
     assert all(s.startswith(("data:image/", "#")) for s in sources(page)), sources(page)
     assert "default-src 'none'" in page and "<script" not in page
     assert "polypseg train --model p4" in page  # the equivalent command, from config.json
