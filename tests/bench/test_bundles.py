@@ -18,8 +18,17 @@ def test_bundles_are_runs_that_predict_takes(tiny_bench: Path, tmp_path: Path) -
     assert sorted(p.name for p in out.iterdir()) == ["kvasir-p4", "kvasir-unet"]
     bundle = out / "kvasir-p4"
     for name in ("checkpoints/best.safetensors", "checkpoints/best.json", "split.json",
-                 "config.json", "metrics.csv", "README.md"):
+                 "config.json", "metrics.csv", "README.md", "eval/test.json",
+                 "sweep/sweep.json", "sweep/sweep_images.csv"):
         assert (bundle / name).is_file(), name
+    # the bundle's own evaluation and sweep are its run's, so a report shows its numbers
+    run = tiny_bench / "runs" / "kvasir" / "p4" / "seed0" / "bench" / "p4"
+    assert (bundle / "eval" / "test.json").read_bytes() == (run / "test.json").read_bytes()
+    from polypseg.report.inputs import collect
+
+    view = collect([bundle]).models[0]
+    assert view.eval_file == bundle / "eval" / "test.json"
+    assert view.images_csv == bundle / "sweep" / "sweep_images.csv"
     config = json.loads((bundle / "config.json").read_text())
     assert not Path(config["data"]).is_absolute() and config["model"] == "p4"
     card = (bundle / "README.md").read_text()
