@@ -60,3 +60,41 @@ def save_screenshot(png: bytes, name: str, width: int = 960) -> Path | None:
     target.parent.mkdir(parents=True, exist_ok=True)
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
     return target
+
+
+#: Reads an inline SVG of matplotlib (every text a ``<g id="text_N">``, every legend a
+#: ``<g id="legend_N">``, every axes a ``<g id="axes_N">`` whose first patch is its
+#: background) and returns its collisions: pairs of texts whose boxes overlap by more than
+#: half a pixel, and legends over an axes.
+COLLISIONS_JS = """() => {
+  const box = e => e.getBoundingClientRect();
+  const meet = (a, b, pad) => a.left + pad < b.right && b.left + pad < a.right
+                           && a.top + pad < b.bottom && b.top + pad < a.bottom;
+  const texts = [...document.querySelectorAll('g[id^="text_"]')]
+      .map(e => [e.id, box(e)]).filter(([, r]) => r.width > 0 && r.height > 0);
+  const found = [];
+  for (let i = 0; i < texts.length; i++)
+    for (let j = i + 1; j < texts.length; j++)
+      if (meet(texts[i][1], texts[j][1], 0.5)) found.push(texts[i][0] + ' / ' + texts[j][0]);
+  const frames = [...document.querySelectorAll('g[id^="axes_"] > g[id^="patch_"]:first-child')]
+      .map(e => [e.parentNode.id, box(e)]);
+  for (const legend of document.querySelectorAll('g[id^="legend_"]'))
+    for (const [axes, r] of frames)
+      if (meet(box(legend), r, 0.5)) found.push(legend.id + ' over ' + axes);
+  return found;
+}"""
+
+
+def plot_collisions(context: Any, svg_uri: str) -> list[str]:
+    """The collisions (:data:`COLLISIONS_JS`) of an SVG plot given as a ``data:`` URI, laid out
+    by Chromium in a page of its own."""
+    import base64
+
+    svg = base64.b64decode(svg_uri.split(",", 1)[1]).decode("utf-8")
+    svg = svg[svg.index("<svg"):]
+    page = context.new_page()
+    try:
+        page.set_content(f"<!doctype html><html><body style='margin:0'>{svg}</body></html>")
+        return page.evaluate(COLLISIONS_JS)
+    finally:
+        page.close()
