@@ -400,7 +400,9 @@ def render(study: Study, galleries: Sequence[Gallery], title: str | None = None,
         if gallery.view.source == "run":
             rows.append(run_row(gallery.view, gallery.facts))
     header = [f"<h1>{html.esc(title)}</h1>"]
-    inputs = ", ".join(str(p) for p in study.inputs)
+    from polypseg.paths import portable
+
+    inputs = ", ".join(portable(Path(p).absolute()) for p in study.inputs)
     header.append(f'<p class="meta">From {html.esc(inputs)}</p>')
     if any(r.doc.get("reduced") for r in study.quality):
         header.append('<p class="banner"><b>REDUCED plan</b>: smaller images, narrower models, '

@@ -266,11 +266,19 @@ def findings_markdown(findings: Findings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cell_html(text: str) -> str:
+    """A table cell: a difference with its interval on a second, smaller line."""
+    diff, sep, rest = text.partition(" [")
+    if not sep:
+        return html.esc(text)
+    return f'{html.esc(diff)}<br><small>[{html.esc(rest)}</small>'
+
+
 def findings_html(findings: Findings) -> str:
     """The findings box of the report page (escaped)."""
     header, rows = table_rows(findings)
     items = "".join(f"<li>{html.esc(line)}</li>" for line in sentences(findings))
-    body = [[(html.esc(c), "better" if c.endswith(" better") else
+    body = [[(_cell_html(c), "better" if c.endswith(" better") else
               "worse" if c.endswith(" worse") else "") for c in row] for row in rows]
     return (f'<div class="findings"><ul>{items}</ul>'
             + html.table(header, body, "findings")

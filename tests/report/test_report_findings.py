@@ -66,7 +66,8 @@ def test_the_report_opens_with_the_findings(tmp_path: Path) -> None:
     path = write_json(tmp_path / "quality-hand.json", _doc())
     page = build_report([path], tmp_path / "r.html", gallery=0).read_text()
     assert page.index('<section id="findings">') < page.index('<section id="summary">')
-    assert '<td class="better">+0.085 [+0.021, +0.149] better</td>' in page
+    assert ('<td class="better">+0.085<br><small>[+0.021, +0.149] better</small></td>'
+            in page)
     # the stalled entry is marked in the summary and never bold
     summary = page[page.index('<table class="summary">'):]
     assert "(1 seed stalled)" in summary
