@@ -281,7 +281,8 @@ def findings_html(findings: Findings) -> str:
     body = [[(_cell_html(c), "better" if c.endswith(" better") else
               "worse" if c.endswith(" worse") else "") for c in row] for row in rows]
     return (f'<div class="findings"><ul>{items}</ul>'
-            + html.table(header, body, "findings")
+            # headers wrap between words only (no break at a name's hyphen)
+            + html.table([h.replace("-", "\u2011") for h in header], body, "findings")
             + f'<p class="note">Dice: test-set mean over seeds. vs: paired per-image test-Dice '
               f"difference (entry minus reference) with its {findings.level:.0%} bootstrap "
               "interval over images and seeds; better/worse where the interval excludes 0. "

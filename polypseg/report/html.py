@@ -39,6 +39,7 @@ td.best { font-weight: 700; }
             border-left: 4px solid var(--accent); background: #f6f9ff; }
 .findings ul { margin: 4px 0 8px; padding-left: 18px; }
 .findings table { font-size: 13px; }
+.findings th { white-space: normal; max-width: 9em; vertical-align: bottom; }
 .findings { overflow-x: auto; }
 td.better { color: var(--good); font-weight: 600; }
 td.worse { color: var(--bad); font-weight: 600; }
