@@ -83,3 +83,36 @@ def test_broken_json_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "sweep.json").write_text(json.dumps([1, 2]))
     with pytest.raises(RunError, match="JSON object"):
         collect([tmp_path])
+
+
+def test_data_folders_by_dataset_key(demo: Path, tmp_path: Path) -> None:
+    from polypseg.report.build import parse_data
+    from polypseg.report.inputs import apply_data
+
+    kvasir, cvc = tmp_path / "k", tmp_path / "c"
+    kvasir.mkdir()
+    cvc.mkdir()
+    assert parse_data([f"kvasir={kvasir}", f"CVC-ClinicDB={cvc}"]) == {"kvasir": kvasir,
+                                                                      "cvc": cvc}
+    assert parse_data([str(kvasir)]) == {None: kvasir}
+    views = collect([demo]).models  # runs of kvasir-seg, as their checkpoints record
+    apply_data(views, {"cvc": cvc})
+    assert all(v.data_dir != cvc for v in views)  # another dataset's folder is not theirs
+    apply_data(views, {"kvasir": kvasir, None: cvc})
+    assert all(v.data_dir == kvasir for v in views)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("nope=/tmp", "unknown dataset 'nope'"),
+    ("kvasir=/no/such/folder", "no such folder /no/such/folder"),
+])
+def test_bad_data_folders_are_one_line_errors(demo: Path, tmp_path: Path, value: str,
+                                              message: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from polypseg.cli import main
+
+    out = tmp_path / "r.html"
+    assert main(["report", str(demo / "p4"), "--data", value, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
