@@ -121,3 +121,92 @@ def test_channels_last_and_nchw_evaluations_agree(data: Path, tmp_path: Path) ->
         assert row_last["stem"] == row_nchw["stem"]
         assert abs(row_last["dice"] - row_nchw["dice"]) <= 1e-6
         assert row_last["pred_fraction"] == row_nchw["pred_fraction"]
+
+
+def _test_set(folder: Path) -> Path:
+    """A test set in the field's layout: images/ + masks/, same stems, png/jpg/tif, each of
+    its own size (none of them the model's 32 px)."""
+    rng = np.random.default_rng(3)
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for stem, (height, width), suffix in (("a", (40, 56), ".png"), ("b", (27, 33), ".jpg"),
+                                          ("c", (64, 48), ".tif")):
+        image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        mask = np.zeros((height, width), np.uint8)
+        mask[height // 4 : height // 2, width // 5 : width // 2] = 255
+        cv2.imwrite(str(folder / "images" / f"{stem}{suffix}"), image)
+        cv2.imwrite(str(folder / "masks" / f"{stem}{'.png' if suffix == '.jpg' else suffix}"),
+                    mask)
+    return folder
+
+
+def test_a_test_set_folder_is_evaluated_whole_at_each_masks_size(tmp_path: Path) -> None:
+    """No split file: every image; metrics at the mask's own size (an all-polyp prediction
+    scores what the mask file gives by hand); the maps saved are the 8-bit maps scored."""
+    import py_sod_metrics as sod
+
+    from polypseg.cli import main
+
+    test_set = _test_set(tmp_path / "CVC-300")
+    run = _constant_run(tmp_path / "all", logit=10.0)
+    out = tmp_path / "out"
+    assert main(["evaluate", str(run), "--data", str(test_set), "--out", str(out),
+                 "--save-maps", "--no-progress"]) == 0
+    written = json.loads((out / "all-cvc-300.json").read_text())
+    assert written["n_images"] == 3 and written["split"]["sha256"] is None
+    assert written["split"]["overlap_with_training"] == 0
+    for row in written["images"]:
+        mask = read_mask(next((test_set / "masks").glob(f"{row['stem']}.*")))
+        assert (row["height"], row["width"]) == mask.shape
+        y, n = int(mask.sum()), mask.size
+        assert row["dice"] == pytest.approx(2 * y / (y + n))
+        saved = cv2.imread(str(out / "maps" / f"{row['stem']}.png"), cv2.IMREAD_UNCHANGED)
+        assert saved.dtype == np.uint8 and saved.shape == mask.shape
+        for name, metric, key in (("mae", sod.MAE(), "mae"), ("s_measure", sod.Smeasure(), "sm")):
+            metric.step(pred=saved, gt=mask * 255)
+            assert row[name] == pytest.approx(float(metric.get_results()[key]), abs=1e-12)
+    for name in ("mdice", "miou", "s_measure", "weighted_f", "e_measure_mean", "e_measure_max",
+                 "mae"):
+        assert set(written["summary"][name]) >= {"mean", "std"}
+
+
+def test_a_varying_model_at_native_size_matches_its_saved_maps(data: Path, tmp_path: Path) -> None:
+    """A random (untrained) model: the JSON's field suite equals pysodmetrics on the PNG maps
+    it saved, and its thresholded Dice equals a Dice computed from those maps by hand."""
+    import py_sod_metrics as sod
+
+    torch.manual_seed(0)
+    model = zoo.create("unet", width=2, depth=2)
+    with torch.no_grad():  # a head that spreads the untrained features over (0, 1)
+        torch.nn.init.normal_(model.head.weight, std=5.0)
+    run = create_run(tmp_path / "random", model, SIZE, _split())
+    test_set = _test_set(tmp_path / "TestDataset" / "ETIS-LaribPolypDB")
+    result = evaluate_run(run, test_set, subset="all", save_maps=True)
+    rows = {r["stem"]: r for r in result["images"]}
+    assert result["subset"] == "all-etis-laribpolypdb"
+    assert (run / "eval" / "all-etis-laribpolypdb.json").is_file()
+    for stem, row in rows.items():
+        saved = cv2.imread(str(run / "eval" / "maps" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        mask = read_mask(next((test_set / "masks").glob(f"{stem}.*")))
+        assert saved.max() > saved.min()  # the model's map varies
+        wfm = sod.WeightedFmeasure()
+        wfm.step(pred=saved, gt=mask * 255)
+        assert row["weighted_f"] == pytest.approx(float(wfm.get_results()["wfm"]), abs=1e-12)
+        pred = saved >= 128  # 0.5 on the 8-bit map, up to its rounding
+        dice = 2 * np.sum(pred & (mask > 0)) / max(1, pred.sum() + mask.sum())
+        assert row["dice"] == pytest.approx(dice, abs=0.02)
+
+
+def test_a_folder_the_split_does_not_describe_needs_no_split_but_a_given_one_must_fit(
+    data: Path, tmp_path: Path
+) -> None:
+    from polypseg.errors import DataError
+
+    run = _constant_run(tmp_path / "all", logit=10.0)
+    other = _test_set(tmp_path / "ETIS-LaribPolypDB")
+    with pytest.raises(DataError, match="is for kvasir-seg"):
+        evaluate_run(run, other, split_file=run / "split.json", write=False)
+    with pytest.raises(DataError):
+        evaluate_run(run, other, subset="val", write=False)
+    counted = evaluate_run(run, data, subset="all", write=False)
+    assert counted["n_images"] == 7 and counted["split"]["overlap_with_training"] == 3

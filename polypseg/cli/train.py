@@ -242,8 +242,19 @@ def train(
 
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint stem).")],
-    data: DataOption = None,
-    split: SubsetOption = "test",
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Dataset folder; default: the run's own data. A folder the run's split does "
+            "not describe (a test set: images/ + masks/) is evaluated whole.",
+        ),
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option("--split", help="Which set of the split: train, val or test; all: every "
+                     "image of --data, without a split."),
+    ] = "test",
     split_file: SplitFileOption = None,
     tta: TtaOption = None,
     out: Annotated[
@@ -265,8 +276,14 @@ def evaluate(
                      help="NHWC images through the model (default: on CPU, where it is faster; "
                      "as in train)."),
     ] = None,
+    save_maps: Annotated[
+        bool,
+        typer.Option("--save-maps", help="Also write each probability map as an 8-bit PNG at "
+                     "its mask's size, OUT/maps/STEM.png (the field's toolboxes read them)."),
+    ] = False,
 ) -> None:
-    """Per-image Dice, IoU, precision, recall, HD95 (mean ± std) -> JSON + CSV."""
+    """Per-image metrics at each mask's own size (Dice, IoU, precision, recall, HD95; mDice,
+    mIoU, S-measure, weighted F, E-measure, MAE), mean ± std -> JSON + CSV."""
     from polypseg.evaluation import evaluate_run, format_summary
 
     if out is not None:  # before any work: a file in the way, a read-only disk
@@ -277,9 +294,12 @@ def evaluate(
         run, _data_of_run(run, data), subset=split, split_file=split_file, tta=tta, out=out,
         which=which, device=device, batch_size=batch_size, limit=limit, progress=progress,
         channels_last=channels_last,
+        save_maps=save_maps,
     )
     typer.echo(format_summary(result))
     typer.echo(f"wrote {result['files']['json']} and {result['files']['csv']}")
+    if "maps" in result["files"]:
+        typer.echo(f"wrote {result['n_images']} maps to {result['files']['maps']}")
 
 
 def calibrate(
