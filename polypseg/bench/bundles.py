@@ -46,12 +46,18 @@ LICENCE = (
     "these weights. This is not a medical device: no output of this model may inform a "
     "clinical decision."
 )
-CITATIONS = {
-    "kvasir": 'Jha et al., "Kvasir-SEG: A Segmented Polyp Dataset", MMM 2020.',
-    "cvc": 'Bernal et al., "WM-DOVA maps for accurate polyp highlighting in colonoscopy: '
-           'Validation vs. saliency maps from physicians", Computerized Medical Imaging and '
-           "Graphics 43 (2015) 99-111.",
-}
+
+
+def citation(label: str) -> str:
+    """How to cite the dataset a plan labels ``label`` (:mod:`polypseg.data.registry`; the
+    label itself when the registry does not know it)."""
+    from polypseg.data import registry
+    from polypseg.errors import DataError
+
+    try:
+        return registry.get(label).citation
+    except DataError:
+        return label
 
 
 def bundle_name(dataset: str, entry: str) -> str:
@@ -135,6 +141,10 @@ def model_card(doc: dict[str, Any], row: dict[str, Any], seeds: list[dict[str, A
         "## Test results",
         "",
         f"- This model, {row.get('n_test_images')} test images: {_format_metrics(row['metrics'])}.",
+        "- Every metric is taken at each test mask's own size (the prediction resized back to "
+        "it; HD95 in its pixels). mdice and miou are PraNet's threshold-averaged Dice and IoU; "
+        "s_measure, weighted_f, e_measure_mean/max and mae come from pysodmetrics "
+        "(docs/results.md, \"Metrics\").",
     ]
     if sweep:
         lines.append(
@@ -154,7 +164,7 @@ def model_card(doc: dict[str, Any], row: dict[str, Any], seeds: list[dict[str, A
         f"Trained at {settings.get('size')} px on one dataset: expect lower Dice on other "
         "endoscopes and hospitals (see the cross-dataset table of the benchmark).",
         "",
-        f"Cite the data: {CITATIONS.get(row['dataset'], label)}",
+        f"Cite the data: {citation(label)}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -50,8 +50,19 @@ from polypseg.errors import PolypsegError
 
 #: Test-time augmentations an entry may name (passed to ``evaluate_run(tta=...)``).
 KNOWN_TTA = ("rot90",)
-#: Table labels of the usual dataset keys.
-DATASET_LABELS = {"kvasir": "Kvasir-SEG", "cvc": "CVC-ClinicDB"}
+
+
+def dataset_label(key: str) -> str:
+    """The table label of a plan's dataset key: the registry's title for a name or alias it
+    knows (``kvasir`` -> ``Kvasir-SEG``, ``cvc`` -> ``CVC-ClinicDB``), else the key."""
+    from polypseg.data import registry
+    from polypseg.errors import DataError
+
+    try:
+        return registry.get(key).title
+    except DataError:
+        return key
+
 
 _TOP_KEYS = {
     "name", "description", "reduced", "size", "epochs", "batch_size", "lr", "seeds", "angles",
@@ -277,7 +288,7 @@ def _parse_datasets(raw: Any, root: Path, check_paths: bool) -> tuple[DatasetSpe
         split = body.get("split") or {}
         if not isinstance(split, dict):
             raise PlanError(f"datasets.{key}.split must be a mapping of make_split options")
-        label = str(body.get("label") or DATASET_LABELS.get(str(key), str(key)))
+        label = str(body.get("label") or dataset_label(str(key)))
         for fraction in _train_fractions(body.get("train_fractions"), str(key)):
             if fraction == 1:
                 specs.append(DatasetSpec(key=str(key), label=label, data_dir=data_dir,

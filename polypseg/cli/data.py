@@ -95,6 +95,11 @@ def _how_detected(detected_by: str) -> str:
     return f"by {detected_by}; override with --dataset"
 
 
+def _of_official(report: CheckReport) -> str:
+    official = report.official_images()
+    return f" of the official release's {official}" if official is not None else ""
+
+
 def _summary_rows(report: CheckReport) -> list[tuple[str, str]]:
     from polypseg.data.check import UNCERTAIN_RANGE
     from polypseg.data.layouts import LAYOUTS
@@ -106,7 +111,7 @@ def _summary_rows(report: CheckReport) -> list[tuple[str, str]]:
         ("folder", str(index.root)),
         ("dataset", f"{index.name} ({_how_detected(index.detected_by)})"),
         ("layout", f"{layout.name} ({layout.describe()})"),
-        ("images", str(len(index.pairs))),
+        ("images", str(len(index.pairs)) + _of_official(report)),
         ("unmatched files", str(len(index.unmatched))),
         ("unreadable files", str(len(report.unreadable))),
         ("size mismatches", str(len(report.mismatched))),

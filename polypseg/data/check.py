@@ -117,6 +117,13 @@ class CheckReport:
         ]
         return sorted(chosen, key=lambda m: -m.uncertain)
 
+    def official_images(self) -> int | None:
+        """How many pairs the dataset's official release holds (:mod:`polypseg.data.registry`),
+        when known."""
+        from polypseg.data import registry
+
+        return registry.get(self.index.name).images
+
     def missing_frames(self) -> list[int]:
         """ClinicDB frames of the sequences present that are absent from the folder."""
         present = {int(p.stem) for p in self.index.pairs if p.sequence is not None}

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from polypseg.data import registry
 from polypseg.data.layouts import DatasetIndex, canonical_dataset, discover, find_dataset_root
 from polypseg.errors import DataError
 from polypseg.hashing import file_sha256
@@ -42,23 +43,17 @@ class Source:
     terms: str
 
 
+#: Where each dataset of :mod:`polypseg.data.registry` comes from.
 SOURCES: dict[str, Source] = {
-    "kvasir-seg": Source(
-        name="kvasir-seg",
-        folder="Kvasir-SEG",
-        url="https://datasets.simula.no/downloads/kvasir-seg.zip",
-        sha256=None,  # not published by Simula; the computed hash is printed for the record
-        page="https://datasets.simula.no/kvasir-seg/",
-        terms="research and educational use only; cite Jha et al., MMM 2020",
-    ),
-    "cvc-clinicdb": Source(
-        name="cvc-clinicdb",
-        folder="CVC-ClinicDB",
-        url=None,
-        sha256=None,
-        page="https://polyp.grand-challenge.org/CVCClinicDB/",
-        terms="research and educational use only; cite Bernal et al., CMIG 43 (2015)",
-    ),
+    record.name: Source(
+        name=record.name,
+        folder=record.title,
+        url=record.url,
+        sha256=None,  # none is published (Simula's Kvasir-SEG neither); the computed one is printed
+        page=record.source,
+        terms=record.terms,
+    )
+    for record in registry.DATASETS
 }
 
 

@@ -14,6 +14,8 @@ layout                    folders                                      where it 
 ========================  ===========================================  ==========================
 
 Images and masks are paired by file stem (``12.tif`` with ``12.tif``, ``a.jpg`` with ``a.png``).
+Which dataset a folder holds is decided by :mod:`polypseg.data.registry` (folder name, a layout
+only one dataset ships in, CVC-ClinicDB's frame-number file names), unless given.
 """
 
 from __future__ import annotations
@@ -22,22 +24,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from polypseg.data import registry
 from polypseg.data.clinicdb import frame_number, sequence_of
 from polypseg.data.formats import IMAGE_SUFFIXES
 from polypseg.errors import DataError
 
 KVASIR = "kvasir-seg"
 CLINICDB = "cvc-clinicdb"
-#: Canonical dataset names.
-DATASETS: tuple[str, ...] = (KVASIR, CLINICDB)
-
-_ALIASES = {
-    "kvasirseg": KVASIR,
-    "kvasir": KVASIR,
-    "cvcclinicdb": CLINICDB,
-    "clinicdb": CLINICDB,
-    "cvc": CLINICDB,
-}
+#: Canonical dataset names (:func:`polypseg.data.registry.names`).
+DATASETS: tuple[str, ...] = registry.names()
 
 #: Files that operating systems leave in folders; skipped without a note.
 _JUNK_FILES = frozenset({"thumbs.db", "desktop.ini"})
@@ -50,7 +45,12 @@ class Layout:
     name: str
     images: tuple[str, ...]
     masks: tuple[str, ...]
-    dataset: str | None = None  # the dataset this layout implies, if any
+
+    @property
+    def dataset(self) -> str | None:
+        """The dataset this layout implies: the one registry record that ships in it."""
+        record = registry.by_layout(self.name)
+        return record.name if record is not None else None
 
     def describe(self) -> str:
         """``"images/ + masks/"`` style description."""
@@ -59,9 +59,9 @@ class Layout:
 
 LAYOUTS: tuple[Layout, ...] = (
     Layout("images-masks", ("images",), ("masks",)),
-    Layout("original-groundtruth", ("Original",), ("Ground Truth",), CLINICDB),
-    Layout("tif-original", ("TIF", "Original"), ("TIF", "Ground Truth"), CLINICDB),
-    Layout("png-original", ("PNG", "Original"), ("PNG", "Ground Truth"), CLINICDB),
+    Layout("original-groundtruth", ("Original",), ("Ground Truth",)),
+    Layout("tif-original", ("TIF", "Original"), ("TIF", "Ground Truth")),
+    Layout("png-original", ("PNG", "Original"), ("PNG", "Ground Truth")),
 )
 
 
@@ -110,11 +110,8 @@ class DatasetIndex:
 
 def canonical_dataset(name: str) -> str:
     """``"Kvasir-SEG"``, ``"kvasir"`` -> ``"kvasir-seg"``; ``"CVC-ClinicDB"``, ``"clinicdb"`` ->
-    ``"cvc-clinicdb"``. Raises DataError for other names."""
-    key = re.sub(r"[^a-z0-9]", "", name.lower())
-    if key not in _ALIASES:
-        raise DataError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}")
-    return _ALIASES[key]
+    ``"cvc-clinicdb"`` (:func:`polypseg.data.registry.canonical`). DataError for other names."""
+    return registry.canonical(name)
 
 
 def natural_key(stem: str) -> tuple[int, int, str]:
@@ -188,19 +185,18 @@ def _list_images(folder: Path, ignored: list[Path], problems: list[str]) -> dict
 
 
 def _identify(root: Path, layout: Layout, stems: list[str], dataset: str | None) -> tuple[str, str]:
-    """Dataset name and how it was decided: given > folder name > layout > stems > default."""
+    """Dataset name and how it was decided: given > folder name > layout > stems > default
+    (:mod:`polypseg.data.registry`)."""
     if dataset is not None:
         return canonical_dataset(dataset), "given"
-    folder = _squash(root.name)
-    if "clinicdb" in folder:
-        return CLINICDB, "folder name"
-    if "kvasir" in folder:
-        return KVASIR, "folder name"
+    named = registry.by_folder_name(root.name)
+    if named is not None:
+        return named.name, "folder name"
     if layout.dataset is not None:
         return layout.dataset, "layout"
     if stems and all(frame_number(s) is not None for s in stems):
         return CLINICDB, "frame-number file names"
-    return KVASIR, "default: file names are not frame numbers"
+    return registry.FALLBACK, "default: file names are not frame numbers"
 
 
 def discover(root: str | Path, dataset: str | None = None) -> DatasetIndex:
@@ -241,7 +237,7 @@ def discover(root: str | Path, dataset: str | None = None) -> DatasetIndex:
     pairs = []
     for stem in stems:
         sequence = None
-        if name == CLINICDB:
+        if registry.get(name).by_sequence:
             frame = frame_number(stem)
             if frame is None:
                 problems.append(

@@ -1,10 +1,11 @@
 """Deterministic train/val/test splits, saved as JSON and reused by every later command.
 
-Rules (docs/design.md, benchmark protocol):
+Rules (docs/design.md, benchmark protocol), one per dataset in :mod:`polypseg.data.registry`:
 
-- Kvasir-SEG: seeded random 80/10/10 by image.
-- CVC-ClinicDB: by video sequence, so that no polyp is seen in two sets; among many seeded
+- by image (Kvasir-SEG): seeded random 80/10/10.
+- by video sequence (CVC-ClinicDB), so that no polyp is seen in two sets; among many seeded
   shuffles of the sequences the cut whose frame fractions are closest to 70/15/15 is kept.
+- a test set (CVC-ColonDB, ETIS-LaribPolypDB, CVC-300): every image in ``test``.
 - k-fold: the data (images, or whole sequences for ClinicDB) in ``k`` seeded folds of near-equal
   size; fold ``f`` tests on fold ``f`` and validates on fold ``f+1 (mod k)``, so over the ``k``
   splits every image is in the test set once and in the validation set once.
@@ -30,18 +31,14 @@ from typing import Any
 import numpy as np
 
 from polypseg.atomic import atomic_write_json
-from polypseg.data.layouts import CLINICDB, DatasetIndex, Pair, canonical_dataset, natural_key
+from polypseg.data import registry
+from polypseg.data.layouts import DatasetIndex, Pair, canonical_dataset, natural_key
 from polypseg.data.text import shorten
 from polypseg.errors import DataError, RunError
 
 SUBSETS: tuple[str, str, str] = ("train", "val", "test")
 FORMAT = "polypseg-split"
 VERSION = 1
-#: Target (train, val, test) fractions of each dataset's rule.
-FRACTIONS: dict[str, tuple[float, float, float]] = {
-    "kvasir-seg": (0.8, 0.1, 0.1),
-    "cvc-clinicdb": (0.7, 0.15, 0.15),
-}
 #: Seeded shuffles of the sequences tried for the grouped split (the best cut is kept).
 _GROUP_TRIALS = 300
 _COMBINED_SEPARATOR = "/"
@@ -316,24 +313,22 @@ def _fold_roles(k: int, fold: int) -> dict[int, str]:
 
 
 def _rule_name(index: DatasetIndex, k: int | None = None) -> str:
-    unit = "video sequence" if index.name == CLINICDB else "image"
-    if k is not None:
-        return f"{k}-fold by {unit} (test fold f, val fold f+1 mod {k})"
-    train, val, test = (round(100 * f) for f in FRACTIONS[index.name])
-    if index.name == CLINICDB:
-        return f"by video sequence, about {train}/{val}/{test} of frames"
-    return f"random by image, {train}/{val}/{test}"
+    return registry.get(index.name).split.describe(k)
 
 
 def make_split(index: DatasetIndex, seed: int = 0) -> Split:
-    """The benchmark split of ``index``: 80/10/10 by image (Kvasir-SEG) or ~70/15/15 of frames
-    by video sequence (CVC-ClinicDB), deterministic for a seed."""
+    """The benchmark split of ``index`` by its dataset's rule (:mod:`polypseg.data.registry`):
+    80/10/10 by image (Kvasir-SEG), ~70/15/15 of frames by video sequence (CVC-ClinicDB), or
+    every image in ``test`` (a test set); deterministic for a seed."""
     _check_seed(seed)
-    fractions = FRACTIONS[index.name]
-    if index.name == CLINICDB:
-        sets, groups = _split_by_group(_groups_of(index), seed, fractions)
+    rule = registry.get(index.name).split
+    if rule.unit == "test":
+        sets = {"train": [], "val": [], "test": _sorted(index.stems)}
+        return Split(index.name, _rule_name(index), seed, sets)
+    if rule.unit == "sequence":
+        sets, groups = _split_by_group(_groups_of(index), seed, rule.fractions)
         return Split(index.name, _rule_name(index), seed, sets, groups=groups)
-    sets = _split_by_image(index.stems, seed, fractions)
+    sets = _split_by_image(index.stems, seed, rule.fractions)
     return Split(index.name, _rule_name(index), seed, sets)
 
 
@@ -385,7 +380,10 @@ def make_kfold(index: DatasetIndex, k: int, fold: int, seed: int = 0) -> Split:
     """Split ``fold`` (0-based) of a seeded ``k``-fold partition (by sequence for ClinicDB)."""
     _check_seed(seed)
     roles = _fold_roles(k, fold)
-    if index.name == CLINICDB:
+    rule = registry.get(index.name).split
+    if rule.unit == "test":
+        raise DataError(f"{index.name} is a test set: every image is a test image, no folds")
+    if rule.unit == "sequence":
         groups = _groups_of(index)
         ids = sorted(groups)
         folds = _folds([len(groups[g]) for g in ids], k, seed)
