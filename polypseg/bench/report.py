@@ -22,6 +22,17 @@ METRICS: tuple[tuple[str, str, bool], ...] = (
     ("recall", "Recall", True),
     ("hd95", "HD95 (px)", False),
 )
+#: The field's suite (PraNet's evaluation, pysodmetrics; polypseg.metrics.FIELD_METRIC_NAMES),
+#: a second table per dataset: key, column title, higher is better.
+FIELD_METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("mdice", "mDice", True),
+    ("miou", "mIoU", True),
+    ("s_measure", "S-measure", True),
+    ("weighted_f", "weighted F", True),
+    ("e_measure_mean", "mean E", True),
+    ("e_measure_max", "max E", True),
+    ("mae", "MAE", False),
+)
 #: Summaries of the rotation sweep, in order: key, column title, higher is better.
 SWEEP_METRICS: tuple[tuple[str, str, bool], ...] = (
     ("accuracy_mean", "Sweep Dice mean", True),
@@ -129,6 +140,33 @@ def _best(rows: list[dict[str, Any]], section: str, key: str, higher: bool) -> f
     return max(means) if higher else min(means)
 
 
+def _metric_size(doc: dict[str, Any]) -> str:
+    """Where the metrics were taken: evaluations with the field's suite are at each mask's own
+    size (polypseg.evaluation); earlier ones at the model's input size."""
+    native = any("mdice" in (r.get("metrics") or {}) for r in doc.get("results", []))
+    return "the mask's own size" if native else "the model's input size"
+
+
+def _field_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The field's metrics of one dataset's entries (nothing when the runs predate them)."""
+    if not any(key in row.get("metrics", {}) for row in rows for key, _, _ in FIELD_METRICS):
+        return []
+    body = []
+    for row in rows:
+        cells = [row["entry"]]
+        for metric, _, higher in FIELD_METRICS:
+            stat = row.get("metrics", {}).get(metric)
+            best = _best(rows, "metrics", metric, higher)
+            is_best = (stat is not None and best is not None and len(rows) > 1
+                       and round(stat["mean"], 3) == round(best, 3))
+            cells.append(_cell(stat, 3, is_best))
+        body.append(cells)
+    return ["The field's metrics (PraNet's evaluation through pysodmetrics: mDice and mIoU "
+            "averaged over 256 thresholds of the min-max-normalised probability map; docs/"
+            "results.md, \"Metrics\"):", "",
+            *_table(["Entry", *(t for _, t, _ in FIELD_METRICS)], body), ""]
+
+
 def quality_markdown(doc: dict[str, Any]) -> str:
     """The markdown report of a quality benchmark document (``quality-PLAN.json``)."""
     settings = doc.get("settings", {})
@@ -153,8 +191,8 @@ def quality_markdown(doc: dict[str, Any]) -> str:
         f"{settings.get('epochs')} epochs, batch {settings.get('batch_size')}, "
         f"lr {settings.get('lr')}, seeds {settings.get('seeds')}"
         + (f"; subsets: {limits}" if limits else ""),
-        f"- Sweep angles: {settings.get('angles')} degrees. Metrics per test image, averaged; "
-        f"mean {PM} sample std over seeds (one seed: no std).",
+        f"- Sweep angles: {settings.get('angles')} degrees. Metrics per test image at "
+        f"{_metric_size(doc)}, averaged; mean {PM} sample std over seeds (one seed: no std).",
     ]
     if doc.get("command"):
         lines.append(f"- Command: `{doc['command']}`")
@@ -190,6 +228,7 @@ def quality_markdown(doc: dict[str, Any]) -> str:
             body.append(cells)
         lines += _table(header, body)
         lines.append("")
+        lines += _field_table(rows)
         for plot in doc.get("plots", []):
             if plot.endswith(f"-{key}.png"):
                 what = "Pareto" if plot.startswith("pareto-") else "Dice vs angle"

@@ -89,3 +89,25 @@ def test_speed_markdown() -> None:
     text = speed_markdown(doc)
     assert "| p4 | 8 | 2M | n/a | 5.0 | 2.00x | 10.0 | 4.00x | 120 | n/a |" in text
     assert "0.91x" in text and "1.00e-06" in text
+
+
+def test_the_fields_metrics_get_their_own_table_with_lower_mae_best() -> None:
+    results = _results()
+    for row, (mdice, mae) in zip(results, [(0.60, 0.09), (0.62, 0.07), (0.64, 0.08),
+                                           (0.70, 0.05), (0.70, 0.06), (0.73, 0.04)],
+                                 strict=True):
+        row["metrics"].update(mdice=mdice, mae=mae)
+    doc = {"plan": "t", "settings": {}, "datasets": {"kvasir": {"label": "Kvasir-SEG"}},
+           "results": results}
+    text = quality_markdown(doc)
+    assert "at the mask's own size" in text
+    field = text[text.index("The field's metrics"):]
+    header = next(line for line in field.splitlines() if line.startswith("| Entry |"))
+    assert header.split(" | ")[1:3] == ["mDice", "mIoU"]
+    unet = next(line for line in field.splitlines() if line.startswith("| unet |"))
+    p4 = next(line for line in field.splitlines() if line.startswith("| p4 |"))
+    assert "0.620 ± 0.020" in unet and "**0.710 ± 0.017**" in p4  # higher mDice best
+    assert "**0.050 ± 0.010**" in p4 and "0.080 ± 0.010" in unet  # lower MAE best
+    assert "n/a" in unet  # no S-measure in these results
+    old = quality_markdown({**doc, "results": _results()})
+    assert "The field's metrics" not in old and "the model's input size" in old
