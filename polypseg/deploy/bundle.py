@@ -131,6 +131,8 @@ class ModelBundle:
             "input": {"size": self.side, "mean": self.mean, "std": self.std, "pad": self.pad},
             "threshold": self.threshold,
             "metrics": meta.get("metrics") or {},
+            **({"test_metrics": self.extra["test_metrics"]} if "test_metrics" in self.extra
+               else {}),
             "source_sha256": source_sha256(meta),
         }
 
@@ -260,4 +262,23 @@ def _open_bundle(path: Path, threads: int | None) -> ModelBundle:
         return _load_export(path, threads)
     if not path.exists() and not path.with_suffix(".json").exists():
         raise RunError(f"no such model: {path} (a run folder, checkpoint or export folder)")
-    return _load_checkpoint(path)
+    bundle = _load_checkpoint(path)
+    tested = tested_metrics(path) if path.is_dir() else None
+    if tested:
+        bundle.extra["test_metrics"] = tested
+    return bundle
+
+
+def tested_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """The means of a run folder's test evaluation (``RUN/eval/test.json``, written by
+    ``polypseg evaluate`` and by ``polypseg bench bundle``): every metric at the test masks'
+    own size, the field's suite included, with the number of images; ``None`` when absent or
+    unreadable (it only describes the model)."""
+    try:
+        doc = json.loads((run_dir / "eval" / "test.json").read_text(encoding="utf-8"))
+        summary = doc["summary"]
+        means = {k: v.get("mean") for k, v in summary.items() if isinstance(v, dict)}
+        return {"n_images": int(doc["n_images"]), "size": doc.get("metric_size", "input"),
+                **{k: float(v) for k, v in means.items() if isinstance(v, (int, float))}}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
