@@ -45,9 +45,20 @@ COLUMNS: tuple[tuple[str, str, int, bool | None], ...] = (
     ("dice", "Dice", 3, True),
     ("iou", "IoU", 3, True),
     ("hd95", "HD95 (px)", 1, False),
+    ("mdice", "mDice", 3, True),
+    ("miou", "mIoU", 3, True),
+    ("s_measure", "S-measure", 3, True),
+    ("weighted_f", "weighted F", 3, True),
+    ("e_measure_mean", "mean E", 3, True),
+    ("e_measure_max", "max E", 3, True),
+    ("mae", "MAE", 3, False),
     ("consistency_off90", "Consistency off-90", 3, True),
     ("accuracy_drop", "Accuracy drop", 3, None),
 )
+
+#: The field's suite among :data:`COLUMNS` (shown only where the evaluations hold it).
+FIELD_KEYS = frozenset(("mdice", "miou", "s_measure", "weighted_f", "e_measure_mean",
+                        "e_measure_max", "mae"))
 
 
 def _quiet(_message: str) -> None:
@@ -77,8 +88,11 @@ def _summary_section(rows: list[dict[str, Any]]) -> str:
     parts = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         group = [r for r in rows if r["dataset"] == dataset]
+        # the field's suite only where the evaluations hold it (older ones predate it)
+        columns = [c for c in COLUMNS if c[0] not in FIELD_KEYS
+                   or any((r["metrics"].get(c[0]) or {}).get("mean") is not None for r in group)]
         best: dict[str, float] = {}
-        for key, _, _, higher in COLUMNS:
+        for key, _, _, higher in columns:
             means = [r["metrics"][key]["mean"] for r in group if not r.get("stalled")
                      and (r["metrics"].get(key) or {}).get("mean") is not None]
             if len(means) > 1 and higher is not None:
@@ -90,7 +104,7 @@ def _summary_section(rows: list[dict[str, Any]]) -> str:
                 if row.get("stalled") else "")
             cells = [(label, ""), (format_count(row["params"]), ""),
                      (format_count(row["macs_256"]), "")]
-            for key, _, digits, _ in COLUMNS:
+            for key, _, digits, _ in columns:
                 stat = row["metrics"].get(key)
                 is_best = (key in best and stat and stat.get("mean") is not None
                            and not row.get("stalled")
@@ -99,7 +113,7 @@ def _summary_section(rows: list[dict[str, Any]]) -> str:
             spread = _plural(row.get("n"), row["spread"])
             cells += [(format_seconds(row["train_seconds"]), ""), (html.esc(spread), "")]
             body.append(cells)
-        header = ["Model", "Params", "MACs@256", *(t for _, t, _, _ in COLUMNS), "Train time",
+        header = ["Model", "Params", "MACs@256", *(t for _, t, _, _ in columns), "Train time",
                   "n"]
         parts.append(f"<h3>{html.esc(dataset or 'dataset not recorded')}</h3>"
                      + html.table(header, body, "summary"))

@@ -23,6 +23,10 @@ from polypseg.report.inputs import ModelView, QualityResult, read_json, resolve_
 
 Stat = dict[str, Any]
 
+#: The test metrics of a summary row: thresholded, then the field's suite (at mask size).
+TEST_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "mdice", "miou", "s_measure",
+                                 "weighted_f", "e_measure_mean", "e_measure_max", "mae")
+
 
 def stat(values: list[float | None]) -> Stat:
     """``{"mean", "std", "n"}`` of the finite values (sample std; ``None`` below two)."""
@@ -103,7 +107,7 @@ def run_row(view: ModelView, facts: dict[str, Any]) -> dict[str, Any]:
     if view.eval_file is not None:
         evaluated = read_json(view.eval_file)
         n_images = evaluated.get("n_images")
-        for key in ("dice", "iou", "hd95"):
+        for key in TEST_METRICS:
             summary = (evaluated.get("summary") or {}).get(key) or {}
             metrics[key] = {"mean": summary.get("mean"), "std": summary.get("std"),
                             "n": summary.get("n", 0)}
@@ -142,7 +146,7 @@ def quality_rows(result: QualityResult) -> list[dict[str, Any]]:
         key = (group["entry"], group["dataset"])
         entry = entries.get(group["entry"], {})
         metrics = {k: dict(group.get("metrics", {}).get(k) or stat([]))
-                   for k in ("dice", "iou", "hd95")}
+                   for k in TEST_METRICS}
         metrics["consistency_off90"] = dict(
             (group.get("sweep") or {}).get("consistency_off90") or stat([]))
         metrics["accuracy_drop"] = stat(drops.get(key, []))

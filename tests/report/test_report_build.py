@@ -114,3 +114,20 @@ def test_bad_inputs_are_one_line_errors(args: list[str], message: str, tmp_path:
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_the_fields_metrics_are_columns_only_where_the_results_hold_them(tmp_path: Path) -> None:
+    from polypseg.bench.report import summarize
+
+    doc = quality_doc()
+    old_page = build_report([write_json(tmp_path / "old.json", doc)], tmp_path / "o.html")
+    assert "<th>mDice</th>" not in old_page.read_text()
+    for row in doc["results"]:
+        row["metrics"].update(mdice=row["metrics"]["dice"] - 0.05, mae=0.1 - row["seed"] / 100)
+    doc["summary"] = summarize(doc["results"])
+    page = build_report([write_json(tmp_path / "new.json", doc)], tmp_path / "n.html").read_text()
+    table = page[page.index('<table class="summary">'):]
+    table = table[:table.index("</table>")]
+    assert "<th>mDice</th>" in table and "<th>MAE</th>" in table
+    assert "<th>S-measure</th>" not in table  # no result holds it
+    assert "0.570 ± 0.028" in table  # unet's mDice over its two seeds
