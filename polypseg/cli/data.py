@@ -29,7 +29,8 @@ DatasetOption = Annotated[
     str | None,
     typer.Option(
         "--dataset",
-        help="kvasir-seg or cvc-clinicdb; default: detected from folder name, layout, file names.",
+        help="kvasir-seg, cvc-clinicdb, cvc-colondb, etis-laribpolypdb or cvc-300 (the "
+        "registry, docs/data.md); default: detected from folder name, layout, file names.",
     ),
 ]
 SeedOption = Annotated[int, typer.Option("--seed", min=0, help="Random seed of the split.")]
@@ -320,7 +321,8 @@ def split(
 
 @data_app.command()
 def download(
-    name: Annotated[str, typer.Argument(help="kvasir-seg or cvc-clinicdb.")],
+    name: Annotated[str, typer.Argument(help="A dataset of the registry (docs/data.md): "
+                                        "kvasir-seg, cvc-clinicdb, cvc-colondb, ...")],
     dest: Annotated[
         Path, typer.Option("--dest", help="Folder that receives <Dataset>/ (e.g. data/).")
     ] = Path("data"),
