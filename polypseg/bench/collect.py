@@ -274,6 +274,19 @@ def _hardware(results: list[dict[str, Any]], specs: list[RunSpec]) -> dict[str, 
     return hardware_info("cpu")
 
 
+def _trained_params(specs: list[RunSpec], entry: str) -> int | None:
+    """The parameter count the finished runs of ``entry`` recorded in their checkpoints, when
+    they agree: what was trained, even where today's zoo builds the variant otherwise (a
+    default added since, such as ``head_norm``); ``None`` when no run recorded one."""
+    counts = set()
+    for spec in specs:
+        meta = _read(Path(spec.run_dir) / "checkpoints" / "best.json") if spec.entry == entry \
+            else None
+        if meta is not None and isinstance(meta.get("params"), int):
+            counts.add(meta["params"])
+    return counts.pop() if len(counts) == 1 else None
+
+
 def write_results(
     plan: Plan,
     specs: list[RunSpec],
@@ -326,11 +339,12 @@ def write_results(
     entry_rows = []
     for entry in plan.entries:
         source = entries.get(entry.source or entry.name, {})
+        trained = _trained_params(specs, entry.source or entry.name)
         entry_rows.append({
             "name": entry.name,
             "variant": entry.variant or plan.entry(entry.source).variant,
             "width": source.get("width"),
-            "params": source.get("params"),
+            "params": trained if trained is not None else source.get("params"),
             "macs_256": source.get("macs_256"),
             "match": entry.match,
             "rot_aug": entry.rot_aug,
