@@ -34,7 +34,9 @@ def test_results_have_the_right_rows(tiny_bench: Path, first_run: dict) -> None:
         ("unet", "kvasir", 1), ("unet+tta", "kvasir", 1), ("p4", "kvasir", 1)
     ]
     for row in doc["results"]:
-        assert set(row["metrics"]) == {"dice", "iou", "precision", "recall", "hd95"}
+        assert set(row["metrics"]) == {"dice", "iou", "precision", "recall", "hd95", "mdice",
+                                       "miou", "s_measure", "weighted_f", "e_measure_mean",
+                                       "e_measure_max", "mae"}
         assert 0.0 <= row["metrics"]["dice"] <= 1.0
         assert {"accuracy_mean", "accuracy_min", "consistency_off90"} <= set(row["sweep"])
         assert row["sweep_images"] == 1 and row["n_test_images"] == 2  # sweep_limit: 1
@@ -352,3 +354,22 @@ def test_min_epochs_added_to_a_plan_continues_the_runs_it_would_have_kept_going(
     evaluated = json.loads((runs["p4"].bench_dir / "p4" / "test.json").read_text())
     assert evaluated["epoch"] == 1  # made anew from the best checkpoint (still epoch 1)
     assert json.loads((runs["p4"].bench_dir / "train.json").read_text())["resumed"] is True
+
+
+def test_an_entrys_parameters_are_those_its_runs_trained(tiny_bench: Path, first_run: dict) -> None:
+    """Collecting again describes the models that were trained, not today's build of the
+    variant (a default added to zoo since, such as head_norm, would change the count)."""
+    from polypseg.bench.collect import write_results
+    from polypseg.bench.runs import prepare_splits, resolve_entries
+
+    plan = load_plan(tiny_bench / "tiny.yaml")
+    specs = [s for s in plan_runs(plan) if s.entry == "p4"]
+    recorded = {json.loads((Path(s.run_dir) / "checkpoints" / "best.json").read_text())["params"]
+                for s in specs}
+    assert {e["params"] for e in first_run["entries"] if e["name"] == "p4"} == recorded
+    entries = resolve_entries(plan)
+    entries["p4"] = {**entries["p4"], "params": -1}  # what a changed zoo would describe
+    write_results(plan, plan_runs(plan), entries, prepare_splits(plan), tiny_bench / "again",
+                  "test")
+    again = json.loads((tiny_bench / "again" / "quality-tiny.json").read_text())
+    assert [e["params"] for e in again["entries"] if e["name"] == "p4"] == list(recorded)
