@@ -89,8 +89,11 @@ def _pairs_and_split(
     index: Any, loaded: Any, subset: str, split_file: str | Path | None, limit: int | None
 ) -> tuple[list[Any], dict[str, Any]]:
     """The pairs to evaluate and the ``split`` record of the result."""
+    from polypseg.data import SUBSETS
     from polypseg.training.datasets import choose_split, subset_pairs
 
+    if subset not in (*SUBSETS, ALL):
+        raise DataError(f"unknown subset {subset!r}: expected one of {', '.join(SUBSETS)}, {ALL}")
     if subset != ALL:
         given = split_file or loaded.split_file
         if given is None:

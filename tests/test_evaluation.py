@@ -208,5 +208,7 @@ def test_a_folder_the_split_does_not_describe_needs_no_split_but_a_given_one_mus
         evaluate_run(run, other, split_file=run / "split.json", write=False)
     with pytest.raises(DataError):
         evaluate_run(run, other, subset="val", write=False)
+    with pytest.raises(DataError, match="expected one of train, val, test, all"):
+        evaluate_run(run, other, subset="everything", write=False)
     counted = evaluate_run(run, data, subset="all", write=False)
     assert counted["n_images"] == 7 and counted["split"]["overlap_with_training"] == 3
