@@ -259,7 +259,11 @@ def _open_bundle(path: Path, threads: int | None) -> ModelBundle:
     if path.is_file() and path.name in artifact_names and is_export_folder(path.parent):
         path = path.parent
     if path.is_dir() and is_export_folder(path):
-        return _load_export(path, threads)
+        bundle = _load_export(path, threads)
+        tested = (bundle.meta.get("source") or {}).get("test_metrics")
+        if isinstance(tested, dict) and tested:  # a float export of a tested run
+            bundle.extra["test_metrics"] = tested
+        return bundle
     if not path.exists() and not path.with_suffix(".json").exists():
         raise RunError(f"no such model: {path} (a run folder, checkpoint or export folder)")
     bundle = _load_checkpoint(path)

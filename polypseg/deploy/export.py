@@ -51,6 +51,7 @@ from polypseg.deploy.bundle import (
     OnnxModule,
     frozen,
     load_state_export,
+    tested_metrics,
 )
 from polypseg.errors import PolypsegError
 from polypseg.hashing import file_sha256
@@ -382,6 +383,10 @@ def export_run(
                 "epoch": meta.epoch,
                 "created": meta.created,
                 "metrics": meta.metrics or {},
+                # the run's test evaluation (mask size, the field's suite): what a float export
+                # computes; an int8 one computes something else
+                **({"test_metrics": tested} if not quantization and run_dir is not None
+                   and (tested := tested_metrics(run_dir)) else {}),
             },
             "opset": None,
             **details,

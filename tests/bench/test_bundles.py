@@ -45,6 +45,9 @@ def test_bundles_are_runs_that_predict_takes(tiny_bench: Path, tmp_path: Path) -
     assert tested["size"] == "mask" and tested["n_images"] == evaluated["n_images"]
     for name in ("dice", "mdice", "miou", "s_measure", "weighted_f", "e_measure_max", "mae"):
         assert tested[name] == evaluated["summary"][name]["mean"] == row["metrics"][name]
+    exported = tmp_path / "export"  # a float export computes what the bundle does: same numbers
+    assert main(["export", str(bundle), "--format", "state", "--out", str(exported)]) == 0
+    assert load_bundle(exported).info()["test_metrics"] == tested
     image = next((tiny_bench / "Kvasir-SEG" / "images").iterdir())
     predictions = tmp_path / "pred"
     assert main(["predict", str(bundle), str(image), "--out", str(predictions)]) == 0
