@@ -180,6 +180,43 @@ def _comparisons_section(study: Study) -> str:
     return "".join(parts)
 
 
+def _fractions_section(study: Study) -> str:
+    """Dice against the share of labelled images (a scarce-labels study's ``fractions``): per
+    dataset a table of each entry's mean test Dice and interval at every share, and the
+    bench's plot of the curves beside its result."""
+    from polypseg.report.figures import file_uri
+
+    parts = []
+    for result in study.quality:
+        rows = result.doc.get("fractions") or []
+        labels = {k: v.get("label", k) for k, v in (result.doc.get("datasets") or {}).items()}
+        for base in dict.fromkeys(r["dataset"] for r in rows):
+            mine = [r for r in rows if r["dataset"] == base]
+            shares = sorted({r["train_fraction"] for r in mine})
+            body = []
+            for entry in dict.fromkeys(r["entry"] for r in mine):
+                cells = [(html.esc(entry), "")]
+                for share in shares:
+                    hit = [r for r in mine if r["entry"] == entry and r["train_fraction"] == share]
+                    cells.append((f"{hit[0]['mean']:.3f} [{hit[0]['ci_low']:.3f}, "
+                                  f"{hit[0]['ci_high']:.3f}]" if hit else "n/a", ""))
+                body.append(cells)
+            level = float(mine[0].get("level") or 0.95)
+            parts.append(f"<h3>{html.esc(labels.get(base, base))}</h3>")
+            parts.append(html.table(["Entry", *(f"{100 * s:g}% of the training split"
+                                                for s in shares)], body, "fractions"))
+            parts.append(f'<p class="note">Mean per-image test Dice and its {level:.0%} '
+                         "bootstrap interval over test images and seeds; nested subsets, the "
+                         "same validation and test images at every share, each run the whole "
+                         "split's optimiser steps.</p>")
+            name = f"fractions-{result.doc.get('plan')}-{base}.svg"
+            path = result.path.parent / name
+            if name in result.doc.get("plots", []) and path.is_file():
+                parts.append(html.plot(file_uri(path), name, "Test Dice against the share of "
+                                       "labelled images", "fractions"))
+    return "".join(parts)
+
+
 def _own_sweeps(study: Study) -> list[SweepResult]:
     """Sweeps of run folders (``RUN/sweep``) that no sweep given on the command line holds."""
     given = {s.path.resolve() for s in study.sweeps}
@@ -227,7 +264,8 @@ def _other_bench_plots(study: Study) -> str:
     for result in study.quality:
         for name in result.doc.get("plots", []):
             path = result.path.parent / name
-            if name.endswith(".svg") and not name.startswith("sweep-") and path.is_file():
+            if (name.endswith(".svg") and not name.startswith(("sweep-", "fractions-"))
+                    and path.is_file()):
                 parts.append(html.plot(file_uri(path), name, f"{name} (written by the bench)",
                                        "bench"))
     return "".join(parts)
@@ -448,6 +486,7 @@ def render(study: Study, galleries: Sequence[Gallery], title: str | None = None,
         ("findings", "Findings", _findings_section(study)),
         ("summary", "Summary", _summary_section(rows)),
         ("comparisons", "Paired comparisons", _comparisons_section(study)),
+        ("fractions", "Dice against the share of labelled images", _fractions_section(study)),
         ("rotation", "Dice against rotation angle", _rotation_section(study)),
         ("training", "Training curves", _training_section(study, progress)),
         ("bench-plots", "More plots of the bench", _other_bench_plots(study)),

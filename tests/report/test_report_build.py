@@ -131,3 +131,28 @@ def test_the_fields_metrics_are_columns_only_where_the_results_hold_them(tmp_pat
     assert "<th>mDice</th>" in table and "<th>MAE</th>" in table
     assert "<th>S-measure</th>" not in table  # no result holds it
     assert "0.570 ± 0.028" in table  # unet's mDice over its two seeds
+
+
+def test_a_scarce_labels_study_shows_dice_against_the_share_of_labels(tmp_path: Path) -> None:
+    fractions = [
+        {"dataset": "kvasir", "plan_dataset": key, "train_fraction": share, "entry": entry,
+         "mean": mean, "ci_low": mean - 0.02, "ci_high": mean + 0.02, "level": 0.95,
+         "n_images": 6, "n_seeds": 2}
+        for entry, means in (("unet", (0.50, 0.62)), ("p4", (0.58, 0.70)))
+        for (key, share), mean in zip((("kvasir-10", 0.1), ("kvasir", 1.0)), means, strict=True)
+    ]
+    (tmp_path / "fractions-hand-kvasir.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    doc = quality_doc(fractions=fractions, plots=["fractions-hand-kvasir.svg"])
+    path = write_json(tmp_path / "quality-hand.json", doc)
+    page = build_report([path], tmp_path / "r.html").read_text()
+    table = page[page.index('<table class="fractions">'):]
+    table = table[:table.index("</table>")]
+    assert "<th>10% of the training split</th><th>100% of the training split</th>" in table
+    assert "<td>p4</td><td>0.580 [0.560, 0.600]</td><td>0.700 [0.680, 0.720]</td>" in table
+    assert page.count('data-kind="fractions"') == 1 and 'data-kind="bench"' not in page
+
+
+def test_a_study_without_shares_has_no_such_section(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "quality-hand.json", quality_doc())
+    page = build_report([path], tmp_path / "r.html").read_text()
+    assert '<table class="fractions">' not in page and 'id="fractions"' not in page
