@@ -200,8 +200,8 @@ def test_video_outputs(run_dir: Path, tmp_path: Path, capsys):
     assert summary["frames"] == 7 and summary["frames_with_polyp"] == sum(flags)
     longest = max((len(run) for run in "".join(map(str, flags)).split("0")), default=0)
     assert (summary["longest_run"] or {"frames": 0})["frames"] == longest
-    assert summary["mean_latency_ms"] == pytest.approx(
-        np.mean([float(r["latency_ms"]) for r in table]), rel=1e-3)
+    assert summary["mean_latency_ms"] == pytest.approx(  # the summary rounds to 0.01 ms
+        np.mean([float(r["latency_ms"]) for r in table]), abs=0.0051)
     assert summary["overlay_video"] == "videos/clip.mp4"
     coco = json.loads((out / "coco" / "clip.json").read_text())
     assert [image["frame_index"] for image in coco["images"]] == list(range(7))
