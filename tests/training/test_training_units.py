@@ -182,3 +182,21 @@ def test_repeated_dataset_lists_every_item_repeats_times() -> None:
         repeated[12]
     with pytest.raises(ValueError, match="repeats"):
         RepeatedDataset(Items(), 0)
+
+
+def test_a_run_recorded_before_the_head_norm_resumes_without_one(tmp_path) -> None:
+    """Resuming builds the model the run was recorded with: options added to the zoo since
+    (the head norm) take their old value, and the identity check compares as rebuilt."""
+    from polypseg.errors import RunError
+    from polypseg.training.models import recorded_options_of
+    from polypseg.training.state import check_identity
+
+    old = {"in_channels": 3, "out_channels": 1, "width": 2, "depth": 2}
+    assert recorded_options_of(old, {}) == {"head_norm": False}
+    assert recorded_options_of({**old, "head_norm": True}, {}) == {"head_norm": True}
+    assert recorded_options_of(old, {"head_norm": True}) == {"head_norm": True}  # given wins
+    check_identity({"model": old, "size": 32}, {"model": {**old, "head_norm": False},
+                                                "size": 32}, tmp_path)
+    with pytest.raises(RunError, match="head_norm"):
+        check_identity({"model": old, "size": 32}, {"model": {**old, "head_norm": True},
+                                                    "size": 32}, tmp_path)
