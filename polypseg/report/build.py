@@ -319,9 +319,20 @@ def _swatch(rgb: tuple[int, int, int]) -> str:
     return f'<span style="background:rgb{rgb}"></span>'
 
 
+def _tile_rows(rows: Sequence[Any]) -> list[str]:
+    """One labelled row of image tiles per gallery row (its stem, note and tiles)."""
+    from polypseg.report.figures import data_uri
+
+    out = []
+    for row in rows:
+        tiles = "".join(html.tile(data_uri(t.png, "image/png"), t.caption) for t in row.tiles)
+        out.append(f'<div class="row"><div class="label"><b>{html.esc(row.stem)}</b>'
+                   f'{html.esc(row.note)}</div><div class="tiles">{tiles}</div></div>')
+    return out
+
+
 def _comparison_html(comparison: Comparison) -> str:
     """One dataset's models side by side on the same test images."""
-    from polypseg.report.figures import data_uri
 
     parts = [f'<article class="compare" data-dataset="{html.esc(comparison.dataset)}">'
              f"<h3>{html.esc(comparison.dataset or 'models')}: "
@@ -341,17 +352,13 @@ def _comparison_html(comparison: Comparison) -> str:
         if not rows:
             continue
         parts.append(f"<h4>{html.esc(heading)}</h4>{key}")
-        for row in rows:
-            tiles = "".join(html.tile(data_uri(t.png, "image/png"), t.caption) for t in row.tiles)
-            parts.append(f'<div class="row"><div class="label"><b>{html.esc(row.stem)}</b>'
-                         f'{html.esc(row.note)}</div><div class="tiles">{tiles}</div></div>')
+        parts += _tile_rows(rows)
     parts.append(html.notes(comparison.notes))
     parts.append("</article>")
     return "".join(parts)
 
 
 def _gallery_html(gallery: Gallery) -> str:
-    from polypseg.report.figures import data_uri
 
     view = gallery.view
     title = f"{view.label}" + (f" · {view.dataset}" if view.dataset else "")
@@ -371,10 +378,7 @@ def _gallery_html(gallery: Gallery) -> str:
                 f'{ONLY_ZERO}"></span>only at 0° <span style="background:rgb{ONLY_ROTATED}">'
                 "</span>only on the rotated input; outside the inscribed disc (not scored) "
                 f"dimmed; {_swatch(BOTH)}both.</p>")
-        for row in rows:
-            tiles = "".join(html.tile(data_uri(t.png, "image/png"), t.caption) for t in row.tiles)
-            parts.append(f'<div class="row"><div class="label"><b>{html.esc(row.stem)}</b>'
-                         f'{html.esc(row.note)}</div><div class="tiles">{tiles}</div></div>')
+        parts += _tile_rows(rows)
     parts.append(html.notes(gallery.notes))
     parts.append("</article>")
     return "".join(parts)
