@@ -96,9 +96,77 @@ def _format_metrics(metrics: dict[str, Any]) -> str:
         f", HD95 {metrics['hd95']:.1f} px" if isinstance(metrics.get("hd95"), float) else "")
 
 
+def _percent(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "n/a"
+
+
+def _rate(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def frames_without_polyp(row: dict[str, Any], decision: dict[str, Any] | None,
+                         negatives_share: float) -> list[str]:
+    """The card's section on frames that show no polyp: the false-positive rate on the test
+    negatives and the frame-level "polyp present" rule with its thresholds (markdown lines).
+
+    Args:
+        row: the bundle's result row (``negatives``: its test evaluation's false-positive rate,
+            mean predicted area and frame-level sensitivity/specificity).
+        decision: the checkpoint's recorded decision (``None``: the default rule).
+        negatives_share: the share of negative views in its training epochs (0: none).
+    """
+    from polypseg.decision import DEFAULT_DECISION
+    from polypseg.negatives_eval import FP_AREA
+
+    negatives = row.get("negatives") or {}
+    rule = {**DEFAULT_DECISION, **(decision or {})}
+    lines = ["", "## Frames without a polyp", ""]
+    lines.append(
+        "- Training: " + (f"{negatives_share:.0%} of each epoch's views were background-only "
+                          "(negatives), with an empty target." if negatives_share else
+                          "every training image shows a polyp; no negative examples."))
+    if negatives.get("n_negatives"):
+        lines.append(
+            f"- False-positive rate: {_percent(negatives.get('false_positive_rate'))} of "
+            f"{negatives['n_negatives']} test negatives (crops of the test images clear of "
+            f"their masks, `polypseg.data.negatives`, seed 0) get predicted foreground over "
+            f"{FP_AREA:.1%} of the image; mean predicted area on them "
+            f"{_percent(negatives.get('mean_pred_fraction'))}.")
+    how = (f"chosen on the validation images and their negatives for specificity "
+           f"{rule.get('target_specificity', 0.95):.2f} (validation: sensitivity "
+           f"{_rate(rule.get('val_sensitivity'))}, specificity "
+           f"{_rate(rule.get('val_specificity'))})" if rule.get("source") == "validation"
+           else "the default rule, not calibrated (`polypseg calibrate` chooses them)")
+    lines.append(
+        f"- Frame-level decision (`polyp_present` in `predict`, `serve` and `evaluate`): a "
+        f"polyp is present when the largest predicted region covers at least "
+        f"{rule['min_area_fraction']:.2%} of the image and its peak probability is at least "
+        f"{rule['min_peak_probability']:.3f}; {how}.")
+    if negatives.get("n_negatives"):
+        lines.append(
+            f"- On test, with this rule: sensitivity {_rate(negatives.get('frame_sensitivity'))} "
+            f"over the {row.get('n_test_images')} test images, specificity "
+            f"{_rate(negatives.get('frame_specificity'))} over the {negatives['n_negatives']} "
+            "negatives.")
+    return lines
+
+
 def model_card(doc: dict[str, Any], row: dict[str, Any], seeds: list[dict[str, Any]],
-               name: str, command: str, variant: str, params: int | None) -> str:
-    """The README.md of a bundle (markdown)."""
+               name: str, command: str, variant: str, params: int | None,
+               decision: dict[str, Any] | None = None, negatives_share: float = 0.0) -> str:
+    """The README.md of a bundle (markdown).
+
+    Args:
+        doc: the collected ``quality-PLAN.json``.
+        row: the bundle's result row of ``doc``.
+        seeds: every seed's row of the same entry and dataset.
+        name: the bundle's folder name.
+        command: the ``polypseg train`` command that trained it.
+        variant: the zoo variant.
+        params: its parameter count.
+        decision: the frame-level decision recorded in its checkpoint (``None``: default).
+        negatives_share: the share of negative views in its training epochs.
+    """
     datasets = doc.get("datasets", {})
     info = datasets.get(row["dataset"], {})
     label = info.get("label", row["dataset"])
@@ -155,6 +223,7 @@ def model_card(doc: dict[str, Any], row: dict[str, Any], seeds: list[dict[str, A
     lines.append("- Every seed: " + "; ".join(
         f"seed {s['seed']}: test Dice {s['metrics']['dice']:.3f} (val {s['val_dice']:.3f})"
         for s in seeds) + ".")
+    lines += frames_without_polyp(row, decision, negatives_share)
     lines += [
         "",
         "## Licence and limits",
@@ -197,8 +266,10 @@ def write_bundles(plan: Plan, doc: dict[str, Any], out: Path) -> list[Path]:
                 config[key] = plan.relative(spec.train.get(key) or config[key])
         atomic_write_json(target / "config.json", config)
         seeds = [r for r in own if r["entry"] == entry and r["dataset"] == dataset]
+        meta = json.loads((target / "checkpoints" / "best.json").read_text(encoding="utf-8"))
         card = model_card(doc, row, seeds, name, training_command(spec.train, plan),
-                          spec.train["model"], entries.get(entry, {}).get("params"))
+                          spec.train["model"], entries.get(entry, {}).get("params"),
+                          meta.get("decision"), float(config.get("negatives") or 0.0))
         atomic_write_text(target / "README.md", card)
         written.append(target)
     return written

@@ -38,6 +38,16 @@ def test_bundles_are_runs_that_predict_takes(tiny_bench: Path, tmp_path: Path) -
     assert "Research use only" in card and "polypseg train --model p4" in card
     assert "polypseg predict results/models/kvasir-p4" in card
     assert "at each test mask's own size" in card and f"mdice {row['metrics']['mdice']:.3f}" in card
+    # the card states the false-positive rate and the thresholds the checkpoint records
+    from polypseg.decision import DEFAULT_DECISION
+
+    rule = json.loads((bundle / "checkpoints" / "best.json").read_text()).get("decision")
+    rule = rule or DEFAULT_DECISION
+    negatives = row["negatives"]
+    assert (f"{100 * negatives['false_positive_rate']:.1f}% of {negatives['n_negatives']} test "
+            "negatives") in card
+    assert (f"covers at least {rule['min_area_fraction']:.2%} of the image and its peak "
+            f"probability is at least {rule['min_peak_probability']:.3f}") in card
     from polypseg.deploy.bundle import load_bundle
 
     tested = load_bundle(bundle).info()["test_metrics"]  # what GET /v1/model reports
@@ -95,3 +105,22 @@ def test_training_command_carries_the_stopping_rule(tiny_bench: Path) -> None:
     assert words[words.index("--patience") + 1] == "8"
     assert words[words.index("--min-epochs") + 1] == "16"
     assert "--min-epochs" not in training_command(dict(train, min_epochs=0), plan).split()
+
+
+def test_card_says_whether_the_decision_was_calibrated() -> None:
+    from polypseg.bench.bundles import frames_without_polyp
+
+    row = {"n_test_images": 90, "negatives": {
+        "false_positive_rate": 0.25, "mean_pred_fraction": 0.0123, "n_negatives": 80,
+        "frame_sensitivity": 0.9, "frame_specificity": 0.8}}
+    default = "\n".join(frames_without_polyp(row, None, 0.0))
+    assert "25.0% of 80 test negatives" in default and "mean predicted area on them 1.2%" in default
+    assert "not calibrated" in default and "at least 0.50% of the image" in default
+    assert "no negative examples" in default
+    chosen = {"min_area_fraction": 0.0175, "min_peak_probability": 0.9992, "source": "validation",
+              "target_specificity": 0.95, "val_sensitivity": 0.911, "val_specificity": 0.964}
+    calibrated = "\n".join(frames_without_polyp(row, chosen, 0.2))
+    assert "at least 1.75% of the image" in calibrated and "at least 0.999" in calibrated
+    assert "specificity 0.95 (validation: sensitivity 0.911, specificity 0.964)" in calibrated
+    assert "not calibrated" not in calibrated and "20% of each epoch" in calibrated
+    assert "sensitivity 0.900 over the 90 test images, specificity 0.800" in calibrated
