@@ -202,7 +202,7 @@ def calibrate_checkpoint(
     """Choose the decision of checkpoint ``stem`` on ``pairs`` (its validation images) and
     write it into the checkpoint's metadata (the weights are untouched); return it."""
     from polypseg.checkpoint import load_checkpoint, write_meta
-    from polypseg.training.distributed import resolve_device
+    from polypseg.devices import resolve_device
 
     model, meta = load_checkpoint(stem)
     model.to(resolve_device(device))
