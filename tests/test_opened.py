@@ -29,6 +29,7 @@ IMPORTS = textwrap.dedent(
     """
     import sys
     from polypseg.opened import open_run
+    assert not {"torch", "zoo"} & set(sys.modules), "importing polypseg.opened loaded torch"
     opened = open_run(sys.argv[1])
     from polypseg.deploy.bundle import open_model
     served = open_model(sys.argv[1])
@@ -55,7 +56,8 @@ def _as_recorded(run: Path) -> tuple[torch.nn.Module, dict]:
 
 def test_opening_a_run_imports_no_training_module() -> None:
     """``open_run`` and ``open_model`` of a run folder, in a fresh process: no
-    ``polypseg.training`` module (the loop, its package) is imported."""
+    ``polypseg.training`` module (the loop, its package) is imported, and importing
+    ``polypseg.opened`` loads neither torch nor zoo."""
     run = RESULTS / "models" / "kvasir-p4"
     if not run.is_dir():
         pytest.skip("no committed kvasir-p4 bundle")
