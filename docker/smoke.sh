@@ -74,7 +74,7 @@ model = zoo.create("p4", in_channels=3, out_channels=1, width=4, depth=3)
 spec = ModelSpec.of(model)
 meta = CheckpointMeta(
     model=spec, metrics={},
-    input=InputSpec(side=128, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+    input=InputSpec(size=128, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                     threshold=0.5, depth=spec.depth),
 )
 save_checkpoint(f"{sys.argv[1]}/checkpoints/best", model, meta)

@@ -9,16 +9,19 @@ matches by name and shape, so a checkpoint of another variant or width is a clea
 
 The metadata is one typed record, :class:`CheckpointMeta` (a :class:`ModelSpec` and an
 :class:`InputSpec` plus the run's facts), written by :meth:`CheckpointMeta.to_json` and read by
-:meth:`CheckpointMeta.from_json` only. Its JSON keys (unchanged since the first version):
-``format`` (``"polypseg-checkpoint/1"``), ``variant``, ``model`` (kwargs of ``zoo.create``:
-``in_channels``, ``out_channels``, ``width``, ``depth`` and any variant options), ``input``
-(``size``, ``mean``, ``std``, and ``pad`` when set: the input the model was trained on),
-``threshold``, ``epoch``, ``step``, ``metrics``, ``split_sha256``, ``split``, ``params``,
-``args``, ``versions``, ``created``, ``weights_sha256``, ``decision`` (the frame-level "polyp
-present" thresholds chosen on validation: :mod:`polypseg.decision`). Only ``format``,
-``variant`` and ``model`` are required; keys this version does not know are kept on a rewrite.
-``export.json`` (:mod:`polypseg.deploy.export`) shares the ``variant``/``model``/``input``/
-``threshold`` keys, read by the same :meth:`ModelSpec.from_meta` and :meth:`InputSpec.from_meta`.
+:meth:`CheckpointMeta.from_json` only. Its JSON keys: ``format``
+(``"polypseg-checkpoint/1"``), ``variant``, ``model_config`` (the model's own ``config``
+without the variant, i.e. the other arguments of ``zoo.create``: ``in_channels``,
+``out_channels``, ``width``, ``depth`` and any variant options; written as ``model`` before, a
+key every reader still accepts), ``input`` (``size``, ``mean``, ``std``, and ``pad`` when set:
+the input the model was trained on), ``threshold``, ``epoch``, ``step``, ``metrics``,
+``split_sha256``, ``split``, ``params``, ``args``, ``versions``, ``created``,
+``weights_sha256``, ``decision`` (the frame-level "polyp present" thresholds chosen on
+validation: :mod:`polypseg.decision`). Only ``format``, ``variant`` and ``model_config`` (or
+``model``) are required; keys this version does not know are kept on a rewrite.
+``export.json`` (:mod:`polypseg.deploy.export`) shares the ``variant``/``model_config``/
+``input``/``threshold`` keys, read by the same :meth:`ModelSpec.from_meta` and
+:meth:`InputSpec.from_meta`.
 """
 
 from __future__ import annotations
@@ -45,23 +48,35 @@ WEIGHTS_SUFFIX = ".safetensors"
 META_SUFFIX = ".json"
 #: Probability threshold of a model whose metadata records none.
 DEFAULT_THRESHOLD = 0.5
+#: Key of the model's config (without the variant) in checkpoint and export metadata, and the
+#: key earlier versions wrote it under (read, never written).
+MODEL_CONFIG_KEY, LEGACY_MODEL_CONFIG_KEY = "model_config", "model"
+
+
+def model_config_of(meta: Mapping[str, Any]) -> Any:
+    """The model config recorded in checkpoint or export metadata: ``model_config``, or
+    ``model`` in metadata written before it had that name; ``None`` when neither is there."""
+    if MODEL_CONFIG_KEY in meta:
+        return meta[MODEL_CONFIG_KEY]
+    return meta.get(LEGACY_MODEL_CONFIG_KEY)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What rebuilds a model: ``zoo.create(variant, **kwargs)``.
+    """What rebuilds a model: ``zoo.create(variant, **config)``.
 
-    ``kwargs`` are the model's own ``config`` without the variant name: ``in_channels``,
-    ``out_channels``, ``width``, ``depth`` and any variant options (JSON values).
+    ``config`` is the model's own ``config`` (``zoo.create`` sets it) without the variant name:
+    ``in_channels``, ``out_channels``, ``width``, ``depth`` and any variant options (JSON
+    values); ``zoo.from_config({"variant": variant, **config})`` rebuilds the model.
     """
 
     variant: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def depth(self) -> int | None:
         """Poolings of the U-Net (inputs must be divisible by ``2**depth``); ``None`` if unset."""
-        depth = self.kwargs.get("depth")
+        depth = self.config.get("depth")
         return int(depth) if depth is not None else None
 
     @classmethod
@@ -77,30 +92,32 @@ class ModelSpec:
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any], where: str) -> ModelSpec:
-        """The ``variant`` and ``model`` keys of checkpoint or export metadata; :class:`RunError`
-        naming ``where`` when one is missing."""
-        for key in ("variant", "model"):
-            if key not in meta:
-                raise RunError(f"checkpoint metadata lacks {key!r}: {where}")
-        if not isinstance(meta["variant"], str) or not isinstance(meta["model"], dict):
-            raise RunError(f"checkpoint metadata: 'variant' must be a name and 'model' an "
-                           f"object: {where}")
-        return cls(meta["variant"], dict(meta["model"]))
+        """The ``variant`` and ``model_config`` keys of checkpoint or export metadata (``model``
+        in metadata written before); :class:`RunError` naming ``where`` when one is missing."""
+        if "variant" not in meta:
+            raise RunError(f"checkpoint metadata lacks 'variant': {where}")
+        config = model_config_of(meta)
+        if config is None:
+            raise RunError(f"checkpoint metadata lacks {MODEL_CONFIG_KEY!r}: {where}")
+        if not isinstance(meta["variant"], str) or not isinstance(config, dict):
+            raise RunError(f"checkpoint metadata: 'variant' must be a name and "
+                           f"{MODEL_CONFIG_KEY!r} an object: {where}")
+        return cls(meta["variant"], dict(config))
 
     def to_meta(self) -> dict[str, Any]:
-        """The ``variant`` and ``model`` keys of the metadata."""
-        return {"variant": self.variant, "model": dict(self.kwargs)}
+        """The ``variant`` and ``model_config`` keys of the metadata."""
+        return {"variant": self.variant, MODEL_CONFIG_KEY: dict(self.config)}
 
     def build(self, where: str = "checkpoint") -> nn.Module:
-        """``zoo.create(variant, **kwargs)``; :class:`ModelError` naming ``where`` if it fails.
+        """``zoo.create(variant, **config)``; :class:`ModelError` naming ``where`` if it fails.
 
-        Options the kwargs predate take the value the model was built with then
+        Options the config predates take the value the model was built with then
         (``zoo.recorded_options``: a spec without ``head_norm`` was built without one), so a
         checkpoint or export of any version rebuilds its own model."""
         import zoo
 
         try:
-            return zoo.create(self.variant, **zoo.recorded_options(self.kwargs))
+            return zoo.create(self.variant, **zoo.recorded_options(self.config))
         except (KeyError, TypeError, ValueError) as err:
             raise ModelError(f"{where}: cannot build {self.variant!r}: {err}") from None
 
@@ -109,14 +126,14 @@ class ModelSpec:
 class InputSpec:
     """How to feed a model and read its output.
 
-    Inputs are ``(B, 3, side, side)`` RGB scaled to [0, 1] then normalised ``(x - mean) / std``
-    (images stretched to the square, or letterboxed with zeros when ``pad``); ``side`` is
+    Inputs are ``(B, 3, size, size)`` RGB scaled to [0, 1] then normalised ``(x - mean) / std``
+    (images stretched to the square, or letterboxed with zeros when ``pad``); ``size`` is
     divisible by ``2**depth``. Foreground is ``sigmoid(logits) >= threshold``. On disk: the
     ``input`` object (``size``, ``mean``, ``std``, ``pad`` when set), the top-level
-    ``threshold`` and ``model.depth``.
+    ``threshold`` and ``model_config.depth``.
     """
 
-    side: int
+    size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     pad: bool = False
@@ -128,14 +145,14 @@ class InputSpec:
         """The input spec of checkpoint or export metadata; :class:`RunError` naming ``where``
         when ``input`` lacks ``size``, ``mean`` or ``std``."""
         spec = meta.get("input")
-        model = meta.get("model")
+        config = model_config_of(meta)
         try:
             if not isinstance(spec, dict):
                 raise TypeError
             threshold = meta.get("threshold")
-            depth = model.get("depth") if isinstance(model, dict) else None
+            depth = config.get("depth") if isinstance(config, dict) else None
             return cls(
-                side=int(spec["size"]),
+                size=int(spec["size"]),
                 mean=tuple(float(v) for v in spec["mean"]),
                 std=tuple(float(v) for v in spec["std"]),
                 pad=bool(spec.get("pad", False)),
@@ -147,7 +164,7 @@ class InputSpec:
 
     def to_meta(self) -> dict[str, Any]:
         """The ``input`` object of the metadata (``depth`` and ``threshold`` live elsewhere)."""
-        spec: dict[str, Any] = {"size": self.side, "mean": list(self.mean), "std": list(self.std)}
+        spec: dict[str, Any] = {"size": self.size, "mean": list(self.mean), "std": list(self.std)}
         if self.pad:
             spec["pad"] = True
         return spec
@@ -202,11 +219,13 @@ class CheckpointMeta:
     @classmethod
     def from_json(cls, raw: Any, where: str) -> CheckpointMeta:
         """The record of a ``STEM.json`` object, of any version; :class:`RunError` naming
-        ``where`` when it is not checkpoint metadata or lacks ``variant`` / ``model``."""
+        ``where`` when it is not checkpoint metadata or lacks ``variant`` / ``model_config``
+        (``model`` before it had that name; rewritten as ``model_config``)."""
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise RunError(f"not a polypseg checkpoint (format {FORMAT!r} expected): {where}")
         model = ModelSpec.from_meta(raw, where)
-        known = {"format", "variant", "model", "created", "weights_sha256", *_FACTS}
+        known = {"format", "variant", MODEL_CONFIG_KEY, LEGACY_MODEL_CONFIG_KEY, "created",
+                 "weights_sha256", *_FACTS}
         try:
             spec: InputSpec | None = InputSpec.from_meta(raw, where)
             known |= {"input", "threshold"}

@@ -182,16 +182,16 @@ def evaluate_run(
     from polypseg.inference import check_tta
     from polypseg.inspection import learned_summary
     from polypseg.negatives_eval import evaluate_negatives
+    from polypseg.opened import open_run
     from polypseg.training.datasets import eval_dataset
     from polypseg.training.performance import tune_allocator
     from polypseg.training.progress import bars, want_progress
-    from polypseg.training.runs import load_run
 
     check_tta(tta)
     tune_allocator()  # as training: reuse warm heap pages for the activations
     if save_maps and not write:
         raise ValueError("save_maps needs write=True")
-    loaded = load_run(run, which, device)
+    loaded = open_run(run, which, device)
     index = discover(data_dir)
     pairs, split_record = _pairs_and_split(index, loaded, subset, split_file, limit)
     if split_record["sha256"] is None:  # every image of the folder: named by its dataset
@@ -217,8 +217,8 @@ def evaluate_run(
         "run": str(loaded.run_dir or loaded.stem),
         "checkpoint": str(loaded.stem),
         "variant": loaded.variant,
-        "params": loaded.meta.params,
-        "epoch": loaded.meta.epoch,
+        "params": loaded.checkpoint.params,
+        "epoch": loaded.checkpoint.epoch,
         "data_dir": str(data_dir),
         "dataset": index.name,
         "subset": subset,
@@ -261,7 +261,7 @@ def _score(
     """Per-image rows: every metric at each mask's own size (maps saved into ``maps_dir``).
 
     Args:
-        loaded: the :class:`~polypseg.training.runs.LoadedRun`.
+        loaded: the :class:`~polypseg.opened.OpenedModel` of the run.
         pairs: the image/mask pairs, whose masks are read again at their own size.
         loader: batches of ``pairs`` at the model's input size (``image`` ``(B, 3, S, S)``).
         tta: ``None`` or ``"rot90"``.

@@ -74,9 +74,9 @@ def inspect_run(
     checkpoint, ``RUN/symmetry-last.json`` for the last, ``STEM-symmetry.json`` beside a bare
     checkpoint) and its ``file`` names it.
     """
-    from polypseg.training.runs import load_run
+    from polypseg.opened import open_run
 
-    loaded = load_run(run, which, "cpu")
+    loaded = open_run(run, which, "cpu")
     learned = learned_summary(loaded.model)
     result: dict[str, Any] = {
         "format": FORMAT,
@@ -84,9 +84,9 @@ def inspect_run(
         "name": loaded.name,
         "checkpoint": str(loaded.stem),
         "variant": loaded.variant,
-        "dataset": (loaded.meta.split or {}).get("dataset"),  # what it was trained on
-        "epoch": loaded.meta.epoch,
-        "params": loaded.meta.params,
+        "dataset": (loaded.checkpoint.split or {}).get("dataset"),  # what it was trained on
+        "epoch": loaded.checkpoint.epoch,
+        "params": loaded.checkpoint.params,
         "summary": learned["summary"] if learned else {"kind": None},
         "layers": learned["layers"] if learned else [],
     }

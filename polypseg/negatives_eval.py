@@ -130,7 +130,7 @@ def evaluate_negatives(
     """The ``negatives`` and ``frame_level`` sections for a loaded run evaluated on ``pairs``.
 
     Args:
-        loaded: a :class:`~polypseg.training.runs.LoadedRun`.
+        loaded: the :class:`~polypseg.opened.OpenedModel` of a run.
         pairs: the evaluated images (the negatives are cut from them).
         positive_features: :func:`features_of` of the evaluated images' predictions.
         stems: the stems of ``positive_features``, to record each image's decision.
@@ -140,7 +140,7 @@ def evaluate_negatives(
     negatives, skipped = fixed_negatives(pairs, EVAL_SEED)
     rows = predict_negatives(loaded.model, negatives, loaded.size, loaded.depth,
                              loaded.threshold, tta, batch_size)
-    return summarize(positive_features, rows, skipped, loaded.meta.decision, EVAL_SEED, stems)
+    return summarize(positive_features, rows, skipped, loaded.checkpoint.decision, EVAL_SEED, stems)
 
 
 def format_lines(result: Mapping[str, Any]) -> list[str]:
@@ -201,12 +201,12 @@ def calibrate_checkpoint(
 ) -> dict[str, Any]:
     """Choose the decision of checkpoint ``stem`` on ``pairs`` (its validation images) and
     write it into the checkpoint's metadata (the weights are untouched); return it."""
-    from polypseg.checkpoint import load_checkpoint, write_meta
-    from polypseg.training.distributed import resolve_device
+    from polypseg.checkpoint import write_meta
+    from polypseg.opened import open_run
 
-    model, meta = load_checkpoint(stem)
-    model.to(resolve_device(device))
-    spec = meta.require_input(str(stem))
-    decision = calibrate(model, pairs, spec.side, spec.depth, spec.threshold, target_specificity)
-    write_meta(stem, replace(meta, decision=decision))
+    opened = open_run(stem, device=device)
+    spec = opened.input
+    decision = calibrate(opened.model, pairs, spec.size, spec.depth, spec.threshold,
+                         target_specificity)
+    write_meta(stem, replace(opened.checkpoint, decision=decision))
     return decision

@@ -104,10 +104,10 @@ def sweep_runs(
     from polypseg.geometry import disc_mask, rotate_many
     from polypseg.inference import check_tta, predict_probs
     from polypseg.metrics import binarize, dice
+    from polypseg.opened import open_run
     from polypseg.training.datasets import choose_split, eval_dataset, subset_pairs
     from polypseg.training.performance import tune_allocator
     from polypseg.training.progress import bars, want_progress
-    from polypseg.training.runs import load_run
 
     if not runs:
         raise RunError("sweep needs at least one run folder")
@@ -116,7 +116,7 @@ def sweep_runs(
         raise RunError("sweep needs at least one angle")
     check_tta(tta)
     tune_allocator()  # as training: reuse warm heap pages for the activations
-    loaded = [load_run(r, which, device) for r in runs]
+    loaded = [open_run(r, which, device) for r in runs]
     names = _unique_names([r.name for r in loaded])
     _check_compatible(loaded)
     given_split = split_file or loaded[0].split_file
@@ -197,8 +197,8 @@ def _result(
             "name": name,
             "run": str(run.run_dir or run.stem),
             "variant": run.variant,
-            "params": run.meta.params,
-            "epoch": run.meta.epoch,
+            "params": run.checkpoint.params,
+            "epoch": run.checkpoint.epoch,
             "threshold": run.threshold,
             "split_matches_training": choice.sha256 == run.split_sha256,
             "overall": overall,

@@ -75,6 +75,10 @@ def start_server(export: Path, threads: int) -> tuple[subprocess.Popen, str]:
 
 
 def describe_export(folder: Path) -> dict[str, Any]:
+    """The export's variant, format, precision, file size, input size and model config (the
+    report's keys ``side`` and ``model``, as published)."""
+    from polypseg.checkpoint import model_config_of
+
     meta = json.loads((folder / "export.json").read_text())
     quantization = meta.get("quantization") or {}
     return {
@@ -85,7 +89,7 @@ def describe_export(folder: Path) -> dict[str, Any]:
         "quality": quantization.get("quality"),
         "size_bytes": (folder / meta["file"]).stat().st_size,
         "side": meta.get("input", {}).get("size"),
-        "model": meta.get("model"),
+        "model": model_config_of(meta),
     }
 
 

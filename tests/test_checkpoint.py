@@ -52,7 +52,7 @@ def test_another_variant_is_refused_by_name(tmp_path: Path) -> None:
 def test_weights_of_another_width_are_a_clear_error(tmp_path: Path) -> None:
     _save(tmp_path / "best", "p4", width=3)
     meta = json.loads((tmp_path / "best.json").read_text())
-    meta["model"]["width"] = 2  # metadata and tensors disagree
+    meta["model_config"]["width"] = 2  # metadata and tensors disagree
     (tmp_path / "best.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="another shape"):
         load_checkpoint(tmp_path / "best")
@@ -80,17 +80,33 @@ FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint-v1.json"
 COMMITTED = sorted((Path(__file__).parents[1] / "results").glob("**/checkpoints/best.json"))
 
 
+def _renamed(raw: dict) -> dict:
+    """``raw`` with the model config under the key this version writes."""
+    return {("model_config" if k == "model" else k): v for k, v in raw.items()}
+
+
 @pytest.mark.parametrize("path", [FIXTURE, *COMMITTED], ids=lambda p: p.parent.parent.name)
 def test_metadata_of_earlier_versions_reads_and_writes_back_unchanged(path: Path) -> None:
+    """Only the model config's key changes on a rewrite (``model`` -> ``model_config``)."""
     raw = json.loads(path.read_text())
     meta = CheckpointMeta.from_json(raw, str(path))
-    assert meta.variant == raw["variant"] and meta.model.kwargs == raw["model"]
+    assert meta.variant == raw["variant"] and meta.model.config == raw["model"]
     spec = meta.require_input(str(path))
-    assert (spec.side, spec.depth, spec.threshold) == (
+    assert (spec.size, spec.depth, spec.threshold) == (
         raw["input"]["size"], raw["model"]["depth"], raw["threshold"])
     assert list(spec.mean) == raw["input"]["mean"] and not spec.pad
     assert meta.metrics == raw["metrics"] and meta.split == raw["split"] and not meta.extra
-    assert meta.to_json() == raw
+    written = meta.to_json()
+    assert written == _renamed(raw) and "model" not in written
+    assert CheckpointMeta.from_json(written, str(path)) == meta
+
+
+def test_the_model_config_key_wins_over_the_old_one() -> None:
+    raw = {"format": FORMAT, "variant": "unet", "model_config": {"depth": 3},
+           "model": {"depth": 2}, "input": {"size": 16, "mean": [0.5] * 3, "std": [0.5] * 3}}
+    meta = CheckpointMeta.from_json(raw, "x.json")
+    assert meta.model.config == {"depth": 3} and meta.require_input("x.json").depth == 3
+    assert "model" not in meta.to_json() and not meta.extra
 
 
 def test_metadata_without_input_keeps_what_it_has_and_says_what_it_lacks() -> None:
@@ -101,8 +117,8 @@ def test_metadata_without_input_keeps_what_it_has_and_says_what_it_lacks() -> No
                                                  "note": "hand-made"}
     with pytest.raises(RunError, match=r"x\.json: checkpoint metadata lacks input size/mean/std"):
         meta.require_input("x.json")
-    assert meta.to_json() == raw
-    with pytest.raises(RunError, match="lacks 'model'"):
+    assert meta.to_json() == _renamed(raw)
+    with pytest.raises(RunError, match="lacks 'model_config'"):
         CheckpointMeta.from_json({"format": FORMAT, "variant": "unet"}, "y.json")
     with pytest.raises(RunError, match="not a polypseg checkpoint"):
         CheckpointMeta.from_json([], "z.json")
@@ -111,13 +127,13 @@ def test_metadata_without_input_keeps_what_it_has_and_says_what_it_lacks() -> No
 def test_input_depth_is_the_model_depth() -> None:
     spec = ModelSpec("p4", {"in_channels": 3, "out_channels": 1, "width": 1, "depth": 2})
     with pytest.raises(ValueError, match="depth"):
-        CheckpointMeta(spec, InputSpec(side=16, mean=(0.5,) * 3, std=(0.5,) * 3, depth=3))
-    meta = CheckpointMeta(spec, InputSpec(side=16, mean=(0.5,) * 3, std=(0.5,) * 3, pad=True,
+        CheckpointMeta(spec, InputSpec(size=16, mean=(0.5,) * 3, std=(0.5,) * 3, depth=3))
+    meta = CheckpointMeta(spec, InputSpec(size=16, mean=(0.5,) * 3, std=(0.5,) * 3, pad=True,
                                           threshold=0.3, depth=2), epoch=1)
     assert CheckpointMeta.from_json(meta.to_json(), "m.json") == meta
     assert meta.to_json()["input"]["pad"] is True
     # a spec recorded before the head norm rebuilds a model without one, and says so now
-    assert ModelSpec.of(spec.build()) == ModelSpec("p4", {**spec.kwargs, "head_norm": False})
+    assert ModelSpec.of(spec.build()) == ModelSpec("p4", {**spec.config, "head_norm": False})
 
 
 def test_a_run_folder_of_an_earlier_version_opens_for_prediction(tmp_path: Path) -> None:
@@ -125,8 +141,8 @@ def test_a_run_folder_of_an_earlier_version_opens_for_prediction(tmp_path: Path)
     a tiny model, written as that version did: every reader opens it through the record."""
     from safetensors.torch import save_file
 
-    from polypseg.deploy.bundle import load_bundle
-    from polypseg.training.runs import load_run
+    from polypseg.deploy.bundle import open_model
+    from polypseg.opened import open_run
 
     raw = json.loads(FIXTURE.read_text())
     torch.manual_seed(0)
@@ -136,14 +152,14 @@ def test_a_run_folder_of_an_earlier_version_opens_for_prediction(tmp_path: Path)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               str(folder / "best.safetensors"))
     (folder / "best.json").write_text(FIXTURE.read_text())
-    loaded = load_run(tmp_path / "run")
+    loaded = open_run(tmp_path / "run")
     assert (loaded.variant, loaded.size, loaded.depth, loaded.threshold) == ("p4", 16, 2, 0.5)
-    assert loaded.meta.epoch == 20 and loaded.meta.params == raw["params"]
+    assert loaded.checkpoint.epoch == 20 and loaded.checkpoint.params == raw["params"]
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), model.eval()(x), rtol=1e-5, atol=1e-6)
-    bundle = load_bundle(tmp_path / "run")
-    assert (bundle.side, bundle.mean, bundle.pad) == (16, tuple(raw["input"]["mean"]), False)
+    bundle = open_model(tmp_path / "run")
+    assert (bundle.size, bundle.mean, bundle.pad) == (16, tuple(raw["input"]["mean"]), False)
     assert bundle.info()["model"] == raw["model"] and bundle.info()["metrics"] == raw["metrics"]
 
 

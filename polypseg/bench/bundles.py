@@ -4,7 +4,7 @@ A bundle is a minimal run folder, so every command that takes a run folder takes
 (``polypseg predict``, ``serve``, ``export``, ``evaluate``, ``sweep``)::
 
     BUNDLE/checkpoints/best.safetensors   the weights (safetensors: no pickle)
-    BUNDLE/checkpoints/best.json          variant, model kwargs, input size/mean/std, threshold
+    BUNDLE/checkpoints/best.json          variant, model config, input size/mean/std, threshold
     BUNDLE/config.json                    the training configuration (paths made relative)
     BUNDLE/split.json                     the split it was trained on
     BUNDLE/metrics.csv                    its training curve

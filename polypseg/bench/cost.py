@@ -28,8 +28,10 @@ Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """One model to time: a name for the tables, its variant, width and depth."""
+class TimedModel:
+    """One model to time: a name for the tables, its variant, width and depth (``None``: the
+    zoo's default), built as ``zoo.create`` builds it today (not a recorded
+    :class:`~polypseg.checkpoint.ModelSpec`, whose missing options mean those of its time)."""
 
     name: str
     variant: str
@@ -42,7 +44,7 @@ def _quiet(_message: str) -> None:
 
 
 def step_times(
-    models: Sequence[ModelSpec],
+    models: Sequence[TimedModel],
     *,
     size: int,
     batch_size: int,
@@ -111,7 +113,7 @@ def step_times(
         median = statistics.median(seconds)
         rows.append({
             "name": spec.name, "variant": spec.variant, "width": spec.width,
-            "depth": spec.depth, "params": sum(p.numel() for p in model.parameters()),
+            "depth": spec.depth, "params": zoo.count_parameters(model),
             "step_seconds": median, "step_seconds_all": seconds,
             "seconds_per_image": median / batch_size,
         })
@@ -119,7 +121,7 @@ def step_times(
 
 
 def match_step_time(
-    reference: ModelSpec,
+    reference: TimedModel,
     variant: str,
     widths: Sequence[int],
     *,
@@ -137,7 +139,7 @@ def match_step_time(
     """
     if not widths:
         raise PolypsegError("give at least one candidate width")
-    candidates = [ModelSpec(f"{variant}-w{w}", variant, int(w), depth) for w in widths]
+    candidates = [TimedModel(f"{variant}-w{w}", variant, int(w), depth) for w in widths]
     rows = step_times([reference, *candidates], size=size, batch_size=batch_size,
                       repeats=repeats, warmup=warmup, progress=progress)
     ref, others = rows[0], rows[1:]

@@ -108,7 +108,7 @@ def _sweep(spec: RunSpec, evaluation: Evaluation, device: str, progress: Progres
 def execute(spec: RunSpec, resume: bool = False, device: str | None = None,
             progress: Progress = quiet) -> None:
     """Bring one run to completion: train (or resume), then every evaluation and sweep."""
-    from polypseg.training.distributed import resolve_device
+    from polypseg.devices import resolve_device
 
     used = str(resolve_device(device or "auto"))
     spec.bench_dir.mkdir(parents=True, exist_ok=True)

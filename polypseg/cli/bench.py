@@ -227,15 +227,15 @@ def cost(
     """Time one training step of every entry of a plan side by side (CPU, one thread):
     seconds per image and ratios, for the cost columns and the Pareto plot."""
     from polypseg.atomic import atomic_write_report
-    from polypseg.bench.cost import ModelSpec, step_times
+    from polypseg.bench.cost import TimedModel, step_times
     from polypseg.bench.hardware import hardware_info
     from polypseg.bench.plan import load_plan
     from polypseg.bench.runs import resolve_entries
 
     spec = load_plan(plan, check_paths=False)
     widths = resolve_entries(spec)
-    models = [ModelSpec(e.name, e.variant, widths[e.name]["width"],
-                        e.depth if e.depth is not None else spec.depth)
+    models = [TimedModel(e.name, e.variant, widths[e.name]["width"],
+                         e.depth if e.depth is not None else spec.depth)
               for e in spec.training_entries()]
     rows = step_times(models, size=spec.size, batch_size=spec.batch_size, repeats=repeats,
                       warmup=warmup, progress=_say)
@@ -279,13 +279,13 @@ def match_time(
 ) -> None:
     """Find the width of VARIANT whose training step costs what the reference's does
     (the compute-matched baseline of a plan)."""
-    from polypseg.bench.cost import ModelSpec, match_step_time, parse_widths
+    from polypseg.bench.cost import TimedModel, match_step_time, parse_widths
     from polypseg.errors import PolypsegError
 
     ref_variant, _, ref_width = to.partition(":")
     if not ref_width.isdigit():
         raise PolypsegError(f"--to must be VARIANT:WIDTH (e.g. p4:4), got {to!r}")
-    result = match_step_time(ModelSpec(to, ref_variant, int(ref_width), depth), variant,
+    result = match_step_time(TimedModel(to, ref_variant, int(ref_width), depth), variant,
                              parse_widths(widths), size=size, batch_size=batch_size,
                              depth=depth, repeats=repeats, progress=_say)
     ref = result["reference"]

@@ -152,13 +152,13 @@ def predict(
 
     from polypseg.atomic import check_output_folder
     from polypseg.deploy.batch import predict_files
-    from polypseg.deploy.bundle import load_bundle
+    from polypseg.deploy.bundle import open_model
     from polypseg.deploy.sources import collect_sources, estimate_frames
 
     _set_threads(threads)
     check_output_folder(out)  # before any work: a file in the way, a read-only disk
     sources = collect_sources(inputs)
-    bundle = load_bundle(model, threads=threads)
+    bundle = open_model(model, threads=threads)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     console = Console(stderr=True)  # stdout keeps only the summary line
     with Progress(
@@ -229,7 +229,7 @@ def serve(
     ),
 ) -> None:
     """Serve the model over HTTP (POST /v1/segment, GET /healthz /readyz /v1/model)."""
-    from polypseg.deploy.bundle import load_bundle
+    from polypseg.deploy.bundle import open_model
     from polypseg.deploy.headers import allowed_host_names
     from polypseg.deploy.http import (
         FD_RESERVE,
@@ -255,7 +255,7 @@ def serve(
         sock = bind_socket(host, port)
     except ValueError as err:
         raise PolypsegError(str(err)) from None
-    bundle = load_bundle(model, threads=threads)
+    bundle = open_model(model, threads=threads)
     backlog = ConnectionLimits.backlog
     try:  # with the model loaded, so that its files count among those in use
         connections = connection_cap(max_connections, FD_RESERVE + max_pending + 2 * backlog)

@@ -4,9 +4,9 @@
   in plain ``nn.Conv2d``) into TorchScript, ONNX or safetensors, checks parity, and writes an
   export folder (``model.*`` + ``export.json`` + ``README.md``) atomically;
   :mod:`~polypseg.deploy.card` gives it its model card and identity.
-* :mod:`~polypseg.deploy.bundle` loads a run folder or an export folder into a
-  :class:`~polypseg.deploy.bundle.ModelBundle` (model + preprocessing metadata), with a torch
-  or an onnxruntime backend.
+* :mod:`~polypseg.deploy.bundle` opens an export folder, or a run folder, as the one
+  opened-model type :class:`~polypseg.opened.OpenedModel` (model + preprocessing metadata),
+  with a torch or an onnxruntime backend.
 * :mod:`~polypseg.deploy.predict` segments images and video frames at their original size;
   :mod:`~polypseg.deploy.batch` writes what ``polypseg predict`` makes of them (masks,
   overlays, tables), with :mod:`~polypseg.deploy.video` (overlay videos, per-video

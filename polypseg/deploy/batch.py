@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 
 from polypseg.atomic import atomic_write_json, atomic_write_text
-from polypseg.deploy.bundle import ModelBundle
 from polypseg.deploy.coco import CocoDocument
 from polypseg.deploy.predict import (
     decision_of,
@@ -45,6 +44,7 @@ from polypseg.deploy.predict import (
 from polypseg.deploy.sources import Frame, Source, iter_frames
 from polypseg.deploy.video import SUFFIX, OverlayVideo, video_summary
 from polypseg.errors import DataError
+from polypseg.opened import OpenedModel
 
 #: Overlay styles of :func:`predict_files`.
 OVERLAY_CHOICES = ("outline", "tint", "none")
@@ -225,7 +225,7 @@ def _row(frame: Frame, name: str, prob: np.ndarray, mask: np.ndarray, cut: float
 
 
 def predict_files(
-    bundle: ModelBundle,
+    bundle: OpenedModel,
     sources: Sequence[Source],
     out: Path,
     *,

@@ -49,14 +49,14 @@ from polypseg.deploy.bundle import (
     ONNX_INPUT,
     ONNX_OUTPUT,
     OnnxModule,
-    frozen,
     load_state_export,
     tested_metrics,
 )
 from polypseg.errors import PolypsegError
 from polypseg.hashing import file_sha256
 from polypseg.inference import forward_logits
-from polypseg.training.models import count_parameters
+from polypseg.opened import frozen, open_run
+from zoo import count_parameters
 
 #: Export formats of ``polypseg export``.
 FORMATS = tuple(ARTIFACTS)
@@ -273,11 +273,7 @@ def export_run(
     if calibration_images is None:
         calibration_images = quant.DEFAULT_CALIBRATION_IMAGES
     quant.check_options(fmt, quantize, max_dice_drop, calibration_images)
-    from polypseg.checkpoint import (
-        library_versions,
-        load_checkpoint,
-        resolve_checkpoint,
-    )
+    from polypseg.checkpoint import library_versions
 
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}: choose {', '.join(FORMATS)}")
@@ -292,10 +288,9 @@ def export_run(
     _remove_leftovers(out)
     if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
         raise ExportError(f"output {out} already exists (use --overwrite to replace it)")
-    stem = resolve_checkpoint(run, which)
-    model, meta = load_checkpoint(stem)
-    spec = meta.require_input(f"checkpoint {stem}")
-    side = spec.side
+    opened = open_run(run, which)
+    model, meta, spec, stem = opened.model, opened.checkpoint, opened.input, opened.stem
+    side = spec.size
     example = parity_input(side)
     with torch.no_grad():
         reference = forward_logits(model, example)  # as evaluate and predict run it
@@ -359,7 +354,7 @@ def export_run(
         else:
             metrics = meta.metrics or {}
             metrics_from = "the checkpoint's, at the epoch it was saved"
-        run_dir = stem.parent.parent if stem.parent.name == "checkpoints" else None
+        run_dir = opened.run_dir
         card, source_card = cards.make_card(checkpoint, run_dir, metrics, metrics_from)
         export_meta = {
             "format": EXPORT_FORMAT,
@@ -375,7 +370,7 @@ def export_run(
             **({"decision": checkpoint["decision"]} if "decision" in checkpoint else {}),
             "metrics": metrics,
             "card": card,
-            "parameters": count_parameters(model),
+            "parameters": opened.params,
             "exported_parameters": count_parameters(plain),
             "source": {
                 "checkpoint": stem.name,

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from polypseg.deploy.bundle import ModelBundle
+from polypseg.opened import OpenedModel
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,10 @@ def _placement(height: int, width: int, side: int, pad: bool) -> Placement:
 
 
 def preprocess(
-    images: Sequence[np.ndarray], bundle: ModelBundle
+    images: Sequence[np.ndarray], bundle: OpenedModel
 ) -> tuple[torch.Tensor, list[Placement]]:
     """Stack RGB ``uint8`` images into the model's normalised ``(B, 3, S, S)`` input."""
-    side = bundle.side
+    side = bundle.size
     mean = np.asarray(bundle.mean, dtype=np.float32)
     std = np.asarray(bundle.std, dtype=np.float32)
     batch = np.zeros((len(images), side, side, 3), dtype=np.float32)
@@ -98,11 +98,11 @@ def postprocess(probs: torch.Tensor, placements: Sequence[Placement]) -> list[np
 
 
 def segment(
-    bundle: ModelBundle, images: Sequence[np.ndarray], tta: str | None = None
+    bundle: OpenedModel, images: Sequence[np.ndarray], tta: str | None = None
 ) -> list[np.ndarray]:
     """Probability maps (``float32``, each at its image's original size) for RGB images."""
     batch, placements = preprocess(images, bundle)
-    return postprocess(predict_probabilities(bundle.module, batch, tta), placements)
+    return postprocess(predict_probabilities(bundle.model, batch, tta), placements)
 
 
 def to_mask(prob: np.ndarray, threshold: float) -> np.ndarray:

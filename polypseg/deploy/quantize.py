@@ -103,7 +103,7 @@ def run_images(
         raise QuantizationError(f"{split_file} is not the split the checkpoint was trained on")
     index = discover(data)
     spec = meta.require_input(str(stem))
-    size, depth = spec.side, spec.depth
+    size, depth = spec.size, spec.depth
     train_pairs = subset_pairs(index, split, "train")
     step = max(1, len(train_pairs) // max(1, calibration_images))
     chosen = train_pairs[::step][:calibration_images]

@@ -1,4 +1,4 @@
-"""The HTTP API behind ``polypseg serve``: a FastAPI app factory over a :class:`ModelBundle`.
+"""The HTTP API behind ``polypseg serve``: a FastAPI app factory over an :class:`OpenedModel`.
 
 Routes:
 
@@ -62,7 +62,6 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from polypseg.deploy.bundle import ModelBundle
 from polypseg.deploy.card import make_card, precision_of
 from polypseg.deploy.headers import BrowserGuard
 from polypseg.deploy.imageio import (
@@ -94,6 +93,7 @@ from polypseg.deploy.predict import (
     segment,
     to_mask,
 )
+from polypseg.opened import OpenedModel
 
 log = logging.getLogger("polypseg.serve")
 
@@ -166,7 +166,7 @@ class Segmentation:
 class _Engine:
     """Admission, decoding and inference for one request, serialised where the backend needs it."""
 
-    def __init__(self, bundle: ModelBundle, settings: ServerSettings) -> None:
+    def __init__(self, bundle: OpenedModel, settings: ServerSettings) -> None:
         self.bundle = bundle
         self.settings = settings
         self.lock: contextlib.AbstractContextManager[Any] = (
@@ -184,7 +184,7 @@ class _Engine:
         """One inference on a blank image, measuring the memory it needs (the least any
         reservation is); sets ``ready`` when it succeeds."""
         try:
-            side = self.bundle.side
+            side = self.bundle.size
             with self.lock:
                 measured = transient_bytes(
                     lambda: segment(self.bundle, [np.zeros((side, side, 3), np.uint8)])
@@ -265,7 +265,7 @@ class _Engine:
         batch, placements = preprocess(images, self.bundle)
         images.clear()
         with self.lock:
-            probs = predict_probabilities(self.bundle.module, batch, tta)
+            probs = predict_probabilities(self.bundle.model, batch, tta)
         return postprocess(probs, placements)[0]
 
     def segment_upload(
@@ -375,7 +375,7 @@ async def _upload(engine: _Engine, request: Request) -> AsyncIterator[bytes | mm
 
 
 def create_app(
-    bundle: ModelBundle, settings: ServerSettings | None = None, *, warm_up: bool = True
+    bundle: OpenedModel, settings: ServerSettings | None = None, *, warm_up: bool = True
 ) -> FastAPI:
     """The FastAPI app serving ``bundle`` (see the module docstring for routes and limits)."""
     settings = settings or ServerSettings()

@@ -129,14 +129,14 @@ class _Model:
 
     def __init__(self, view: ModelView, device: str) -> None:
         from polypseg.data import discover
-        from polypseg.training.runs import load_run
+        from polypseg.opened import open_run
 
         if view.run_dir is None:
             raise RunError(f"{view.label}: its run folder was not found")
         if view.data_dir is None:
             raise RunError(f"{view.label}: its dataset folder was not found (pass --data)")
         self.view = view
-        self.run = load_run(view.run_dir, "best", device)
+        self.run = open_run(view.run_dir, "best", device)
         self.pairs = {p.stem: p for p in discover(view.data_dir).pairs}
 
     def items(self, stems: list[str]) -> list[dict[str, Any]]:

@@ -212,7 +212,7 @@ class _Trainer:
         self.val_pairs = subset_pairs(self.index, split, "val", config.limit_val)
         train_set = SegmentationDataset(
             self.train_pairs,
-            build_transforms(spec.side, train=True, rot_aug=config.rot_aug, depth=spec.depth),
+            build_transforms(spec.size, train=True, rot_aug=config.rot_aug, depth=spec.depth),
         )
         if config.epoch_repeats > 1:  # a small set's epoch takes a large one's steps
             train_set = RepeatedDataset(train_set, config.epoch_repeats)
@@ -220,7 +220,7 @@ class _Trainer:
         if config.negatives > 0:  # else the data is exactly as without the option
             train_set = self._with_negatives(train_set)
         self.train_set = SeededAugmentation(train_set, config.seed)
-        val_set = eval_dataset(self.val_pairs, spec.side, spec.depth)
+        val_set = eval_dataset(self.val_pairs, spec.size, spec.depth)
         self.val_set, self.val_indices = shard(val_set, self.ctx.rank, self.ctx.world_size)
         self.n_val = len(val_set)
 
@@ -239,8 +239,8 @@ class _Trainer:
         config, ctx = self.config, self.ctx
         self.identity = {
             "variant": config.model,
-            "model": self.model_spec.kwargs,
-            "size": self.input_spec.side,
+            "model": self.model_spec.config,
+            "size": self.input_spec.size,
             "split_sha256": self.split_choice.sha256,
             "batch_size": config.batch_size,
         }
@@ -336,7 +336,7 @@ class _Trainer:
             self.split_choice.split.save(split_copy)
         atomic_write_json(
             self.run_dir / "config.json",
-            {**portable_tree(self.config.to_dict()), "resolved_model": self.model_spec.kwargs,
+            {**portable_tree(self.config.to_dict()), "resolved_model": self.model_spec.config,
              "split_sha256": self.split_choice.sha256, "world_size": self.ctx.world_size,
              "resolved_workers": self.workers},
         )

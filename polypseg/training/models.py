@@ -70,7 +70,7 @@ def input_spec(size: int, model: ModelSpec, threshold: float) -> InputSpec:
     from polypseg.data import NORMALIZE_MEAN, NORMALIZE_STD
 
     return InputSpec(
-        side=size,
+        size=size,
         mean=tuple(NORMALIZE_MEAN),
         std=tuple(NORMALIZE_STD),
         threshold=threshold,

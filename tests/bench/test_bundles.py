@@ -48,16 +48,16 @@ def test_bundles_are_runs_that_predict_takes(tiny_bench: Path, tmp_path: Path) -
             "negatives") in card
     assert (f"covers at least {rule['min_area_fraction']:.2%} of the image and its peak "
             f"probability is at least {rule['min_peak_probability']:.3f}") in card
-    from polypseg.deploy.bundle import load_bundle
+    from polypseg.deploy.bundle import open_model
 
-    tested = load_bundle(bundle).info()["test_metrics"]  # what GET /v1/model reports
+    tested = open_model(bundle).info()["test_metrics"]  # what GET /v1/model reports
     evaluated = json.loads((bundle / "eval" / "test.json").read_text())
     assert tested["size"] == "mask" and tested["n_images"] == evaluated["n_images"]
     for name in ("dice", "mdice", "miou", "s_measure", "weighted_f", "e_measure_max", "mae"):
         assert tested[name] == evaluated["summary"][name]["mean"] == row["metrics"][name]
     exported = tmp_path / "export"  # a float export computes what the bundle does: same numbers
     assert main(["export", str(bundle), "--format", "state", "--out", str(exported)]) == 0
-    assert load_bundle(exported).info()["test_metrics"] == tested
+    assert open_model(exported).info()["test_metrics"] == tested
     image = next((tiny_bench / "Kvasir-SEG" / "images").iterdir())
     predictions = tmp_path / "pred"
     assert main(["predict", str(bundle), str(image), "--out", str(predictions)]) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from polypseg.bench.cost import ModelSpec, match_step_time, parse_widths, step_times
+from polypseg.bench.cost import TimedModel, match_step_time, parse_widths, step_times
 from polypseg.cli import main
 from polypseg.errors import PolypsegError
 
@@ -25,7 +25,7 @@ def test_parse_widths() -> None:
 def test_step_times_rows() -> None:
     import zoo
 
-    models = [ModelSpec("a", "unet", 2, 2), ModelSpec("b", "p4", 1, 2)]
+    models = [TimedModel("a", "unet", 2, 2), TimedModel("b", "p4", 1, 2)]
     rows = step_times(models, size=16, batch_size=2, repeats=2, warmup=1)
     assert [r["name"] for r in rows] == ["a", "b"]
     for row, spec in zip(rows, models, strict=True):
@@ -37,7 +37,7 @@ def test_step_times_rows() -> None:
 
 
 def test_match_picks_the_candidate_nearest_in_ratio() -> None:
-    result = match_step_time(ModelSpec("ref", "p4", 1, 2), "unet", [1, 2, 3], size=16,
+    result = match_step_time(TimedModel("ref", "p4", 1, 2), "unet", [1, 2, 3], size=16,
                              batch_size=2, depth=2, repeats=2)
     ratios = {r["width"]: r["ratio"] for r in result["candidates"]}
     assert set(ratios) == {1, 2, 3}

@@ -39,11 +39,11 @@ def server(study: Path) -> Iterator[str]:
     loopback port (a thread of this process), at most ``MAX_BYTES`` per request."""
     import uvicorn
 
-    from polypseg.deploy.bundle import load_bundle
+    from polypseg.deploy.bundle import open_model
     from polypseg.deploy.predict import segment
     from polypseg.deploy.server import ServerSettings, create_app
 
-    bundle = load_bundle(study / "p4", threads=1)
+    bundle = open_model(study / "p4", threads=1)
     # a threshold at the median probability of a test image, so that masks hold both values
     # whatever the tiny model learnt
     median = float(np.median(segment(bundle, [made_image(seed=1)])[0]))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from deploy_helpers import encode, pattern
 
-from polypseg.deploy.bundle import load_bundle
+from polypseg.deploy.bundle import open_model
 from polypseg.deploy.memory import ByteQuota, body_buffer, exact_copy
 from polypseg.deploy.server import ServerSettings, create_app
 
@@ -25,7 +25,7 @@ def _client(app: object) -> object:
 def test_bodies_past_the_body_quota_get_503_with_retry_after(exports: dict[str, Path]) -> None:
     image = encode(pattern(60, 80))
     settings = ServerSettings(max_bytes=len(image) * 4, max_body_memory=len(image) - 1)
-    app = create_app(load_bundle(exports["onnx"]), settings, warm_up=False)
+    app = create_app(open_model(exports["onnx"]), settings, warm_up=False)
     engine = app.state.engine
     with _client(app) as client:
         refused = client.post("/v1/segment", content=image)
@@ -46,7 +46,7 @@ def test_upload_places_are_bounded_in_all_and_per_client(exports: dict[str, Path
     from starlette.exceptions import HTTPException
 
     settings = ServerSettings(max_uploads=3, max_uploads_per_client=2)
-    engine = create_app(load_bundle(exports["onnx"]), settings, warm_up=False).state.engine
+    engine = create_app(open_model(exports["onnx"]), settings, warm_up=False).state.engine
     with engine.uploading("10.0.0.1"), engine.uploading("10.0.0.1"):
         with pytest.raises(HTTPException) as mine, engine.uploading("10.0.0.1"):
             pass

@@ -14,7 +14,7 @@ from deploy_helpers import REPO, SIDE
 
 from polypseg.cli import main
 from polypseg.deploy import export as export_module
-from polypseg.deploy.bundle import EXPORT_META, load_bundle
+from polypseg.deploy.bundle import EXPORT_META, open_model
 from polypseg.deploy.export import parity_input
 from polypseg.hashing import file_sha256
 
@@ -42,7 +42,7 @@ def test_exports_carry_the_model_card_and_an_id(exports: dict[str, Path], run_di
     for fmt, folder in exports.items():
         meta = json.loads((folder / EXPORT_META).read_text())
         assert meta["precision"] == "float32"
-        assert meta["model_id"] == load_bundle(run_dir).model_id == load_bundle(folder).model_id
+        assert meta["model_id"] == open_model(run_dir).model_id == open_model(folder).model_id
         assert meta["export_id"] == f"{fmt}-{meta['sha256'][:12]}"
         ids.add(meta["export_id"])
         card = meta["card"]
@@ -77,22 +77,40 @@ def test_an_exported_bundle_keeps_its_own_card(run_dir: Path, tmp_path: Path):
 
 
 def test_exports_match_the_checkpoint(exports: dict[str, Path], run_dir: Path):
-    reference = load_bundle(run_dir)
+    reference = open_model(run_dir)
     x = parity_input(SIDE, batch=3, seed=7)
     with torch.no_grad():
-        expected = reference.module(x)
+        expected = reference.model(x)
         for folder in exports.values():
-            bundle = load_bundle(folder)
+            bundle = open_model(folder)
             assert bundle.model_id == reference.model_id
-            assert (bundle.module(x) - expected).abs().max().item() < 1e-4
+            assert (bundle.model(x) - expected).abs().max().item() < 1e-4
 
 
 def test_state_export_round_trips(run_dir: Path, tmp_path: Path):
     assert main(["export", str(run_dir), "--format", "state", "--out", str(tmp_path / "s")]) == 0
-    bundle = load_bundle(tmp_path / "s")
+    bundle = open_model(tmp_path / "s")
     assert bundle.kind == "state"
     with torch.no_grad():
-        assert bundle.module(parity_input(SIDE)).shape == (2, 1, SIDE, SIDE)
+        assert bundle.model(parity_input(SIDE)).shape == (2, 1, SIDE, SIDE)
+
+
+def test_a_state_export_of_an_earlier_version_opens(run_dir: Path, tmp_path: Path):
+    """``export.json`` records the model config as ``model_config``; one written before, under
+    ``model``, still opens (a "state" export rebuilds its module from it) and computes what
+    the checkpoint does."""
+    out = tmp_path / "s"
+    assert main(["export", str(run_dir), "--format", "state", "--out", str(out)]) == 0
+    meta = json.loads((out / EXPORT_META).read_text())
+    assert "model" not in meta and meta["model_config"]["depth"] == 2
+    old = {("model" if key == "model_config" else key): v for key, v in meta.items()}
+    (out / EXPORT_META).write_text(json.dumps(old))
+    bundle, reference = open_model(out), open_model(run_dir)
+    assert (bundle.kind, bundle.depth, bundle.size) == ("state", 2, SIDE)
+    assert bundle.info()["model"] == meta["model_config"] == reference.info()["model"]
+    x = parity_input(SIDE, batch=2, seed=3)
+    with torch.no_grad():
+        assert (bundle.model(x) - reference.model(x)).abs().max().item() < 1e-4
 
 
 def test_broken_parity_fails_and_leaves_nothing(
@@ -137,7 +155,7 @@ BLOCKED = textwrap.dedent(
     sys.meta_path.insert(0, Block())
     import numpy as np
     import torch
-    from polypseg.deploy.bundle import load_bundle
+    from polypseg.deploy.bundle import open_model
     from polypseg.deploy.predict import segment
 
     torchscript, onnx = sys.argv[1:3]
@@ -145,7 +163,7 @@ BLOCKED = textwrap.dedent(
     out = torch.jit.load(torchscript + "/model.pt")(torch.zeros(2, 3, 64, 64))
     assert out.shape == (2, 1, 64, 64), out.shape
     for folder in (torchscript, onnx):
-        bundle = load_bundle(folder)
+        bundle = open_model(folder)
         prob = segment(bundle, [np.zeros((50, 70, 3), np.uint8)])[0]
         assert prob.shape == (50, 70), prob.shape
         print("ok", bundle.kind)
@@ -209,7 +227,7 @@ def test_the_card_states_the_frame_level_thresholds(run_dir: Path, tmp_path: Pat
     readme = (out / "README.md").read_text()
     assert "largest region covers at least 1.23% of the image" in readme
     assert "peak probability is at least 0.875" in readme and "specificity 0.960" in readme
-    assert load_bundle(out).meta["decision"] == decision
+    assert open_model(out).meta["decision"] == decision
 
 
 @pytest.mark.parametrize("opset", [11, 13])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from deploy_helpers import encode, pattern
 
-from polypseg.deploy.bundle import load_bundle
+from polypseg.deploy.bundle import open_model
 from polypseg.deploy.headers import allowed_host_names, host_name
 from polypseg.deploy.server import ServerSettings, create_app
 
@@ -26,7 +26,7 @@ def _test_client(app: object, **kwargs: object) -> object:
 @pytest.fixture(scope="module")
 def client(exports: dict[str, Path]) -> Iterator[object]:
     settings = ServerSettings(max_bytes=200_000, allowed_hosts=frozenset({"localhost"}))
-    app = create_app(load_bundle(exports["onnx"]), settings, warm_up=False)
+    app = create_app(open_model(exports["onnx"]), settings, warm_up=False)
 
     @app.get("/boom")  # an unexpected error: Starlette's outermost layer answers it
     def boom() -> None:
@@ -111,7 +111,7 @@ def test_allowed_host_star_accepts_any_and_host_names_are_normalised() -> None:
 def test_swagger_ui_keeps_its_cdn_assets_and_the_other_headers(exports: dict[str, Path]) -> None:
     """``serve --docs``: the API's policy would block Swagger UI's script and style (a CDN's),
     so its page alone goes without one; it still may not be framed or sniffed."""
-    app = create_app(load_bundle(exports["onnx"]), ServerSettings(docs=True), warm_up=False)
+    app = create_app(open_model(exports["onnx"]), ServerSettings(docs=True), warm_up=False)
     with _test_client(app) as client:
         docs, schema = client.get("/docs"), client.get("/openapi.json")
     assert docs.status_code == 200 and "content-security-policy" not in docs.headers

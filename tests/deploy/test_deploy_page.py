@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from polypseg.deploy.bundle import load_bundle
+from polypseg.deploy.bundle import open_model
 from polypseg.deploy.page import NONCE_SLOT, page_html
 from polypseg.deploy.server import create_app
 
@@ -22,7 +22,7 @@ def client(exports: dict[str, Path]) -> Iterator[object]:
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
-    app = create_app(load_bundle(exports["onnx"]), warm_up=False)
+    app = create_app(open_model(exports["onnx"]), warm_up=False)
     with TestClient(app) as test_client:
         yield test_client
 

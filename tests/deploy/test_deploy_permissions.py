@@ -77,14 +77,14 @@ def test_checkpoint_weights_follow_the_umask(tmp_path: Path):
 
 READ_AS_OTHER_USER = """
 import os, sys
-from polypseg.deploy.bundle import load_bundle
+from polypseg.deploy.bundle import open_model
 for path in sys.argv[1:]:
-    load_bundle(path)  # as root first: every lazy import happens before the switch
+    open_model(path)  # as root first: every lazy import happens before the switch
 os.setgroups([])
 os.setgid({uid})
 os.setuid({uid})
 for path in sys.argv[1:]:
-    print(load_bundle(path).model_id)
+    print(open_model(path).model_id)
 """
 
 
@@ -118,11 +118,11 @@ def test_an_unreadable_model_is_a_one_line_error(run_dir: Path, shared_dir: Path
     out = export_with_umask(run_dir, "torchscript", shared_dir / "ts", 0o077)
     code = (
         "import os, sys\n"
-        "from polypseg.deploy.bundle import load_bundle\n"
+        "from polypseg.deploy.bundle import open_model\n"
         "from polypseg.errors import RunError\n"
         f"os.setgroups([]); os.setgid({CONTAINER_UID}); os.setuid({CONTAINER_UID})\n"
         "try:\n"
-        "    load_bundle(sys.argv[1])\n"
+        "    open_model(sys.argv[1])\n"
         "except RunError as err:\n"
         "    sys.exit(f'error: {err}')\n"
     )

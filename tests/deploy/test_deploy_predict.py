@@ -281,7 +281,7 @@ def test_torch_models_get_channels_last_and_onnx_gets_nchw(
     training), onnxruntime the NCHW batch it reads; both give the checkpoint's probabilities."""
     import torch
 
-    from polypseg.deploy.bundle import OnnxModule, load_bundle
+    from polypseg.deploy.bundle import OnnxModule, open_model
     from polypseg.deploy.predict import predict_probabilities, preprocess
 
     seen: list[tuple[str, bool]] = []
@@ -294,12 +294,12 @@ def test_torch_models_get_channels_last_and_onnx_gets_nchw(
 
         module.register_forward_pre_hook(hook)
 
-    torch_bundle, onnx_bundle = load_bundle(run_dir), load_bundle(exports["onnx"])
-    assert isinstance(onnx_bundle.module, OnnxModule)
-    probe(torch_bundle.module, "torch")
-    probe(onnx_bundle.module, "onnx")
+    torch_bundle, onnx_bundle = open_model(run_dir), open_model(exports["onnx"])
+    assert isinstance(onnx_bundle.model, OnnxModule)
+    probe(torch_bundle.model, "torch")
+    probe(onnx_bundle.model, "onnx")
     batch, _ = preprocess([pattern(70, 90, seed=s) for s in range(2)], torch_bundle)
-    from_torch = predict_probabilities(torch_bundle.module, batch)
-    from_onnx = predict_probabilities(onnx_bundle.module, batch)
+    from_torch = predict_probabilities(torch_bundle.model, batch)
+    from_onnx = predict_probabilities(onnx_bundle.model, batch)
     assert seen == [("torch", True), ("onnx", False)]
     torch.testing.assert_close(from_onnx, from_torch, atol=1e-4, rtol=0)

@@ -15,7 +15,7 @@ import torch
 from polypseg.checkpoint import read_meta, resolve_checkpoint
 from polypseg.cli import main
 from polypseg.deploy import quantize as quant
-from polypseg.deploy.bundle import EXPORT_META, load_bundle
+from polypseg.deploy.bundle import EXPORT_META, open_model
 from polypseg.deploy.export import parity_input
 
 
@@ -55,12 +55,12 @@ def test_int8_export_is_quantised_gated_and_serves(trained_run: Path, tmp_path: 
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [EXPORT_META, "model.onnx", "README.md"])
-    bundle = load_bundle(out)
+    bundle = open_model(out)
     with torch.no_grad():
-        assert bundle.module(parity_input(32, batch=3)).shape == (3, 1, 32, 32)
+        assert bundle.model(parity_input(32, batch=3)).shape == (3, 1, 32, 32)
     # its own identity and its own measured metrics, not the float checkpoint's
     assert meta["precision"] == "int8"
-    float_id = load_bundle(trained_run).model_id
+    float_id = open_model(trained_run).model_id
     assert bundle.model_id == meta["model_id"] == f"{float_id}-int8-{meta['sha256'][:8]}"
     assert meta["metrics"] == {"val_dice": quality["int8_dice"], "val_iou": quality["int8_iou"]}
     checkpoint = read_meta(resolve_checkpoint(trained_run))

@@ -17,7 +17,7 @@ import pytest
 from deploy_helpers import encode, pattern, real_image
 from PIL import Image
 
-from polypseg.deploy.bundle import load_bundle
+from polypseg.deploy.bundle import open_model
 from polypseg.deploy.server import ServerSettings, create_app
 
 MAX_BYTES = 300_000
@@ -54,7 +54,7 @@ def client(request: pytest.FixtureRequest, exports: dict[str, Path]) -> Iterator
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
-    bundle = load_bundle(exports[request.param])
+    bundle = open_model(exports[request.param])
     app = create_app(bundle, ServerSettings(max_bytes=MAX_BYTES, max_pixels=4_000_000))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
@@ -286,7 +286,7 @@ def test_memory_budget_serves_in_order_and_times_out():
 def test_the_pending_limit_refuses_before_reading_the_body(exports: dict[str, Path]):
     from starlette.exceptions import HTTPException
 
-    bundle = load_bundle(exports["onnx"])
+    bundle = open_model(exports["onnx"])
     engine = create_app(bundle, ServerSettings(max_pending=1), warm_up=False).state.engine
     with engine.admitted():
         with pytest.raises(HTTPException) as busy, engine.admitted():
@@ -322,7 +322,7 @@ def test_docs_are_served_on_request(exports: dict[str, Path]):
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
-    app = create_app(load_bundle(exports["onnx"]), ServerSettings(docs=True), warm_up=False)
+    app = create_app(open_model(exports["onnx"]), ServerSettings(docs=True), warm_up=False)
     with TestClient(app) as test_client:
         response = test_client.get("/docs")
         assert response.status_code == 200 and "swagger" in response.text.lower()
@@ -383,7 +383,7 @@ def test_json_says_whether_a_polyp_is_present_by_the_checkpoint_decision(
     shutil.copytree(run_dir, run)
     stem = run / "checkpoints" / "best"
     write_meta(stem, replace(read_meta(stem), decision=decision))
-    app = create_app(load_bundle(run), ServerSettings(max_bytes=MAX_BYTES, max_pixels=4_000_000))
+    app = create_app(open_model(run), ServerSettings(max_bytes=MAX_BYTES, max_pixels=4_000_000))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         data = encode(pattern(40, 50))
         body = test_client.post("/v1/segment?format=json", content=data,

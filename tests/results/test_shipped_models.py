@@ -96,7 +96,7 @@ def test_predict_and_serve_agree_on_a_shipped_model(tmp_path: Path) -> None:
         from fastapi.testclient import TestClient
 
     from polypseg.cli import main
-    from polypseg.deploy.bundle import load_bundle
+    from polypseg.deploy.bundle import open_model
     from polypseg.deploy.server import ServerSettings, create_app
 
     bundle = MODELS / "kvasir-steerable"
@@ -111,7 +111,7 @@ def test_predict_and_serve_agree_on_a_shipped_model(tmp_path: Path) -> None:
     assert main(["predict", str(bundle), str(image), "--out", str(out)]) == 0
     predicted = cv2.imread(str(next((out / "masks").glob("*.png"))), cv2.IMREAD_GRAYSCALE) > 127
 
-    app = create_app(load_bundle(bundle), ServerSettings())
+    app = create_app(open_model(bundle), ServerSettings())
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.post("/v1/segment", content=image.read_bytes(),
                                headers={"content-type": "image/jpeg"})

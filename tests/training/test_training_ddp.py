@@ -123,10 +123,10 @@ def _checkpoint_val_loss(run: Path, data: Path) -> float:
     from monai.losses import DiceCELoss
 
     from polypseg.data import discover
+    from polypseg.opened import open_run
     from polypseg.training.datasets import choose_split, eval_dataset, subset_pairs
-    from polypseg.training.runs import load_run
 
-    loaded = load_run(run, "best", "cpu")
+    loaded = open_run(run, "best", "cpu")
     index = discover(data)
     split = choose_split(index, loaded.split_file).split
     dataset = eval_dataset(subset_pairs(index, split, "val"), loaded.size, loaded.depth)

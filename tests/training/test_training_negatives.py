@@ -41,7 +41,7 @@ def _reference_loader(trainer: _Trainer, seed: int, epoch: int, batch_size: int)
     spec = trainer.input_spec
     dataset = SeededAugmentation(
         SegmentationDataset(trainer.train_pairs,
-                            build_transforms(spec.side, train=True, depth=spec.depth)), seed)
+                            build_transforms(spec.size, train=True, depth=spec.depth)), seed)
     dataset.set_epoch(epoch)
     sampler = ResumableSampler(dataset, 1, 0, seed)
     sampler.set_epoch(epoch)
