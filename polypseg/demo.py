@@ -108,7 +108,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     for name, width in settings.models:
         _say(f"\n== training {name} (width {width}) ==")
         config = TrainConfig(
-            model=name, data=str(data), out=str(out / name), split_file=str(split_path),
+            variant=name, data=str(data), out=str(out / name), split_file=str(split_path),
             epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
             warmup_epochs=1.0, size=settings.size, width=width, depth=settings.depth,
             seed=settings.seed, device="cpu", limit_train=settings.n_train,

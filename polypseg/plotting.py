@@ -158,9 +158,12 @@ def overlapping_texts(fig: Any) -> list[tuple[str, str]]:
 
 
 def _run_variant(run_dir: Path) -> str | None:
+    from polypseg.errors import RunError
+    from polypseg.training.config import read_json_config
+
     try:
-        return json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("model")
-    except (OSError, ValueError, AttributeError):
+        return read_json_config(run_dir / "config.json").get("variant")
+    except RunError:  # no config, or not one: the curve goes unlabelled by variant
         return None
 
 

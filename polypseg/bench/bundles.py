@@ -75,7 +75,7 @@ def _stopping(options: dict[str, Any]) -> str:
 def training_command(train: dict[str, Any], plan: Plan) -> str:
     """The ``polypseg train`` command line that reproduces a plan's run (paths relative to
     the project root)."""
-    options = [("model", train["model"]), ("data", plan.relative(train["data"])),
+    options = [("model", train["variant"]), ("data", plan.relative(train["data"])),
                ("split-file", plan.relative(train["split_file"])),
                ("out", plan.relative(train["out"]))]
     for key in ("size", "depth", "width", "epochs", "batch_size", "lr", "seed", "patience",
@@ -268,7 +268,7 @@ def write_bundles(plan: Plan, doc: dict[str, Any], out: Path) -> list[Path]:
         seeds = [r for r in own if r["entry"] == entry and r["dataset"] == dataset]
         meta = json.loads((target / "checkpoints" / "best.json").read_text(encoding="utf-8"))
         card = model_card(doc, row, seeds, name, training_command(spec.train, plan),
-                          spec.train["model"], entries.get(entry, {}).get("params"),
+                          spec.train["variant"], entries.get(entry, {}).get("params"),
                           meta.get("decision"), float(config.get("negatives") or 0.0))
         atomic_write_text(target / "README.md", card)
         written.append(target)

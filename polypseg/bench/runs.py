@@ -90,8 +90,11 @@ class RunSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
         """Inverse of :meth:`to_dict`."""
+        from polypseg.training.config import upgrade_keys
+
         data = dict(data)
         data["evaluations"] = [Evaluation(**e) for e in data["evaluations"]]
+        data["train"] = upgrade_keys(data["train"], "bench spec")  # written before the rename
         return cls(**data)
 
 
@@ -162,7 +165,7 @@ def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> li
             for seed in plan.seeds:
                 run_dir = plan.runs / dataset.key / entry.name / f"seed{seed}"
                 train = {
-                    "model": entry.variant,
+                    "variant": entry.variant,
                     "data": str(dataset.data_dir),
                     "out": str(run_dir),
                     "split_file": str(split_path(plan, dataset.key)),
@@ -262,18 +265,21 @@ def sweep_file(spec: RunSpec, evaluation: Evaluation) -> Path:
 
 #: Training settings that make a run folder a run of this spec (a plan edited after a run
 #: finished must not reuse it under the same name).
-SPEC_KEYS = ("model", "width", "depth", "size", "seed", "batch_size", "lr", "epochs", "rot_aug",
+SPEC_KEYS = ("variant", "width", "depth", "size", "seed", "batch_size", "lr", "epochs", "rot_aug",
              "epoch_repeats")
 
 
 def spec_mismatch(spec: RunSpec) -> dict[str, tuple[Any, Any]]:
     """``key -> (asked, found)`` for each :data:`SPEC_KEYS` setting where the run folder's
     ``config.json`` differs from ``spec`` (empty when it agrees or holds no run yet)."""
+    from polypseg.training.config import upgrade_keys
+
     path = Path(spec.run_dir) / "config.json"
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    found = upgrade_keys(found, f"run config {path}")  # a run written before the rename
     mismatch = {key: (spec.train.get(key), found.get(key)) for key in SPEC_KEYS
                 if key in spec.train and key in found and spec.train[key] != found[key]}
     negatives = (float(spec.train.get("negatives") or 0), float(found.get("negatives") or 0))

@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from polypseg.cli.options_from_config import given_values, options_from
+from polypseg.training.config import TrainConfig
 
 DataOption = Annotated[
     Path | None,
@@ -64,180 +68,39 @@ def _data_of_run(run: Path, data: Path | None) -> Path:
     raise RunError(f"{run}: pass --data DIR (the run folder does not record its dataset)")
 
 
-def train(
-    model: Annotated[
-        str | None, typer.Option("--model", help="Variant: unet, p4, p4m, se2n12, steerable, ...")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option("--data", help="Dataset folder, e.g. ../shared/data/Kvasir-SEG.")
-    ] = None,
-    split_file: Annotated[
-        Path | None,
-        typer.Option("--split-file", help="Split JSON; default: the dataset's default split."),
-    ] = None,
-    split_seed: Annotated[
-        int | None,
-        typer.Option("--split-seed", min=0, help="Seed of the default split (default 0)."),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="YAML file of options (keys as below, - or _); "
-                     "command-line options override it."),
-    ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default 50).")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Images per step per process (default 8).")
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option("--lr", help="Peak AdamW learning rate (default 1e-3).")
-    ] = None,
-    weight_decay: Annotated[
-        float | None, typer.Option("--weight-decay", help="AdamW weight decay (default 1e-4).")
-    ] = None,
-    warmup_epochs: Annotated[
-        float | None,
-        typer.Option("--warmup-epochs", help="Linear warm-up, in epochs (default 1)."),
-    ] = None,
-    size: Annotated[
-        int | None, typer.Option("--size", help="Input side in px, divisible by 2**depth "
-                                 "(default 256).")
-    ] = None,
-    width: Annotated[
-        int | None, typer.Option("--width", help="Fields of the first U-Net stage (zoo default).")
-    ] = None,
-    depth: Annotated[
-        int | None, typer.Option("--depth", help="Poolings of the U-Net (zoo default).")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed of init, data order, augmentation (0).")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Run folder (default runs/MODEL).")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (default auto).")
-    ] = None,
-    amp: Annotated[
-        bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA only).")
-    ] = None,
-    deterministic: Annotated[
-        bool | None,
-        typer.Option("--deterministic/--no-deterministic",
-                     help="Deterministic algorithms (default on; turn off on CUDA: bilinear "
-                     "upsampling has no deterministic CUDA backward)."),
-    ] = None,
-    rot_aug: Annotated[
-        bool | None,
-        typer.Option("--rot-aug/--no-rot-aug", help="Random rotation augmentation (+rotaug)."),
-    ] = None,
-    negatives: Annotated[
-        float | None,
-        typer.Option("--negatives", min=0.0, max=0.9,
-                     help="Share of each epoch that is background-only views (crops of the "
-                     "training images clear of the polyp, empty target); 0: none (default)."),
-    ] = None,
-    negatives_dir: Annotated[
-        Path | None,
-        typer.Option("--negatives-dir", help="A folder of polyp-free frames to use among the "
-                     "negatives as well (needs --negatives)."),
-    ] = None,
-    target_specificity: Annotated[
-        float | None,
-        typer.Option("--target-specificity",
-                     help="Frame-level specificity the 'polyp present' thresholds are chosen "
-                     "for on validation (default 0.95)."),
-    ] = None,
-    channels_last: Annotated[
-        bool | None,
-        typer.Option("--channels-last/--no-channels-last",
-                     help="NHWC batches (default: on CPU, where it is faster)."),
-    ] = None,
-    compile_model: Annotated[
-        bool | None,
-        typer.Option("--compile/--no-compile", help="torch.compile the model (default off)."),
-    ] = None,
-    prefetch: Annotated[
-        bool | None,
-        typer.Option("--prefetch/--no-prefetch",
-                     help="With --workers 0, load batches in a thread during steps (on)."),
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last state.")
-    ] = False,
-    patience: Annotated[
-        int | None,
-        typer.Option("--patience", help="Early stop after N epochs without a better val Dice "
-                     "(0: off, the default)."),
-    ] = None,
-    min_epochs: Annotated[
-        int | None,
-        typer.Option("--min-epochs", help="Early stopping waits until N epochs have run "
-                     "(a warm-up; 0: none, the default)."),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", help="DataLoader worker processes (default: 0 on CPU; on "
-                     "CUDA min(4, CPUs per process - 1))."),
-    ] = None,
-    epoch_repeats: Annotated[
-        int | None,
-        typer.Option("--epoch-repeats", help="Draw every training image N times per epoch, so "
-                     "a small training set's epoch takes a large one's optimiser steps "
-                     "(default 1)."),
-    ] = None,
-    limit_train: Annotated[
-        int | None, typer.Option("--limit-train", help="Train on the first N images only.")
-    ] = None,
-    limit_val: Annotated[
-        int | None, typer.Option("--limit-val", help="Validate on the first N images only.")
-    ] = None,
-    progress: Annotated[
-        bool | None,
-        typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing.")] = False,
-) -> None:
+ConfigFileOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML file of options (keys as below, - or _); "
+                 "command-line options override it."),
+]
+
+
+@options_from(TrainConfig, leading=[inspect.Parameter(
+    "config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigFileOption)])
+def train(config: ConfigFileOption = None, **values: Any) -> None:
     """Train a model; writes RUN/{config.json,split.json,checkpoints/,metrics.csv,tb/}.
 
     Multi-GPU: torchrun --nproc-per-node N -m polypseg train ...
     """
     from polypseg.errors import RunError
-    from polypseg.training.config import build_config, read_json_config
+    from polypseg.training.config import build_config, resume_base
 
-    overrides: dict[str, Any] = {
-        "model": model, "data": str(data) if data else None,
-        "split_file": str(split_file) if split_file else None, "split_seed": split_seed,
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-        "warmup_epochs": warmup_epochs, "size": size, "width": width, "depth": depth,
-        "seed": seed, "out": str(out) if out else None, "device": device, "amp": amp,
-        "deterministic": deterministic,
-        "rot_aug": rot_aug, "patience": patience, "min_epochs": min_epochs,
-        "negatives": negatives, "negatives_dir": str(negatives_dir) if negatives_dir else None,
-        "target_specificity": target_specificity,
-        "workers": workers, "epoch_repeats": epoch_repeats,
-        "limit_train": limit_train, "limit_val": limit_val, "progress": progress,
-        "quiet": quiet or None, "resume": resume or None,
-        "channels_last": channels_last, "compile": compile_model, "prefetch": prefetch,
-    }
+    given = given_values(TrainConfig, values)  # field name -> value, as TrainConfig holds it
+    out = given.get("out")
     base: dict[str, Any] = {}
-    if resume:
-        run_dir = out or (Path("runs") / model if model else None)
+    if given.get("resume"):
+        variant = given.get("variant")
+        run_dir = out or (str(Path("runs") / variant) if variant else None)
         if run_dir is None:
             raise RunError("--resume needs --out RUN (the run folder to continue)")
-        saved = Path(run_dir) / "config.json"
-        if not saved.is_file():
-            raise RunError(f"cannot resume: {saved} not found (is {run_dir} a run folder?)")
-        base = read_json_config(saved)
-        for key in ("resume", "quiet", "progress", "split_file"):  # split: RUN/split.json
-            base.pop(key, None)
-        base["out"] = str(run_dir)
+        base = resume_base(run_dir)
     if out is not None:  # before any work: a file in the way, a read-only disk
         from polypseg.atomic import check_output_folder
 
-        check_output_folder(out)
+        check_output_folder(Path(out))
     from polypseg.training import train as run_training
 
-    run_training(build_config(config, overrides, base=base))
+    run_training(build_config(config, given, base=base))
 
 
 def evaluate(

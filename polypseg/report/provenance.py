@@ -14,9 +14,10 @@ from typing import Any
 
 from polypseg.report.inputs import read_json, run_meta
 
-#: ``TrainConfig`` fields that ``polypseg train`` takes as options, and their option names.
+#: ``TrainConfig`` fields that the equivalent command names as options (``TrainConfig``'s
+#: metadata gives each its flag).
 TRAIN_OPTIONS: tuple[str, ...] = (
-    "model", "data", "split_file", "split_seed", "epochs", "batch_size", "lr", "weight_decay",
+    "variant", "data", "split_file", "split_seed", "epochs", "batch_size", "lr", "weight_decay",
     "warmup_epochs", "size", "width", "depth", "seed", "out", "device", "amp", "rot_aug",
     "patience", "min_epochs", "workers", "limit_train", "limit_val",
 )
@@ -28,21 +29,22 @@ def train_command(config: dict[str, Any]) -> str:
     """An equivalent ``polypseg train`` command line for a run's ``config.json``: every option
     whose value differs from the default (model, data and out always), and the keys only a
     ``--config`` YAML file can set, named when they differ from their defaults."""
-    from polypseg.training.config import TrainConfig
+    from polypseg.training.config import TrainConfig, option_flags, upgrade_keys
 
+    config = upgrade_keys(config, "run config")  # a run written before the rename: 'model'
     defaults = TrainConfig().to_dict()
     parts = ["polypseg", "train"]
     for key in TRAIN_OPTIONS:
         value = config.get(key)
-        if key not in ("model", "data", "out") and value == defaults.get(key):
+        if key not in ("variant", "data", "out") and value == defaults.get(key):
             continue
         if value is None:
             continue
-        option = "--" + key.replace("_", "-")
+        on, off = option_flags(key)
         if isinstance(value, bool):
-            parts.append(option if value else f"--no-{key.replace('_', '-')}")
+            parts.append(on if value else off)
         else:
-            parts += [option, str(value)]
+            parts += [on, str(value)]
     command = shlex.join(parts)
     extra = sorted(k for k, v in config.items()
                    if k in defaults and k not in TRAIN_OPTIONS and k not in _NOT_SHOWN

@@ -117,7 +117,7 @@ def _make_deterministic() -> None:
 
 
 def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> Path:
-    """Train ``config.model`` on ``config.data``; return the run folder.
+    """Train ``config.variant`` on ``config.data``; return the run folder.
 
     Raises :class:`~polypseg.errors.PolypsegError` subclasses for bad input (unknown model,
     missing data, empty split, a resume that does not match) and ``KeyboardInterrupt`` after
@@ -193,7 +193,9 @@ class _Trainer:
         options = dict(config.model_options)
         if self.saved is not None:  # a run recorded before an option existed resumes as built
             options = recorded_options_of(self.saved["identity"].get("model") or {}, options)
-        self.model, self.model_spec = build_model(config.model, config.width, config.depth, options)
+        self.model, self.model_spec = build_model(
+            config.variant, config.width, config.depth, options
+        )
         self.input_spec = input_spec(config.size, self.model_spec, config.threshold)
 
     def _setup_data(self) -> None:
@@ -238,7 +240,7 @@ class _Trainer:
     def _setup_model(self) -> None:
         config, ctx = self.config, self.ctx
         self.identity = {
-            "variant": config.model,
+            "variant": config.variant,
             "model": self.model_spec.config,
             "size": self.input_spec.size,
             "split_sha256": self.split_choice.sha256,
@@ -455,7 +457,7 @@ class _Trainer:
             self.tb.close()
             return self.run_dir
         self._say(
-            f"training {self.config.model} ({self.n_params:,} parameters) on "
+            f"training {self.config.variant} ({self.n_params:,} parameters) on "
             f"{len(self.train_pairs)} images"
             + (f" + {self.n_negatives} negatives" if self.n_negatives else "")
             + f", validating on {self.n_val}, "

@@ -30,7 +30,7 @@ def test_bundles_are_runs_that_predict_takes(tiny_bench: Path, tmp_path: Path) -
     assert view.eval_file == bundle / "eval" / "test.json"
     assert view.images_csv == bundle / "sweep" / "sweep_images.csv"
     config = json.loads((bundle / "config.json").read_text())
-    assert not Path(config["data"]).is_absolute() and config["model"] == "p4"
+    assert not Path(config["data"]).is_absolute() and config["variant"] == "p4"
     card = (bundle / "README.md").read_text()
     doc = json.loads((tiny_bench / "results" / "quality-tiny.json").read_text())
     row = next(r for r in doc["results"] if r["entry"] == "p4")
@@ -98,7 +98,7 @@ def test_training_command_carries_the_stopping_rule(tiny_bench: Path) -> None:
     from polypseg.bench.plan import load_plan
 
     plan = load_plan(tiny_bench / "tiny.yaml")
-    train = {"model": "p4", "data": "d", "split_file": "s.json", "out": "o", "seed": 0,
+    train = {"variant": "p4", "data": "d", "split_file": "s.json", "out": "o", "seed": 0,
              "patience": 8, "min_epochs": 16}
     words = training_command(train, plan).split()
     assert words[words.index("--seed") + 1] == "0"  # a zero that is a setting stays

@@ -27,7 +27,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("quant")
     data = make_synthetic(root / "polyps", n=24, size=48)
-    config = TrainConfig(model="p4", data=str(data), out=str(root / "run"), epochs=1,
+    config = TrainConfig(variant="p4", data=str(data), out=str(root / "run"), epochs=1,
                          batch_size=4, size=32, width=2, depth=2, device="cpu", quiet=True)
     return train(config)
 

@@ -24,7 +24,7 @@ def tiny_config(synthetic_data: Path, tmp_path: Path) -> Callable[..., TrainConf
 
     def make(**changes: Any) -> TrainConfig:
         values: dict[str, Any] = dict(
-            model="p4", data=str(synthetic_data), out=str(tmp_path / "run"), epochs=2,
+            variant="p4", data=str(synthetic_data), out=str(tmp_path / "run"), epochs=2,
             batch_size=2, size=32, width=2, depth=2, limit_train=4, limit_val=2,
             device="cpu", quiet=True,
         )

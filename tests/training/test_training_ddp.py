@@ -152,7 +152,7 @@ def test_every_variant_logs_the_validation_of_its_checkpoint(
     build_model(variant, width=2, depth=2)  # bases cached here are shared by the forked ranks
     run = tmp_path / variant
     config = TrainConfig(
-        model=variant, data=str(ddp_data), out=str(run), epochs=1, batch_size=1,
+        variant=variant, data=str(ddp_data), out=str(run), epochs=1, batch_size=1,
         val_batch_size=1, size=32, width=2, depth=2, limit_train=8, lr=0.01, warmup_epochs=0,
         device="cpu", workers=0, quiet=True,
     )  # 8 images / (2 ranks x 1) = 4 steps
@@ -178,7 +178,7 @@ def test_ddp_resume_mid_epoch_logs_the_losses_of_an_uninterrupted_run(
     ddp_data: Path, tmp_path: Path
 ) -> None:
     values = dict(
-        model="p4", data=str(ddp_data), epochs=2, batch_size=2, size=32, width=2, depth=2,
+        variant="p4", data=str(ddp_data), epochs=2, batch_size=2, size=32, width=2, depth=2,
         limit_train=8, device="cpu", workers=0, quiet=True,
     )  # 8 images / (2 ranks x 2) = 2 steps per epoch
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"

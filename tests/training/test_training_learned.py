@@ -32,11 +32,11 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 def test_interrupted_then_resumed_equals_uninterrupted(
     model: str, tiny_config: Callable[..., TrainConfig], tmp_path: Path
 ) -> None:
-    straight = train(tiny_config(model=model, out=str(tmp_path / "straight")))
-    interrupted = tiny_config(model=model, out=str(tmp_path / "resumed"))
+    straight = train(tiny_config(variant=model, out=str(tmp_path / "straight")))
+    interrupted = tiny_config(variant=model, out=str(tmp_path / "resumed"))
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, [_InterruptAt(step=3)])  # mid-epoch 2 (2 steps per epoch)
-    resumed = train(tiny_config(model=model, out=str(tmp_path / "resumed"), resume=True))
+    resumed = train(tiny_config(variant=model, out=str(tmp_path / "resumed"), resume=True))
     a, b = _weights(straight), _weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
@@ -52,7 +52,7 @@ def _initial(model: str, key: str) -> torch.Tensor:
 
 
 def test_optimiser_groups_follow_the_zoo_layers(tiny_config: Callable[..., TrainConfig]) -> None:
-    config = tiny_config(model="p4-partial", epochs=1, lr=2e-3, weight_decay=1e-3)
+    config = tiny_config(variant="p4-partial", epochs=1, lr=2e-3, weight_decay=1e-3)
     groups = load_resume_state(state_path(train(config)))["optimizer"]["param_groups"]
     assert [(g["initial_lr"], g["weight_decay"]) for g in groups] == [
         (2e-3, 1e-3), (2e-3 * LOGIT_LR_SCALE, 0.0)
@@ -70,7 +70,7 @@ def test_the_zoo_regulariser_is_in_the_loss_but_not_in_the_log(
         return -1e3 * sum(p.sum() for n, p in model.named_parameters() if n.endswith(".free"))
 
     monkeypatch.setattr(loop, "regularisation", pull_up)
-    run = train(tiny_config(model="p4-rpp", epochs=1))
+    run = train(tiny_config(variant="p4-rpp", epochs=1))
     free = [v for k, v in _weights(run).items() if k.endswith(".free")]
     assert free and all(bool(torch.all(v > 0)) for v in free)
     from polypseg.training.logs import read_metrics_csv

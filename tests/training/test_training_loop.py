@@ -17,7 +17,7 @@ from polypseg.training.loop import _Trainer
 
 
 def test_run_folder_layout_checkpoints_and_logs(tiny_config: Callable[..., TrainConfig]) -> None:
-    run = train(tiny_config(model="unet"))
+    run = train(tiny_config(variant="unet"))
     for name in ("config.json", "split.json", "metrics.csv", "checkpoints/best.safetensors",
                  "checkpoints/best.json", "checkpoints/last.safetensors", "checkpoints/last.json",
                  "checkpoints/last_state.pt"):
@@ -27,7 +27,7 @@ def test_run_folder_layout_checkpoints_and_logs(tiny_config: Callable[..., Train
     assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [2, 4]
     assert set(CSV_COLUMNS) <= set(rows[0])
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == "unet" and config["resolved_model"]["width"] == 2
+    assert config["variant"] == "unet" and config["resolved_model"]["width"] == 2
     split = load_split(run / "split.json")  # the default split, saved in the run
     assert split.seed == 0 and split.dataset == "kvasir-seg"
 
@@ -101,7 +101,7 @@ def test_bad_model_and_data_are_user_errors(
     tiny_config: Callable[..., TrainConfig], tmp_path: Path
 ) -> None:
     with pytest.raises(ModelError, match=r"unknown model 'resnet'.*available: .*p4"):
-        train(tiny_config(model="resnet"))
+        train(tiny_config(variant="resnet"))
     with pytest.raises(DataError, match="no such folder"):
         train(tiny_config(data=str(tmp_path / "missing")))
 

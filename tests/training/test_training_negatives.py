@@ -57,7 +57,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 def test_without_negatives_the_batches_are_those_of_before(
     tiny_config: Callable[..., TrainConfig],
 ) -> None:
-    config = tiny_config(model="unet", seed=3, limit_train=6)
+    config = tiny_config(variant="unet", seed=3, limit_train=6)
     assert config.negatives == 0  # the default
     trainer = _trainer(config)
     assert isinstance(trainer.train_set.dataset, SegmentationDataset)  # nothing wrapped
@@ -74,7 +74,7 @@ def test_without_negatives_the_batches_are_those_of_before(
 def test_negatives_join_each_epoch_at_their_share_and_leave_the_positives_alone(
     tiny_config: Callable[..., TrainConfig],
 ) -> None:
-    config = tiny_config(model="unet", seed=3, limit_train=6, negatives=0.25)
+    config = tiny_config(variant="unet", seed=3, limit_train=6, negatives=0.25)
     trainer = _trainer(config)
     assert trainer.n_negatives == 2 and len(trainer.train_set) == 8
     assert trainer.steps_per_epoch == 4
@@ -98,7 +98,7 @@ def test_a_run_with_negatives_resumes_exactly(
     def weights(run: Path) -> dict[str, torch.Tensor]:
         return load_file(str(run / "checkpoints" / "last.safetensors"))
 
-    settings = {"model": "unet", "negatives": 0.5, "limit_train": 2}  # 2 + 2 items, 2 steps
+    settings = {"variant": "unet", "negatives": 0.5, "limit_train": 2}  # 2 + 2 items, 2 steps
     straight = train(tiny_config(out=str(tmp_path / "straight"), **settings))
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(out=str(tmp_path / "cut"), **settings), [InterruptAt(step=3)])
@@ -156,7 +156,7 @@ def test_training_on_negatives_alone_lowers_the_foreground_predicted_on_them(
 def test_the_best_checkpoint_gets_its_decision_chosen_on_validation(
     tiny_config: Callable[..., TrainConfig],
 ) -> None:
-    run = train(tiny_config(model="unet", negatives=0.2, target_specificity=0.9))
+    run = train(tiny_config(variant="unet", negatives=0.2, target_specificity=0.9))
     best = json.loads((run / "checkpoints" / "best.json").read_text())
     decision = best["decision"]
     assert decision["target_specificity"] == 0.9

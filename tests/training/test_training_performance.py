@@ -33,9 +33,9 @@ def test_channels_last_and_prefetch_train_the_same_run(
     since Adam divides each step by the gradient's running RMS, so rounding in small gradients
     moves weights by up to a fraction of the learning rate (the steerable model with the head
     norm: 1.3e-4 seen on one machine)."""
-    reference = train(tiny_config(model=model, out=str(tmp_path / "ref"), channels_last=False,
+    reference = train(tiny_config(variant=model, out=str(tmp_path / "ref"), channels_last=False,
                                   prefetch=False))
-    fast = train(tiny_config(model=model, out=str(tmp_path / "fast"), channels_last=True,
+    fast = train(tiny_config(variant=model, out=str(tmp_path / "fast"), channels_last=True,
                              prefetch=True))
     fast_rows, ref_rows = _losses(fast), _losses(reference)
     assert _close([r[:2] for r in fast_rows], [r[:2] for r in ref_rows], 3e-4)

@@ -91,7 +91,7 @@ def test_resume_refuses_another_model_size_or_split(
     config = tiny_config(epochs=1)
     train(config)
     with pytest.raises(RunError, match=r"variant.*p4.*unet"):
-        train(tiny_config(epochs=2, model="unet", resume=True))
+        train(tiny_config(epochs=2, variant="unet", resume=True))
     with pytest.raises(RunError, match="size: run has 32, now 64"):
         train(tiny_config(epochs=2, size=64, resume=True))
     other = make_split(discover(config.data), seed=7).save(config.run_dir().parent / "s7.json")

@@ -70,7 +70,7 @@ def test_yaml_config_and_command_line_precedence(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("model: p4\nbatch-size: 4\nlr: 1\nmodel_options: {rotation_pool: mean}\n")
     config = build_config(path, {"lr": 0.5, "epochs": None})
-    assert (config.model, config.batch_size, config.lr, config.epochs) == ("p4", 4, 0.5, 50)
+    assert (config.variant, config.batch_size, config.lr, config.epochs) == ("p4", 4, 0.5, 50)
     assert config.model_options == {"rotation_pool": "mean"}
     assert isinstance(read_yaml(path)["lr"], float)
 
@@ -96,18 +96,18 @@ def test_missing_config_and_invalid_values(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="config file not found"):
         build_config(tmp_path / "nope.yaml")
     with pytest.raises(RunError, match="divisible by 2\\*\\*depth"):
-        TrainConfig(model="p4", data="d", size=30, depth=2).validate()
+        TrainConfig(variant="p4", data="d", size=30, depth=2).validate()
     with pytest.raises(RunError, match="'size' 100 is not divisible by 2\\*\\*depth = 16"):
-        TrainConfig(model="p4", data="d", size=100).validate()  # the zoo's default depth, 4
+        TrainConfig(variant="p4", data="d", size=100).validate()  # the zoo's default depth, 4
     with pytest.raises(RunError, match="'epochs' must be >= 1"):
-        TrainConfig(model="p4", data="d", epochs=0).validate()
+        TrainConfig(variant="p4", data="d", epochs=0).validate()
     with pytest.raises(RunError, match="'model' is required"):
         TrainConfig(data="d").validate()
     with pytest.raises(RunError, match="'workers' must be >= 0"):
-        TrainConfig(model="p4", data="d", workers=-1).validate()
+        TrainConfig(variant="p4", data="d", workers=-1).validate()
     with pytest.raises(RunError, match="'min_epochs' must be >= 0"):
-        TrainConfig(model="p4", data="d", min_epochs=-1).validate()
-    assert TrainConfig(model="p4", data="d").validate().workers is None  # automatic
+        TrainConfig(variant="p4", data="d", min_epochs=-1).validate()
+    assert TrainConfig(variant="p4", data="d").validate().workers is None  # automatic
 
 
 def test_automatic_workers() -> None:
