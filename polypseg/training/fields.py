@@ -4,7 +4,7 @@ the command-line option that sets it and the range of values it accepts.
 Both travel as dataclass field metadata (:func:`setting`), so the field is the one place that
 names the option, says what it means and bounds it. ``polypseg.cli.options_from_config``
 builds ``polypseg train``'s options from them and ``TrainConfig.validate`` checks the bounds.
-The set of accepted values of a field with one is its type (an :class:`enum.StrEnum`), which
+The set of accepted values of a field with one is its type (a ``str`` :class:`enum.Enum`), which
 typer shows and checks as choices. This module imports nothing heavy (no typer, no torch):
 ``polypseg --help`` reads it.
 """

@@ -167,6 +167,33 @@ def test_negatives_of_an_entry_reach_its_training_only(tmp_path: Path) -> None:
     assert spec_mismatch(specs["p4"]) == {}
     (run / "config.json").write_text(json.dumps({"model": "p4", "negatives": 0.3}))
     assert spec_mismatch(specs["p4"]) == {"negatives": (0.0, 0.3)}
+    (run / "config.json").write_text(json.dumps({"model": "unet"}))  # the old key, read as new
+    assert spec_mismatch(specs["p4"]) == {"variant": ("p4", "unet")}
+
+
+def test_committed_runs_agree_with_their_specs_and_build_their_configs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run folders under results/ were written before ``model`` became ``variant``: their
+    ``bench/spec.json`` and ``config.json`` still read as a run of the spec, and the spec still
+    builds the TrainConfig a worker trains (``bench.worker``)."""
+    import json
+
+    from polypseg.bench.runs import RunSpec, spec_mismatch
+    from polypseg.training import TrainConfig
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)  # the specs' paths are relative to the project root
+    specs = sorted((root / "results").rglob("bench/spec.json"))
+    if not specs:
+        pytest.skip("no committed bench runs under results/")
+    for path in specs:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        spec = RunSpec.from_dict(raw)
+        assert spec.train["variant"] == raw["train"].get("model", raw["train"].get("variant"))
+        assert spec_mismatch(spec) == {}, path
+        config = TrainConfig(**dict(spec.train, quiet=True, device="cpu")).validate()
+        assert config.variant == spec.train["variant"] and config.run_dir() == Path(spec.run_dir)
 
 
 @pytest.mark.parametrize("value", [1.0, -0.1, "lots", True])
