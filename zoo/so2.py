@@ -262,8 +262,8 @@ class SO2Family(ConvPairFamily):
 
     ``group_size = 1 + 2L`` channels per field (no group axis: ``regular_fields`` is false).
     Besides :meth:`lift` and :meth:`conv` (:class:`SO2LiftConv`, :class:`SO2GroupConv`; no
-    bias: the norm follows) it
-    overrides the skeleton's per-field hooks: :class:`IrrepBatchNorm`, :class:`IrrepNormReLU`,
+    bias: the norm follows) it overrides the skeleton's per-field hooks:
+    :class:`IrrepBatchNorm`, :class:`IrrepNormReLU`,
     2x2 *average* pooling (a max over a window is not equivariant for vectors; an average is
     linear and commutes with rot90 on even grids), the invariant pooling (``"norm"``:
     :class:`IrrepNormPool`, the default; ``"mean"``: :class:`IrrepMeanPool`) and the action of
