@@ -273,17 +273,28 @@ def library_versions() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def train_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in train mode for the block, then back in its mode before, also when the
-    block raises. State dicts are taken and loaded in train mode: in eval mode e2cnn adds its
-    expanded ``filter`` buffers. (MONAI's ``train_mode`` does the same, but loading monai takes
-    seconds, and checkpoints are read where it is not loaded: ``predict``, ``serve``.)"""
+def model_mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
+    """``model`` in train mode (``training``) or eval mode for the block, then back in its mode
+    before, also when the block raises: a caller's model is never left switched."""
     was_training = model.training
-    model.train()
+    model.train(training)
     try:
         yield model
     finally:
         model.train(was_training)
+
+
+def train_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """``model`` in train mode for the block (:func:`model_mode`). State dicts are taken and
+    loaded in train mode: in eval mode e2cnn adds its expanded ``filter`` buffers. (MONAI's
+    ``train_mode`` does the same, but loading monai takes seconds, and checkpoints are read
+    where it is not loaded: ``predict``, ``serve``.)"""
+    return model_mode(model, True)
+
+
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """``model`` in eval mode for the block (:func:`model_mode`)."""
+    return model_mode(model, False)
 
 
 def _stem(path: str | Path) -> Path:

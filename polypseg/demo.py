@@ -79,16 +79,47 @@ def _train_or_reuse(config: Any) -> Path:
 
 def run_demo(settings: DemoSettings) -> dict[str, Any]:
     """Run the demo; return (and write to ``OUT/summary.json``) its numbers."""
-    from polypseg.data import discover, make_split
     from polypseg.evaluation import evaluate_run
     from polypseg.plotting import plot_sweeps, plot_training
     from polypseg.report.build import build_report
-    from polypseg.sweep import angle_summary, sweep_runs
-    from polypseg.training import TrainConfig
-    from polypseg.training.synthetic import make_synthetic
+    from polypseg.sweep import sweep_runs
 
     started = time.perf_counter()
     out = Path(settings.out)
+    data, index, split_path = _prepare_data(settings, out)
+    runs = [
+        _train_model(settings, name, width, data, split_path, out)
+        for name, width in settings.models
+    ]
+    _say("\n== evaluating on test images ==")
+    evals = {
+        run.name: evaluate_run(run, data, subset="test", limit=settings.n_test,
+                               progress=settings.progress)
+        for run in runs
+    }
+    _say(f"== sweeping {len(settings.angles)} angles ==")
+    sweep = sweep_runs(runs, data, settings.angles, limit=settings.n_sweep, out=out / "sweep",
+                       progress=settings.progress)
+    figures = {
+        "sweep_figure": plot_sweeps([sweep], out / "sweep" / "dice_vs_angle.png"),
+        "training_figure": plot_training(runs, out / "training.png"),
+    }
+    _say("== writing the report ==")
+    report = build_report([*runs, out / "sweep"], out / "report.html",
+                          title=f"polypseg demo: {', '.join(r.name for r in runs)}")
+    summary = _summary(settings, data, index.name, runs, evals, sweep, figures, report)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_json(out / "summary.json", summary)
+    _print_summary(summary)
+    return summary
+
+
+def _prepare_data(settings: DemoSettings, out: Path) -> tuple[Path, Any, Path]:
+    """``(data folder, its index, split file)``: the shared data, or a generated set; the
+    split made once in ``OUT/split.json`` and reused."""
+    from polypseg.data import discover, make_split
+    from polypseg.training.synthetic import make_synthetic
+
     data = settings.data
     if data is None and not settings.synthetic:
         data = find_shared_data()
@@ -104,34 +135,62 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         f"train, {settings.n_val} val, {settings.n_test} test ({settings.n_sweep} swept) at "
         f"{settings.size} px)"
     )
-    runs = []
-    for name, width in settings.models:
-        _say(f"\n== training {name} (width {width}) ==")
-        config = TrainConfig(
-            variant=name, data=str(data), out=str(out / name), split_file=str(split_path),
-            epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-            warmup_epochs=1.0, size=settings.size, width=width, depth=settings.depth,
-            seed=settings.seed, device="cpu", limit_train=settings.n_train,
-            limit_val=settings.n_val, progress=settings.progress,
-        )
-        runs.append(_train_or_reuse(config))
-    _say("\n== evaluating on test images ==")
-    evals = {
-        run.name: evaluate_run(run, data, subset="test", limit=settings.n_test,
-                               progress=settings.progress)
-        for run in runs
-    }
-    _say(f"== sweeping {len(settings.angles)} angles ==")
-    sweep = sweep_runs(runs, data, settings.angles, limit=settings.n_sweep, out=out / "sweep",
-                       progress=settings.progress)
-    sweep_figure = plot_sweeps([sweep], out / "sweep" / "dice_vs_angle.png")
-    training_figure = plot_training(runs, out / "training.png")
-    _say("== writing the report ==")
-    report = build_report([*runs, out / "sweep"], out / "report.html",
-                          title=f"polypseg demo: {', '.join(r.name for r in runs)}")
+    return data, index, split_path
+
+
+def _train_model(
+    settings: DemoSettings, name: str, width: int, data: Path, split_path: Path, out: Path
+) -> Path:
+    """Train (or resume, or reuse) variant ``name`` at ``width`` in ``OUT/NAME``.
+
+    Args:
+        settings: the demo's settings (epochs, sizes, image counts).
+        name: the variant.
+        width: its width.
+        data: the dataset folder.
+        split_path: the shared split file.
+        out: the demo's output folder.
+    """
+    from polypseg.training import TrainConfig
+
+    _say(f"\n== training {name} (width {width}) ==")
+    config = TrainConfig(
+        variant=name, data=str(data), out=str(out / name), split_file=str(split_path),
+        epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
+        warmup_epochs=1.0, size=settings.size, width=width, depth=settings.depth,
+        seed=settings.seed, device="cpu", limit_train=settings.n_train,
+        limit_val=settings.n_val, progress=settings.progress,
+    )
+    return _train_or_reuse(config)
+
+
+def _summary(
+    settings: DemoSettings,
+    data: Path,
+    dataset: str,
+    runs: list[Path],
+    evals: dict[str, dict[str, Any]],
+    sweep: dict[str, Any],
+    figures: dict[str, list[Path]],
+    report: Path,
+) -> dict[str, Any]:
+    """The numbers and files the demo prints and writes to ``summary.json`` (but its time).
+
+    Args:
+        settings: the demo's settings.
+        data: the dataset folder.
+        dataset: the dataset's name.
+        runs: the run folders, in training order.
+        evals: each run's test evaluation, by run name.
+        sweep: the sweep's result.
+        figures: ``sweep_figure`` and ``training_figure``: the paths each plot wrote.
+        report: the HTML report.
+    """
+    from polypseg.sweep import angle_summary
+
     summary: dict[str, Any] = {
         "data": str(data),
-        "dataset": index.name,
+        "dataset": dataset,
         "size": settings.size,
         "epochs": settings.epochs,
         "images": {
@@ -142,8 +201,8 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         "files": {
             "sweep_json": sweep["files"]["json"],
             "sweep_csv": sweep["files"]["csv"],
-            "sweep_figure": [str(p) for p in sweep_figure],
-            "training_figure": [str(p) for p in training_figure],
+            "sweep_figure": [str(p) for p in figures["sweep_figure"]],
+            "training_figure": [str(p) for p in figures["training_figure"]],
             "runs": [str(r) for r in runs],
             "evaluations": [e["files"]["json"] for e in evals.values()],
             "report": str(report),
@@ -161,9 +220,6 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
             "accuracy_0": angle_summary(sweep, run["name"], 0.0, "accuracy")["mean"],
             "accuracy_45": angle_summary(sweep, run["name"], 45.0, "accuracy")["mean"],
         }
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    atomic_write_json(out / "summary.json", summary)
-    _print_summary(summary)
     return summary
 
 

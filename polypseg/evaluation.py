@@ -176,16 +176,12 @@ def evaluate_run(
         channels_last: the images' memory format in the model (``None``: channels-last on CPU,
             as in training; :func:`polypseg.inference.resolve_channels_last`).
     """
-    import torch
-
     from polypseg.data import discover
     from polypseg.inference import check_tta
     from polypseg.inspection import learned_summary
     from polypseg.negatives_eval import evaluate_negatives
     from polypseg.opened import open_run
-    from polypseg.training.datasets import eval_dataset
     from polypseg.training.performance import tune_allocator
-    from polypseg.training.progress import bars, want_progress
 
     check_tta(tta)
     tune_allocator()  # as training: reuse warm heap pages for the activations
@@ -199,20 +195,84 @@ def evaluate_run(
     folder = Path(out) if out is not None else _default_out(loaded.run_dir, loaded.stem)
     maps_tmp = _maps_temp(folder) if save_maps else None
     try:
-        with bars(want_progress(progress)) as progress_bars:
-            progress_bars.start("eval", f"evaluate {loaded.name} {subset}", total=len(pairs))
-            loader = torch.utils.data.DataLoader(
-                eval_dataset(pairs, loaded.size, loaded.depth), batch_size=batch_size,
-                shuffle=False,
-            )
-            frames: list[tuple[float, float]] = []  # frame features (polypseg.negatives_eval)
-            rows = _score(loaded, pairs, loader, tta, maps_tmp, progress_bars, frames,
-                          channels_last)
+        frames: list[tuple[float, float]] = []  # frame features (polypseg.negatives_eval)
+        rows = _score_with_progress(
+            loaded, pairs, subset, tta, batch_size, maps_tmp, progress, frames, channels_last
+        )
     except BaseException:
         if maps_tmp is not None:
             shutil.rmtree(maps_tmp, ignore_errors=True)
         raise
-    result: dict[str, Any] = {
+    result = _result_document(loaded, data_dir, index.name, subset, tta, split_record, rows)
+    result.update(evaluate_negatives(loaded, pairs, frames, tta, batch_size,
+                                     [r["stem"] for r in rows]))
+    learned = learned_summary(loaded.model)
+    if learned is not None:  # what a partial / RPP model learned (polypseg inspect)
+        result["learned_symmetry"] = learned
+    if write:
+        _write_result(result, rows, folder, result_stem(subset, tta), maps_tmp)
+    return result
+
+
+def _score_with_progress(
+    loaded: Any,
+    pairs: list[Any],
+    subset: str,
+    tta: str | None,
+    batch_size: int,
+    maps_dir: Path | None,
+    progress: bool | None,
+    frames: list[tuple[float, float]],
+    channels_last: bool | None,
+) -> list[dict[str, Any]]:
+    """Score every pair under a progress bar (:func:`_score`); return the per-image rows.
+
+    Args:
+        loaded: the opened run (:func:`polypseg.opened.open_run`).
+        pairs: the image/mask pairs to score, in order.
+        subset: the subset's name, for the bar's label.
+        tta: ``None`` or ``"rot90"``.
+        batch_size: images per forward pass.
+        maps_dir: where to write the 8-bit probability maps, or ``None``.
+        progress: a progress bar (``None``: only on a terminal).
+        frames: filled with each image's frame features (:mod:`polypseg.negatives_eval`).
+        channels_last: the images' memory format in the model (``None``: the default).
+    """
+    import torch
+
+    from polypseg.training.datasets import eval_dataset
+    from polypseg.training.progress import bars, want_progress
+
+    with bars(want_progress(progress)) as progress_bars:
+        progress_bars.start("eval", f"evaluate {loaded.name} {subset}", total=len(pairs))
+        loader = torch.utils.data.DataLoader(
+            eval_dataset(pairs, loaded.size, loaded.depth), batch_size=batch_size,
+            shuffle=False,
+        )
+        return _score(loaded, pairs, loader, tta, maps_dir, progress_bars, frames, channels_last)
+
+
+def _result_document(
+    loaded: Any,
+    data_dir: str | Path,
+    dataset: str,
+    subset: str,
+    tta: str | None,
+    split_record: dict[str, Any],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The evaluation's JSON document (before negatives and learned symmetry are added).
+
+    Args:
+        loaded: the opened run.
+        data_dir: the dataset folder as given.
+        dataset: the dataset's name (:func:`polypseg.data.discover`).
+        subset: the subset evaluated (``all-DATASET`` for every image).
+        tta: ``None`` or ``"rot90"``.
+        split_record: the split the pairs came from (:func:`_pairs_and_split`).
+        rows: the per-image metrics.
+    """
+    return {
         "format": FORMAT,
         "run": str(loaded.run_dir or loaded.stem),
         "checkpoint": str(loaded.stem),
@@ -220,7 +280,7 @@ def evaluate_run(
         "params": loaded.checkpoint.params,
         "epoch": loaded.checkpoint.epoch,
         "data_dir": str(data_dir),
-        "dataset": index.name,
+        "dataset": dataset,
         "subset": subset,
         "n_images": len(rows),
         "tta": tta,
@@ -232,20 +292,31 @@ def evaluate_run(
         "summary": summarize_all({name: [r[name] for r in rows] for name in ALL_METRICS}),
         "images": rows,
     }
-    result.update(evaluate_negatives(loaded, pairs, frames, tta, batch_size,
-                                     [r["stem"] for r in rows]))
-    learned = learned_summary(loaded.model)
-    if learned is not None:  # what a partial / RPP model learned (polypseg inspect)
-        result["learned_symmetry"] = learned
-    if write:
-        stem = result_stem(subset, tta)
-        json_path, csv_path = folder / f"{stem}.json", folder / f"{stem}.csv"
-        result["files"] = {"json": str(json_path), "csv": str(csv_path)}
-        if maps_tmp is not None:
-            result["files"]["maps"] = str(_install_maps(maps_tmp, folder / "maps"))
-        atomic_write_json(json_path, portable_tree(result))
-        atomic_write_text(csv_path, rows_to_csv(rows))
-    return result
+
+
+def _write_result(
+    result: dict[str, Any],
+    rows: list[dict[str, Any]],
+    folder: Path,
+    stem: str,
+    maps_tmp: Path | None,
+) -> None:
+    """Write ``FOLDER/STEM.json`` and ``.csv`` (and install the maps); ``result["files"]``
+    names them.
+
+    Args:
+        result: the evaluation's document; gets ``files``.
+        rows: the per-image metrics (the CSV).
+        folder: the results folder.
+        stem: the files' stem (:func:`result_stem`).
+        maps_tmp: the temporary folder of the probability maps, or ``None``.
+    """
+    json_path, csv_path = folder / f"{stem}.json", folder / f"{stem}.csv"
+    result["files"] = {"json": str(json_path), "csv": str(csv_path)}
+    if maps_tmp is not None:
+        result["files"]["maps"] = str(_install_maps(maps_tmp, folder / "maps"))
+    atomic_write_json(json_path, portable_tree(result))
+    atomic_write_text(csv_path, rows_to_csv(rows))
 
 
 def _score(

@@ -101,19 +101,13 @@ def sweep_runs(
     :func:`default_out`).
     """
     from polypseg.data import discover
-    from polypseg.geometry import disc_mask, rotate_many
-    from polypseg.inference import check_tta, predict_probs
-    from polypseg.metrics import binarize, dice
+    from polypseg.geometry import disc_mask
+    from polypseg.inference import check_tta
     from polypseg.opened import open_run
     from polypseg.training.datasets import choose_split, eval_dataset, subset_pairs
     from polypseg.training.performance import tune_allocator
-    from polypseg.training.progress import bars, want_progress
 
-    if not runs:
-        raise RunError("sweep needs at least one run folder")
-    angles = [float(a) for a in angles]
-    if not angles:
-        raise RunError("sweep needs at least one angle")
+    angles = _check_arguments(runs, angles)
     check_tta(tta)
     tune_allocator()  # as training: reuse warm heap pages for the activations
     loaded = [open_run(r, which, device) for r in runs]
@@ -126,51 +120,129 @@ def sweep_runs(
     choice = choose_split(index, given_split)
     pairs = subset_pairs(index, choice.split, subset, limit)
     dataset = eval_dataset(pairs, loaded[0].size, loaded[0].depth)
-    disc = disc_mask(loaded[0].size)
+    scores, image_rows = _sweep_scores(
+        dict(zip(names, loaded, strict=True)), dataset, angles, batch_size,
+        disc_mask(loaded[0].size), tta, progress, channels_last,
+    )
+    result = _result(loaded, names, angles, scores, subset, choice, index, data_dir, tta)
+    if write:
+        folder = Path(out) if out is not None else default_out([Path(r) for r in runs])
+        _write_sweep(result, image_rows, folder)
+    return result
+
+
+def _check_arguments(runs: Sequence[str | Path], angles: Sequence[float]) -> list[float]:
+    """``angles`` as floats; :class:`RunError` when there is no run or no angle."""
+    if not runs:
+        raise RunError("sweep needs at least one run folder")
+    angles = [float(a) for a in angles]
+    if not angles:
+        raise RunError("sweep needs at least one angle")
+    return angles
+
+
+def _sweep_scores(
+    runs: dict[str, Any],
+    dataset: Any,
+    angles: list[float],
+    batch_size: int,
+    disc: Any,
+    tta: str | None,
+    progress: bool | None,
+    channels_last: bool | None,
+) -> tuple[dict[str, dict[str, list[list[float]]]], list[dict[str, Any]]]:
+    """Every image rotated by every angle through every run, under a progress bar.
+
+    Returns ``(scores, image_rows)``: ``scores[name][metric][angle index]`` the per-image
+    values, and one row per run x image x angle.
+
+    Args:
+        runs: the opened runs by their (unique) names, in order.
+        dataset: the evaluation dataset (``image``, ``mask``, ``stem`` per item).
+        angles: the angles in degrees.
+        batch_size: angles per forward pass.
+        disc: the ``(S, S)`` scored region (:func:`polypseg.geometry.disc_mask`).
+        tta: ``None`` or ``"rot90"``.
+        progress: a progress bar (``None``: only on a terminal).
+        channels_last: the images' memory format in the models (``None``: the default).
+    """
+    from polypseg.training.progress import bars, want_progress
+
     chunks = [angles[i : i + batch_size] for i in range(0, len(angles), batch_size)]
-    scores = {name: {m: [[] for _ in angles] for m in SWEEP_METRICS} for name in names}
+    scores = {name: {m: [[] for _ in angles] for m in SWEEP_METRICS} for name in runs}
     image_rows: list[dict[str, Any]] = []
     with bars(want_progress(progress)) as progress_bars:
         progress_bars.start("sweep", f"sweep {len(angles)} angles", total=len(dataset))
         for item in range(len(dataset)):
             sample = dataset[item]
-            x, y = sample["image"], sample["mask"]
-            base = [predict_probs(r.model, x[None], tta=tta, channels_last=channels_last)
-                    for r in loaded]
-            offset = 0
-            for chunk in chunks:
-                rotated_x = rotate_many(x, chunk, mode="bilinear")
-                rotated_y = rotate_many(y, chunk, mode="nearest") * disc
-                for name, run, probs0 in zip(names, loaded, base, strict=True):
-                    probs = predict_probs(run.model, rotated_x, tta=tta,
-                                          channels_last=channels_last)
-                    pred = binarize(probs, run.threshold) * disc
-                    expected = binarize(rotate_many(probs0, chunk), run.threshold) * disc
-                    consistency = dice(expected, pred).tolist()
-                    accuracy = dice(pred, rotated_y).tolist()
-                    for j, angle in enumerate(chunk):
-                        scores[name]["consistency"][offset + j].append(consistency[j])
-                        scores[name]["accuracy"][offset + j].append(accuracy[j])
-                        image_rows.append({
-                            "run": name, "stem": sample["stem"], "angle": angle,
-                            "consistency": consistency[j], "accuracy": accuracy[j],
-                        })
-                offset += len(chunk)
+            _score_image(sample, runs, chunks, disc, tta, channels_last, scores, image_rows)
             progress_bars.advance("sweep")
         progress_bars.finish("sweep")
-    result = _result(loaded, names, angles, scores, subset, choice, index, data_dir, tta)
-    if write:
-        folder = Path(out) if out is not None else default_out([Path(r) for r in runs])
-        paths = {
-            "json": folder / "sweep.json",
-            "csv": folder / "sweep.csv",
-            "images_csv": folder / "sweep_images.csv",
-        }
-        result["files"] = {k: str(v) for k, v in paths.items()}
-        atomic_write_json(paths["json"], portable_tree(result))
-        atomic_write_text(paths["csv"], rows_to_csv(summary_rows(result)))
-        atomic_write_text(paths["images_csv"], rows_to_csv(image_rows))
-    return result
+    return scores, image_rows
+
+
+def _score_image(
+    sample: dict[str, Any],
+    runs: dict[str, Any],
+    chunks: list[list[float]],
+    disc: Any,
+    tta: str | None,
+    channels_last: bool | None,
+    scores: dict[str, dict[str, list[list[float]]]],
+    image_rows: list[dict[str, Any]],
+) -> None:
+    """Score one image's rotations (``chunks`` of angles, one forward batch each) with every
+    run; append to ``scores`` and ``image_rows``.
+
+    Args:
+        sample: the dataset item: ``image`` ``(3, S, S)``, ``mask`` ``(1, S, S)``, ``stem``.
+        runs: the opened runs by name.
+        chunks: the angles in forward batches.
+        disc: the ``(S, S)`` scored region.
+        tta: ``None`` or ``"rot90"``.
+        channels_last: the images' memory format in the models.
+        scores: ``scores[name][metric][angle index]``, appended to.
+        image_rows: one row per run x angle, appended to.
+    """
+    from polypseg.geometry import rotate_many
+    from polypseg.inference import predict_probs
+    from polypseg.metrics import binarize, dice
+
+    x, y = sample["image"], sample["mask"]
+    base = [predict_probs(r.model, x[None], tta=tta, channels_last=channels_last)
+            for r in runs.values()]
+    offset = 0
+    for chunk in chunks:
+        rotated_x = rotate_many(x, chunk, mode="bilinear")
+        rotated_y = rotate_many(y, chunk, mode="nearest") * disc
+        for (name, run), probs0 in zip(runs.items(), base, strict=True):
+            probs = predict_probs(run.model, rotated_x, tta=tta, channels_last=channels_last)
+            pred = binarize(probs, run.threshold) * disc
+            expected = binarize(rotate_many(probs0, chunk), run.threshold) * disc
+            consistency = dice(expected, pred).tolist()
+            accuracy = dice(pred, rotated_y).tolist()
+            for j, angle in enumerate(chunk):
+                scores[name]["consistency"][offset + j].append(consistency[j])
+                scores[name]["accuracy"][offset + j].append(accuracy[j])
+                image_rows.append({
+                    "run": name, "stem": sample["stem"], "angle": angle,
+                    "consistency": consistency[j], "accuracy": accuracy[j],
+                })
+        offset += len(chunk)
+
+
+def _write_sweep(result: dict[str, Any], image_rows: list[dict[str, Any]], folder: Path) -> None:
+    """Write ``sweep.json``, ``sweep.csv`` and ``sweep_images.csv`` into ``folder``;
+    ``result["files"]`` names them."""
+    paths = {
+        "json": folder / "sweep.json",
+        "csv": folder / "sweep.csv",
+        "images_csv": folder / "sweep_images.csv",
+    }
+    result["files"] = {k: str(v) for k, v in paths.items()}
+    atomic_write_json(paths["json"], portable_tree(result))
+    atomic_write_text(paths["csv"], rows_to_csv(summary_rows(result)))
+    atomic_write_text(paths["images_csv"], rows_to_csv(image_rows))
 
 
 def _result(

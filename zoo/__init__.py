@@ -45,7 +45,7 @@ from zoo.registry import (
     recorded_options,
     variant,
 )
-from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftingConv
+from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftConv
 from zoo.sizes import DEFAULT_DEPTH, check_input_size, valid_sizes
 from zoo.unet import UNet
 
@@ -63,7 +63,7 @@ __all__ = [
     "PlainFamily",
     "Rot90Family",
     "Rot90GroupConv",
-    "Rot90LiftingConv",
+    "Rot90LiftConv",
     "RotationPool",
     "UNet",
     "WrappedFamily",

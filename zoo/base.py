@@ -12,6 +12,13 @@ its *expanded* weight: the dense ``(C_out*|G|, C_in*|G_in|, k, k)`` bank that a 
 * ``to_conv2d()``: an equivalent ``nn.Conv2d`` holding the frozen expanded weight (used by
   ``export()`` for deployment without zoo or e2cnn).
 
+Every family's pair of convs derives from :class:`FieldConv2d`: one class of the family
+implements both the lift conv (image channels to fields) and the group conv (fields to fields),
+and the pair is two subclasses that only set :attr:`FieldConv2d.lifting`,
+``<Family>LiftConv`` and ``<Family>GroupConv`` (:class:`zoo.family.ConvPairFamily` builds
+them). :class:`RegularBankConv2d` adds the parameters the p4/p4m and SE(2,N) convs share: one
+learned bank per output field, expanded over the group.
+
 Tensor layout (docs/design.md): a feature map over a group ``G`` is ``(B, C*|G|, H, W)`` with the
 group axis innermost, channel ``c*|G| + g``.
 """
@@ -19,7 +26,9 @@ group axis innermost, channel ``c*|G| + g``.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -118,3 +127,99 @@ class ExpandedConv2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}->{self.out_channels}, k={self.kernel_size}"
+
+
+class FieldConv2d(ExpandedConv2d):
+    """A family's conv to ``out_fields`` fields of ``field_size`` channels each.
+
+    The input is ``in_fields`` image channels for the lift conv (:attr:`lifting`: one channel
+    per input "field") or ``in_fields`` fields of the same kind as the output for the group
+    conv: ``(B, in_fields*in_size, H, W) -> (B, out_fields*field_size, H, W)`` with
+    ``in_size = 1`` when lifting, else ``field_size``. Sets :attr:`in_fields`,
+    :attr:`out_fields`, :attr:`in_size`, :attr:`out_size` and the expanded channel counts.
+
+    Args:
+        in_fields: the number of input fields (image channels for the lift conv).
+        out_fields: the number of output fields.
+        kernel_size: the kernel size ``k``.
+        field_size: channels per output field (``|G|`` for regular fields).
+        lifting: whether the input is an image; ``None``: the class's :attr:`lifting`.
+    """
+
+    #: ``True`` for a family's lift conv (image to fields), ``False`` for its group conv.
+    lifting: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        in_fields: int,
+        out_fields: int,
+        kernel_size: int,
+        field_size: int,
+        lifting: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if lifting is not None:
+            self.lifting = lifting  # type: ignore[misc]  # this layer's, not the class's
+        self.kernel_size = kernel_size
+        self.in_fields, self.out_fields = in_fields, out_fields
+        self.in_size = 1 if self.lifting else field_size
+        self.out_size = field_size
+        self.in_channels = in_fields * self.in_size
+        self.out_channels = out_fields * field_size
+
+
+class RegularBankConv2d(FieldConv2d):
+    """A :class:`FieldConv2d` to regular fields learning one kernel bank per output field.
+
+    Parameters: ``weight`` ``(out_fields, in_fields, k, k)`` when lifting, else
+    ``(out_fields, in_fields, |G|, k, k)`` (a kernel per input channel), and with ``bias`` a
+    ``bias`` ``(out_fields,)`` repeated over each field's ``|G|`` channels
+    (:meth:`expanded_bias`). Initialised as ``nn.Conv2d`` is, with the fan-in of the expanded
+    layer, ``in_channels * taps``. A subclass gives :meth:`expand`.
+
+    Args:
+        in_fields: the number of input fields (image channels for the lift conv).
+        out_fields: the number of output regular fields.
+        kernel_size: the kernel size ``k``.
+        order: the group's order ``|G|`` (channels per field).
+        bias: learn a bias per output field.
+        taps: the kernel taps one input channel contributes to the fan-in (``k*k``, or those
+            inside a disc).
+        bias_first: register ``bias`` before ``weight`` (the parameter order, which optimiser
+            states index by position, that a family's earlier versions had).
+    """
+
+    def __init__(
+        self,
+        in_fields: int,
+        out_fields: int,
+        kernel_size: int,
+        order: int,
+        bias: bool,
+        taps: int,
+        bias_first: bool = False,
+    ) -> None:
+        super().__init__(in_fields, out_fields, kernel_size, order)
+        self.taps = taps
+        in_group = () if self.lifting else (order,)
+        shape = (out_fields, in_fields, *in_group, kernel_size, kernel_size)
+        if bias_first:
+            self.bias = nn.Parameter(torch.empty(out_fields)) if bias else None
+        self.weight = nn.Parameter(torch.empty(shape))
+        if not bias_first:
+            self.bias = nn.Parameter(torch.empty(out_fields)) if bias else None
+        if not init_skipped():
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Conv2d``'s default init, uniform within ``1/sqrt(in_channels * taps)``."""
+        bound = 1.0 / math.sqrt(self.in_channels * self.taps)
+        with torch.no_grad():
+            self.weight.uniform_(-bound, bound)
+            if self.bias is not None:
+                self.bias.uniform_(-bound, bound)
+
+    def expanded_bias(self) -> torch.Tensor | None:
+        """The field bias ``(out_fields,)`` repeated over the group axis:
+        ``(out_fields*|G|,)``, or ``None``."""
+        return None if self.bias is None else self.bias.repeat_interleave(self.out_size)

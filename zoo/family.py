@@ -24,9 +24,16 @@ hook                        default (regular fields)                            
 ``regular_fields``          ``True``                                             ``False``
 ==========================  ===================================================  ============
 
+Most families' two convs are one :class:`~zoo.base.FieldConv2d` pair,
+``<Family>LiftConv`` and ``<Family>GroupConv``: such a family subclasses
+:class:`ConvPairFamily`, names the pair (``lift_conv``, ``group_conv``) and the keyword
+arguments every conv of it takes (:meth:`~ConvPairFamily.conv_options`), and inherits
+:meth:`~ConvFamily.lift` and :meth:`~ConvFamily.conv`.
+
 A family wraps another by subclassing :class:`WrappedFamily`, which delegates every hook to
 its ``base`` and overrides some (:mod:`zoo.partial` its norm and activation, :mod:`zoo.rpp` its
-convs). To add a family: subclass, give ``group``, ``kernel_size``, ``lift`` and ``conv``,
+convs). To add a family: subclass, give ``group``, ``kernel_size``, ``lift`` and ``conv`` (or
+the pair of :class:`ConvPairFamily`),
 register it in :mod:`zoo.registry`, and check a model of it with
 :func:`zoo.equivariance.check_equivariance`.
 """
@@ -34,17 +41,18 @@ register it in :mod:`zoo.registry`, and check a model of it with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from zoo.base import FieldConv2d
 from zoo.groups import Group, transform_fields
 from zoo.norm import GroupBatchNorm2d
 from zoo.options import PoolMode
 from zoo.pooling import RotationPool
 
-__all__ = ["ConvFamily", "WrappedFamily"]
+__all__ = ["ConvFamily", "ConvPairFamily", "WrappedFamily"]
 
 
 class ConvFamily(ABC):
@@ -109,6 +117,35 @@ class ConvFamily(ABC):
         """How the rot90 element ``(quarter_turns, flip)`` acts on this family's field maps
         ``(B, C*S, H, W)`` (:func:`zoo.groups.transform_fields` on :attr:`group`)."""
         return transform_fields(x, self.group, quarter_turns, flip)
+
+
+class ConvPairFamily(ConvFamily):
+    """A family whose convs are one :class:`~zoo.base.FieldConv2d` pair, built the same way.
+
+    ``lift(in_channels, out_fields, k)`` is ``lift_conv(in_channels, out_fields, k,
+    **conv_options())`` and ``conv(in_fields, out_fields, k)`` is ``group_conv(in_fields,
+    out_fields, k, **conv_options())``, ``k`` the family's :attr:`kernel_size` when ``None``.
+    """
+
+    #: Image to fields: ``(B, in_channels, H, W) -> (B, out_fields*group_size, H, W)``.
+    lift_conv: ClassVar[type[FieldConv2d]]
+    #: Fields to fields: ``(B, in_fields*group_size, H, W) -> (B, out_fields*group_size, H, W)``.
+    group_conv: ClassVar[type[FieldConv2d]]
+
+    @abstractmethod
+    def conv_options(self) -> dict[str, Any]:
+        """The keyword arguments of every conv of the family besides the field counts and the
+        kernel size (its group, bias, basis options)."""
+
+    def lift(self, in_channels: int, out_fields: int, kernel_size: int | None = None) -> nn.Module:
+        """``(B, in_channels, H, W) -> (B, out_fields*group_size, H, W)``: a ``lift_conv``."""
+        k = self.kernel(kernel_size)
+        return self.lift_conv(in_channels, out_fields, k, **self.conv_options())
+
+    def conv(self, in_fields: int, out_fields: int, kernel_size: int | None = None) -> nn.Module:
+        """``(B, in_fields*S, H, W) -> (B, out_fields*S, H, W)``: a ``group_conv``."""
+        k = self.kernel(kernel_size)
+        return self.group_conv(in_fields, out_fields, k, **self.conv_options())
 
 
 class WrappedFamily(ConvFamily):

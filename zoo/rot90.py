@@ -19,13 +19,12 @@ rotates by ``torch.rot90(dims=(-2, -1))`` and the group axis rolls by ``|G|/4`` 
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import torch
-from torch import nn
 
-from zoo.base import ExpandedConv2d, init_skipped
-from zoo.family import ConvFamily
+from zoo.base import RegularBankConv2d
+from zoo.family import ConvPairFamily
 from zoo.groups import P4, P4M, Group
 
 
@@ -34,97 +33,42 @@ def _check_kernel(kernel_size: int) -> None:
         raise ValueError(f"exact equivariance needs an odd kernel size, got {kernel_size}")
 
 
-class _Rot90Conv(ExpandedConv2d):
-    """Shared part: one learned bank ``weight``, one index buffer, optional per-field bias."""
+def expansion_index(group: Group, in_fields: int, kernel_size: int, lifting: bool) -> torch.Tensor:
+    """Where each tap of one output field's expanded weight comes from in its flat bank.
 
-    index: torch.Tensor
-
-    def __init__(
-        self,
-        group: Group,
-        weight_shape: tuple[int, ...],
-        index: torch.Tensor,
-        in_channels: int,
-        out_fields: int,
-        kernel_size: int,
-        bias: bool,
-    ) -> None:
-        super().__init__()
-        _check_kernel(kernel_size)
-        self.group = group
-        self.kernel_size = kernel_size
-        self.in_channels = in_channels
-        self.out_fields = out_fields
-        self.out_channels = out_fields * group.order
-        self.weight = nn.Parameter(torch.empty(weight_shape))
-        self.bias = nn.Parameter(torch.empty(out_fields)) if bias else None
-        # index of the expanded row (|G|, in_channels, k, k) into the flat bank of one out field
-        self.register_buffer("index", index.reshape(-1), persistent=False)
-        if not init_skipped():
-            self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """``nn.Conv2d``'s default init with the fan-in of the expanded weight."""
-        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size**2)
-        nn.init.uniform_(self.weight, -bound, bound)
-        if self.bias is not None:
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The dense ``(out_fields*|G|, in_channels, k, k)`` weight and the repeated bias."""
-        k = self.kernel_size
-        flat = self.weight.reshape(self.out_fields, -1)
-        weight = flat.index_select(1, self.index).view(self.out_channels, self.in_channels, k, k)
-        bias = None if self.bias is None else self.bias.repeat_interleave(self.group.order)
-        return weight, bias
-
-    def extra_repr(self) -> str:
-        return f"{self.group.name}, {super().extra_repr()}, bias={self.bias is not None}"
+    ``(|G|, in_fields, S_in, k*k)`` indices into ``weight[o].reshape(-1)`` (``S_in = 1`` when
+    lifting, else ``|G|``): entry ``[g, i, h, a]`` picks the learned tap that lands on tap ``a``
+    of ``g(psi[o, i, g^{-1} h])`` (of ``g(psi[o, i])`` when lifting).
+    """
+    n, kk = group.order, kernel_size * kernel_size
+    spatial = group.kernel_permutations(kernel_size).view(n, 1, 1, kk)
+    if lifting:
+        in_size, source = 1, torch.zeros(n, 1, 1, 1, dtype=torch.long)
+    else:
+        in_size, source = n, group.quotient_table.view(n, 1, n, 1)  # [g, h] = g^{-1} h
+    fields = torch.arange(in_fields).view(1, -1, 1, 1)
+    return (fields * in_size + source) * kk + spatial
 
 
-class Rot90LiftingConv(_Rot90Conv):
-    """Image to regular fields: ``(B, in_channels, H, W) -> (B, out_fields*|G|, H, W)``.
+class Rot90Conv(RegularBankConv2d):
+    """The p4/p4m conv (lift or group, :attr:`~zoo.base.FieldConv2d.lifting`): one learned bank
+    ``weight`` per output field, one index buffer, an optional per-field bias.
 
-    ``out[o, g] = sum_c x[c] * g(psi[o, c])``; parameters ``weight`` ``(out_fields,
-    in_channels, k, k)``. Equivariance: ``lift(g . x) = g . lift(x)`` (``x`` a scalar image).
+    Lift, ``(B, in_fields, H, W) -> (B, out_fields*|G|, H, W)``: ``out[o, g] = sum_c x[c] *
+    g(psi[o, c])``, ``weight`` ``(out_fields, in_fields, k, k)``. Group conv, ``(B,
+    in_fields*|G|, H, W) -> (B, out_fields*|G|, H, W)``: ``out[o, g] = sum_{i, h} x[i, h] *
+    g(psi[o, i, g^{-1} h])``, ``weight`` ``(out_fields, in_fields, |G|, k, k)``. Equivariance:
+    ``layer(g . x) = g . layer(x)`` (``x`` a scalar image for the lift).
 
     Args:
-        in_channels: image channels.
+        in_fields: the number of input regular fields (image channels for the lift).
         out_fields: the number of output regular fields.
         kernel_size: the odd kernel size ``k`` (odd: the kernel's centre is a pixel).
         group: a group whose rotations are multiples of 90 degrees (``P4``, ``P4M``, ...).
         bias: learn a bias per output field (repeated over its ``|G|`` channels).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_fields: int,
-        kernel_size: int = 3,
-        group: Group = P4,
-        bias: bool = False,
-    ) -> None:
-        _check_kernel(kernel_size)
-        kk = kernel_size * kernel_size
-        spatial = group.kernel_permutations(kernel_size).view(group.order, 1, kk)
-        index = torch.arange(in_channels).view(1, -1, 1) * kk + spatial  # (|G|, C, k*k)
-        shape = (out_fields, in_channels, kernel_size, kernel_size)
-        super().__init__(group, shape, index, in_channels, out_fields, kernel_size, bias)
-
-
-class Rot90GroupConv(_Rot90Conv):
-    """Regular fields to regular fields: ``(B, in_fields*|G|, H, W) -> (B, out_fields*|G|, H, W)``.
-
-    ``out[o, g] = sum_{i, h} x[i, h] * g(psi[o, i, g^{-1} h])``; parameters ``weight``
-    ``(out_fields, in_fields, |G|, k, k)``. Equivariance: ``conv(g . x) = g . conv(x)``.
-
-    Args:
-        in_fields: the number of input regular fields.
-        out_fields: the number of output regular fields.
-        kernel_size: the odd kernel size ``k``.
-        group: a group whose rotations are multiples of 90 degrees (``P4``, ``P4M``, ...).
-        bias: learn a bias per output field (repeated over its ``|G|`` channels).
-    """
+    index: torch.Tensor
 
     def __init__(
         self,
@@ -135,17 +79,36 @@ class Rot90GroupConv(_Rot90Conv):
         bias: bool = False,
     ) -> None:
         _check_kernel(kernel_size)
-        n, kk = group.order, kernel_size * kernel_size
-        spatial = group.kernel_permutations(kernel_size).view(n, 1, 1, kk)
-        source = group.quotient_table.view(n, 1, n, 1)  # [g, h] = g^{-1} h
-        fields = torch.arange(in_fields).view(1, -1, 1, 1)
-        index = (fields * n + source) * kk + spatial  # (|G|, in_fields, |G|, k*k)
-        shape = (out_fields, in_fields, n, kernel_size, kernel_size)
-        super().__init__(group, shape, index, in_fields * n, out_fields, kernel_size, bias)
-        self.in_fields = in_fields
+        taps = kernel_size * kernel_size
+        super().__init__(in_fields, out_fields, kernel_size, group.order, bias, taps)
+        self.group = group
+        index = expansion_index(group, in_fields, kernel_size, self.lifting)
+        self.register_buffer("index", index.reshape(-1), persistent=False)
+
+    def expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The dense ``(out_fields*|G|, in_channels, k, k)`` weight and the repeated bias."""
+        k = self.kernel_size
+        flat = self.weight.reshape(self.out_fields, -1)
+        weight = flat.index_select(1, self.index).view(self.out_channels, self.in_channels, k, k)
+        return weight, self.expanded_bias()
+
+    def extra_repr(self) -> str:
+        return f"{self.group.name}, {super().extra_repr()}, bias={self.bias is not None}"
 
 
-class Rot90Family(ConvFamily):
+class Rot90LiftConv(Rot90Conv):
+    """Image to regular fields, :class:`Rot90Conv` with ``in_fields`` image channels."""
+
+    lifting = True
+
+
+class Rot90GroupConv(Rot90Conv):
+    """Regular fields to regular fields, :class:`Rot90Conv` with ``in_fields`` regular fields."""
+
+    lifting = False
+
+
+class Rot90Family(ConvPairFamily):
     """The p4 (``flip=False``) or p4m (``flip=True``) :class:`~zoo.family.ConvFamily`.
 
     Regular fields of ``C4`` (``|G| = 4``) or ``D4`` (8), so every other hook is the default.
@@ -157,6 +120,9 @@ class Rot90Family(ConvFamily):
             batch norm).
     """
 
+    lift_conv = Rot90LiftConv
+    group_conv = Rot90GroupConv
+
     def __init__(self, flip: bool = False, kernel_size: int = 3, bias: bool = False) -> None:
         _check_kernel(kernel_size)
         self.group = P4M if flip else P4
@@ -164,19 +130,9 @@ class Rot90Family(ConvFamily):
         self.kernel_size = kernel_size
         self.bias = bias
 
-    def lift(
-        self, in_channels: int, out_fields: int, kernel_size: int | None = None
-    ) -> Rot90LiftingConv:
-        """``(B, in_channels, H, W) -> (B, out_fields*|G|, H, W)``."""
-        return Rot90LiftingConv(in_channels, out_fields, self.kernel(kernel_size), self.group,
-                                self.bias)  # fmt: skip
-
-    def conv(
-        self, in_fields: int, out_fields: int, kernel_size: int | None = None
-    ) -> Rot90GroupConv:
-        """``(B, in_fields*|G|, H, W) -> (B, out_fields*|G|, H, W)``."""
-        return Rot90GroupConv(in_fields, out_fields, self.kernel(kernel_size), self.group,
-                              self.bias)  # fmt: skip
+    def conv_options(self) -> dict[str, Any]:
+        """Every conv's ``group`` and ``bias``."""
+        return {"group": self.group, "bias": self.bias}
 
     def __repr__(self) -> str:
         return f"Rot90Family({self.group.name}, kernel_size={self.kernel_size})"

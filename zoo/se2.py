@@ -38,19 +38,20 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from zoo.base import ExpandedConv2d, init_skipped
-from zoo.family import ConvFamily
+from zoo.base import RegularBankConv2d
+from zoo.family import ConvPairFamily
 from zoo.groups import Group
 
 __all__ = [
     "DEFAULT_KERNEL_SIZE",
     "DEFAULT_N",
     "DISC_MARGIN",
+    "SE2Conv",
     "SE2Family",
     "SE2GroupConv",
     "SE2LiftConv",
@@ -161,59 +162,36 @@ def _operator_like(op: torch.Tensor, dtype: torch.dtype, device: torch.device) -
         return op.to(device=device, dtype=dtype)
 
 
-def _init_uniform(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int) -> None:
-    """``nn.Conv2d``'s default init, with the fan-in of the expanded layer (taps in the disc)."""
-    if init_skipped():
-        return
-    bound = 1.0 / math.sqrt(fan_in)
-    with torch.no_grad():
-        weight.uniform_(-bound, bound)
-        if bias is not None:
-            bias.uniform_(-bound, bound)
+def expansion_index(n: int, in_fields: int, lifting: bool) -> torch.Tensor:
+    """The gather from the rotated kernels to the expanded bank's input axis, ``(N*C_in*S_in,)``.
+
+    The rotated kernels of one output field are ``(C_in*S_in*N, k*k)`` (rows ``(d, h', g)``:
+    input field ``d``, its kernel for input channel ``h'``, rotated by ``g``; ``S_in = 1`` when
+    lifting, else ``N``); row ``(g, d, h)`` of the expanded bank is ``(d, (h - g) mod S_in,
+    g)``: each kernel rotated by ``g`` with its input group axis rolled by ``g``.
+    """
+    in_size = 1 if lifting else n
+    g = torch.arange(n).view(n, 1, 1)
+    d = torch.arange(in_fields).view(1, in_fields, 1)
+    h = torch.arange(in_size).view(1, 1, in_size)
+    return ((d * in_size + (h - g) % in_size) * n + g).reshape(-1)
 
 
-class _SE2Conv(ExpandedConv2d):
-    """Shared state of the SE(2,N) convs: the rotation operator (a constant attribute, not a
-    buffer: see :func:`rotation_operator`) and the bias."""
+class SE2Conv(RegularBankConv2d):
+    """The SE(2,N) conv (lift or group, :attr:`~zoo.base.FieldConv2d.lifting`) to regular fields.
 
-    def __init__(
-        self, out_fields: int, kernel_size: int, n: int, bias: bool, radius: float | None
-    ) -> None:
-        super().__init__()
-        _check(kernel_size, n)
-        self.n = n
-        self.group = Group(n)
-        self.kernel_size = kernel_size
-        self.out_fields = out_fields
-        self.out_channels = out_fields * n
-        self.radius = radius
-        self.operator = rotation_operator(kernel_size, n, radius)
-        self.n_taps = int(disc_mask(kernel_size, radius).sum())
-        self.bias = nn.Parameter(torch.empty(out_fields)) if bias else None
-
-    def _rotate(self, w: torch.Tensor) -> torch.Tensor:
-        """``(M, k*k) -> (M, N*k*k)``: every row rotated by every ``g`` (columns ``g*k*k+a``)."""
-        op = self.operator
-        if op.dtype != w.dtype or op.device != w.device:  # e.g. float64 or CUDA weights
-            op = _operator_like(op, w.dtype, w.device)
-        # sparse.mm(op, w^T)^T rather than w @ op^T: transposing the sparse buffer fails under
-        # torch.inference_mode ("Cannot set version_counter for inference tensor").
-        return torch.sparse.mm(op, w.t()).t()
-
-    def _expanded_bias(self) -> torch.Tensor | None:
-        """Field bias ``(C_out,)`` repeated over the group axis: ``(C_out*N,)``."""
-        return None if self.bias is None else self.bias.repeat_interleave(self.n)
-
-
-class SE2LiftConv(_SE2Conv):
-    """Lifting conv image -> SE(2,N) fields: ``(B, C_in, H, W) -> (B, C_out*N, H, W)``.
-
-    ``out[:, c*N + g] = conv(x, R_g weight[c])`` with ``weight`` of shape ``(C_out, C_in, k, k)``
-    (taps outside the disc unused). ``rot90(x, r)`` maps to ``rot90`` of the output with the
-    group axis rolled forward by ``r*N/4`` (exactly, for ``N % 4 == 0``).
+    Lift, ``(B, C_in, H, W) -> (B, C_out*N, H, W)``: ``out[:, c*N + g] = conv(x, R_g
+    weight[c])``, ``weight`` ``(C_out, C_in, k, k)``. Group conv, ``(B, C_in*N, H, W) -> (B,
+    C_out*N, H, W)``: ``weight`` ``(C_out, C_in, N, k, k)`` and the expanded bank
+    ``expanded[c*N + g, d*N + h] = R_g weight[c, d, (h - g) mod N]`` (each kernel rotated
+    spatially by ``g``, its input group axis rolled by ``g``). Taps outside the disc are unused.
+    Equivariance: ``rot90(x, r)`` (for a group conv with its group axis rolled forward by
+    ``r*N/4``) maps to ``rot90`` of the output with the group axis rolled forward by ``r*N/4``
+    (exactly, for ``N % 4 == 0``). The rotation operator is a constant attribute, not a buffer
+    (:func:`rotation_operator`).
 
     Args:
-        in_channels: image channels ``C_in``.
+        in_fields: the number ``C_in`` of input fields (image channels for the lift).
         out_fields: the number ``C_out`` of output fields.
         kernel_size: the odd kernel size ``k``.
         n: the number of rotations ``N`` (a multiple of 4 for exact rot90 equivariance).
@@ -221,42 +199,7 @@ class SE2LiftConv(_SE2Conv):
         radius: the radius of the disc of taps used (:func:`disc_mask`; ``None``: inscribed).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_fields: int,
-        kernel_size: int = DEFAULT_KERNEL_SIZE,
-        n: int = DEFAULT_N,
-        bias: bool = True,
-        radius: float | None = None,
-    ) -> None:
-        super().__init__(out_fields, kernel_size, n, bias, radius)
-        self.in_channels = in_channels
-        self.weight = nn.Parameter(torch.empty(out_fields, in_channels, kernel_size, kernel_size))
-        _init_uniform(self.weight, self.bias, in_channels * self.n_taps)
-
-    def expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``weight (C_out, C_in, k, k) -> (C_out*N, C_in, k, k)``: one matmul, one copy."""
-        c_out, c_in, k, _ = self.weight.shape
-        rot = self._rotate(self.weight.reshape(c_out * c_in, k * k))  # (c, d) x (g, a)
-        w = rot.reshape(c_out, c_in, self.n, k, k).transpose(1, 2)
-        return w.reshape(c_out * self.n, c_in, k, k), self._expanded_bias()
-
-
-class SE2GroupConv(_SE2Conv):
-    """Group conv SE(2,N) fields -> fields: ``(B, C_in*N, H, W) -> (B, C_out*N, H, W)``.
-
-    ``weight`` has shape ``(C_out, C_in, N, k, k)``; the expanded bank is
-    ``expanded[c*N + g, d*N + h] = R_g weight[c, d, (h - g) mod N]``: rotate each kernel
-    spatially by ``g`` and roll its input group axis by ``g``. Equivariance as for
-    :class:`SE2LiftConv`: input rotated by ``r`` quarter turns with its group axis rolled forward
-    by ``r*N/4`` gives the output rotated and rolled the same way.
-
-    Args:
-        in_fields: the number ``C_in`` of input fields.
-        out_fields: the number ``C_out`` of output fields.
-        kernel_size, n, bias, radius: as for :class:`SE2LiftConv`.
-    """
+    index: torch.Tensor
 
     def __init__(
         self,
@@ -267,28 +210,48 @@ class SE2GroupConv(_SE2Conv):
         bias: bool = True,
         radius: float | None = None,
     ) -> None:
-        super().__init__(out_fields, kernel_size, n, bias, radius)
-        self.in_fields = in_fields
-        self.in_channels = in_fields * n
-        self.weight = nn.Parameter(torch.empty(out_fields, in_fields, n, kernel_size, kernel_size))
-        _init_uniform(self.weight, self.bias, in_fields * n * self.n_taps)
-        # gather index over (d, h', g) -> (g, d, h): expanded[c, g, d, h] = rot[c, d, h-g, g]
-        g = torch.arange(n).view(n, 1, 1)
-        d = torch.arange(in_fields).view(1, in_fields, 1)
-        h = torch.arange(n).view(1, 1, n)
-        index = (d * n + (h - g) % n) * n + g
-        self.register_buffer("index", index.reshape(-1), persistent=False)
+        _check(kernel_size, n)
+        n_taps = int(disc_mask(kernel_size, radius).sum())
+        super().__init__(in_fields, out_fields, kernel_size, n, bias, n_taps, bias_first=True)
+        self.n = n
+        self.group = Group(n)
+        self.radius = radius
+        self.operator = rotation_operator(kernel_size, n, radius)
+        self.n_taps = n_taps
+        index = expansion_index(n, in_fields, self.lifting)
+        self.register_buffer("index", index, persistent=False)
+
+    def _rotate(self, w: torch.Tensor) -> torch.Tensor:
+        """``(M, k*k) -> (M, N*k*k)``: every row rotated by every ``g`` (columns ``g*k*k+a``)."""
+        op = self.operator
+        if op.dtype != w.dtype or op.device != w.device:  # e.g. float64 or CUDA weights
+            op = _operator_like(op, w.dtype, w.device)
+        # sparse.mm(op, w^T)^T rather than w @ op^T: transposing the sparse buffer fails under
+        # torch.inference_mode ("Cannot set version_counter for inference tensor").
+        return torch.sparse.mm(op, w.t()).t()
 
     def expand(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``weight (C_out, C_in, N, k, k) -> (C_out*N, C_in*N, k, k)``: one matmul, one gather."""
-        c_out, c_in, n, k, _ = self.weight.shape
-        rot = self._rotate(self.weight.reshape(c_out * c_in * n, k * k))  # (c, d, h') x (g, a)
-        rot = rot.reshape(c_out, c_in * n * n, k * k)  # (c, (d, h', g), a)
+        """``weight -> (C_out*N, C_in*S_in, k, k)``: one matmul, one gather."""
+        k, n, c_out = self.kernel_size, self.n, self.out_fields
+        rot = self._rotate(self.weight.reshape(-1, k * k))  # (c, d, h') x (g, a)
+        rot = rot.reshape(c_out, -1, k * k)  # (c, (d, h', g), a)
         w = rot.index_select(1, self.index)  # (c, (g, d, h), a)
-        return w.reshape(c_out * n, c_in * n, k, k), self._expanded_bias()
+        return w.reshape(c_out * n, self.in_channels, k, k), self.expanded_bias()
 
 
-class SE2Family(ConvFamily):
+class SE2LiftConv(SE2Conv):
+    """Image to SE(2,N) fields, :class:`SE2Conv` with ``in_fields`` image channels."""
+
+    lifting = True
+
+
+class SE2GroupConv(SE2Conv):
+    """SE(2,N) fields to fields, :class:`SE2Conv` with ``in_fields`` regular fields."""
+
+    lifting = False
+
+
+class SE2Family(ConvPairFamily):
     """:class:`zoo.family.ConvFamily` of SE(2,N): regular fields of ``C_N``, ``|G| = N``.
 
     Args:
@@ -300,6 +263,9 @@ class SE2Family(ConvFamily):
         radius: the radius of the disc of kernel taps used (:func:`disc_mask`; ``None``: the
             disc inscribed in the ``k x k`` square).
     """
+
+    lift_conv = SE2LiftConv
+    group_conv = SE2GroupConv
 
     def __init__(
         self,
@@ -315,17 +281,9 @@ class SE2Family(ConvFamily):
         self.bias = bias
         self.radius = radius
 
-    def lift(
-        self, in_channels: int, out_fields: int, kernel_size: int | None = None
-    ) -> SE2LiftConv:
-        """``(B, in_channels, H, W) -> (B, out_fields*N, H, W)``."""
-        k = self.kernel(kernel_size)
-        return SE2LiftConv(in_channels, out_fields, k, self.n, self.bias, self.radius)
-
-    def conv(self, in_fields: int, out_fields: int, kernel_size: int | None = None) -> SE2GroupConv:
-        """``(B, in_fields*N, H, W) -> (B, out_fields*N, H, W)``."""
-        k = self.kernel(kernel_size)
-        return SE2GroupConv(in_fields, out_fields, k, self.n, self.bias, self.radius)
+    def conv_options(self) -> dict[str, Any]:
+        """Every conv's ``n``, ``bias`` and ``radius``."""
+        return {"n": self.n, "bias": self.bias, "radius": self.radius}
 
     def __repr__(self) -> str:
         return f"SE2Family(n={self.n}, kernel_size={self.kernel_size})"

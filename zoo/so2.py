@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.family import ConvFamily
+from zoo.family import ConvPairFamily
 from zoo.groups import Group
 from zoo.options import FieldKind, PoolMode, look_up_option
 from zoo.steerable import DEFAULT_KERNEL_SIZE, E2Conv, FieldSpace
@@ -35,6 +35,8 @@ __all__ = [
     "IrrepNormReLU",
     "SO2Conv",
     "SO2Family",
+    "SO2GroupConv",
+    "SO2LiftConv",
     "so2_field_size",
     "so2_rotation",
     "so2_transform",
@@ -87,7 +89,9 @@ class SO2Conv(E2Conv):
         out_fields: the number ``C_out`` of output irreps fields.
         kernel_size: the odd kernel size (>= 3; 5 by default).
         max_frequency: the highest frequency ``L`` of a field (>= 1).
-        in_kind: ``"irreps"`` fields of the same ``L``, or ``"trivial"`` ones (an image).
+        in_kind: ``"irreps"`` fields of the same ``L``, or ``"trivial"`` ones (an image);
+            ``None``: ``"trivial"`` for the lift conv (:class:`SO2LiftConv`), ``"irreps"``
+            otherwise.
         bias: learn a bias per output field (on its invariant ``psi_0``).
         sigma, frequencies_cutoff, rings, maximum_offset: e2cnn's basis options
             (:class:`~zoo.steerable.E2Conv`).
@@ -99,7 +103,7 @@ class SO2Conv(E2Conv):
         out_fields: int,
         kernel_size: int = DEFAULT_KERNEL_SIZE,
         max_frequency: int = 2,
-        in_kind: FieldKind | str = FieldKind.IRREPS,
+        in_kind: FieldKind | str | None = None,
         bias: bool = True,
         sigma: float | list[float] | None = None,
         frequencies_cutoff: float | Callable[[float], float] | None = None,
@@ -109,6 +113,8 @@ class SO2Conv(E2Conv):
         kinds = (FieldKind.IRREPS, FieldKind.TRIVIAL)
         if max_frequency < 1:
             raise ValueError(f"max_frequency must be >= 1, got {max_frequency}")
+        if in_kind is None:
+            in_kind = FieldKind.TRIVIAL if self.lifting else FieldKind.IRREPS
         super().__init__(
             FieldSpace("SO2", max_frequency),
             look_up_option(in_kind, FieldKind, "in_kind", kinds).value,
@@ -123,6 +129,18 @@ class SO2Conv(E2Conv):
             maximum_offset,
         )
         self.max_frequency = max_frequency
+
+
+class SO2LiftConv(SO2Conv):
+    """Image -> SO(2) irreps fields, :class:`SO2Conv` with ``in_fields`` image channels."""
+
+    lifting = True
+
+
+class SO2GroupConv(SO2Conv):
+    """Irreps fields -> irreps fields, :class:`SO2Conv` with ``in_fields`` irreps fields."""
+
+    lifting = False
 
 
 class IrrepBatchNorm(nn.Module):
@@ -239,12 +257,13 @@ class IrrepMeanPool(_IrrepFields):
         return x.unflatten(1, (self.fields, self.size))[:, :, 0]
 
 
-class SO2Family(ConvFamily):
+class SO2Family(ConvPairFamily):
     """The ``steerable-so2`` family: SO(2) irreps fields in the shared :class:`zoo.unet.UNet`.
 
     ``group_size = 1 + 2L`` channels per field (no group axis: ``regular_fields`` is false).
-    Besides :meth:`lift` and :meth:`conv` (:class:`SO2Conv`, no bias: the norm follows) it
-    overrides the skeleton's per-field hooks: :class:`IrrepBatchNorm`, :class:`IrrepNormReLU`,
+    Besides :meth:`lift` and :meth:`conv` (:class:`SO2LiftConv`, :class:`SO2GroupConv`; no
+    bias: the norm follows) it overrides the skeleton's per-field hooks:
+    :class:`IrrepBatchNorm`, :class:`IrrepNormReLU`,
     2x2 *average* pooling (a max over a window is not equivariant for vectors; an average is
     linear and commutes with rot90 on even grids), the invariant pooling (``"norm"``:
     :class:`IrrepNormPool`, the default; ``"mean"``: :class:`IrrepMeanPool`) and the action of
@@ -261,6 +280,8 @@ class SO2Family(ConvFamily):
 
     group = Group(4)
     pool_modes = (PoolMode.NORM, PoolMode.MEAN)
+    lift_conv = SO2LiftConv
+    group_conv = SO2GroupConv
 
     def __init__(
         self,
@@ -283,15 +304,9 @@ class SO2Family(ConvFamily):
     def regular_fields(self) -> bool:
         return False
 
-    def lift(self, in_channels: int, out_fields: int, kernel_size: int | None = None) -> SO2Conv:
-        """``(B, in_channels, H, W) -> (B, out_fields*S, H, W)``."""
-        k, kind = self.kernel(kernel_size), FieldKind.TRIVIAL
-        return SO2Conv(in_channels, out_fields, k, self.max_frequency, kind, **self.options)
-
-    def conv(self, in_fields: int, out_fields: int, kernel_size: int | None = None) -> SO2Conv:
-        """``(B, in_fields*S, H, W) -> (B, out_fields*S, H, W)``."""
-        k, kind = self.kernel(kernel_size), FieldKind.IRREPS
-        return SO2Conv(in_fields, out_fields, k, self.max_frequency, kind, **self.options)
+    def conv_options(self) -> dict[str, Any]:
+        """Every conv's ``max_frequency``, ``bias`` and basis options."""
+        return {"max_frequency": self.max_frequency, **self.options}
 
     def norm(self, fields: int) -> IrrepBatchNorm:
         return IrrepBatchNorm(fields, self.max_frequency)

@@ -70,8 +70,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.base import ExpandedConv2d, init_skipped
-from zoo.family import ConvFamily
+from zoo.base import FieldConv2d, init_skipped
+from zoo.family import ConvPairFamily
 from zoo.groups import Group
 from zoo.options import FieldKind, look_up_option
 
@@ -294,8 +294,10 @@ def _block_basis(
 # -- layers --------------------------------------------------------------------------------------
 
 
-class E2Conv(ExpandedConv2d):
+class E2Conv(FieldConv2d):
     """e2cnn steerable conv between homogeneous field types, as a plain-tensor layer.
+
+    A lift conv (:attr:`~zoo.base.FieldConv2d.lifting`) when ``in_kind`` is ``"trivial"``.
 
     ``(B, C_in*S_in, H, W) -> (B, C_out*S_out, H, W)`` with ``S`` the size of one field.
     Learnable: ``weights`` ``(C_out*C_in*B,)`` and ``bias`` ``(C_out,)`` (one per trivial irrep
@@ -332,13 +334,8 @@ class E2Conv(ExpandedConv2d):
         rings: list[float] | None,
         maximum_offset: int | None,
     ) -> None:
-        super().__init__()
         if kernel_size < 3 or kernel_size % 2 == 0:
             raise ValueError(f"kernel size must be odd and >= 3, got {kernel_size}")
-        self.space, self.in_kind, self.out_kind = space, in_kind, out_kind
-        self.in_fields, self.out_fields = in_fields, out_fields
-        self.kernel_size = kernel_size
-        self._options = _basis_options(sigma, frequencies_cutoff, rings, maximum_offset)
         block = _block_basis(
             space,
             in_kind,
@@ -349,9 +346,10 @@ class E2Conv(ExpandedConv2d):
             tuple(rings) if rings is not None else None,
             maximum_offset,
         )
-        self.in_size, self.out_size = block.in_size, block.out_size
-        self.in_channels = in_fields * block.in_size
-        self.out_channels = out_fields * block.out_size
+        lifting = in_kind == FieldKind.TRIVIAL
+        super().__init__(in_fields, out_fields, kernel_size, block.out_size, lifting)
+        self.space, self.in_kind, self.out_kind = space, in_kind, out_kind
+        self._options = _basis_options(sigma, frequencies_cutoff, rings, maximum_offset)
         self.basis_dim = block.basis.shape[0]
         # constants shared by every layer of this kind (not saved: they follow from the options)
         self.register_buffer("basis", block.basis, persistent=False)
@@ -454,7 +452,9 @@ class SteerableConv(E2Conv):
         n: the number of rotations ``N``, a positive multiple of 4 (so that rot90 is a group
             element).
         flip: the dihedral group ``D_N`` (rotations and the mirror) instead of ``C_N``.
-        in_kind: ``"regular"`` fields of the same group, or ``"trivial"`` ones (an image).
+        in_kind: ``"regular"`` fields of the same group, or ``"trivial"`` ones (an image);
+            ``None``: ``"trivial"`` for the lift conv (:class:`SteerableLiftConv`),
+            ``"regular"`` otherwise.
         bias: learn a bias per output field (repeated over its ``|G|`` channels).
         sigma, frequencies_cutoff, rings, maximum_offset: e2cnn's basis options, passed to
             its ``R2Conv`` unchanged (:class:`E2Conv`; ``None``: e2cnn's defaults).
@@ -467,7 +467,7 @@ class SteerableConv(E2Conv):
         kernel_size: int = DEFAULT_KERNEL_SIZE,
         n: int = DEFAULT_N,
         flip: bool = False,
-        in_kind: FieldKind | str = FieldKind.REGULAR,
+        in_kind: FieldKind | str | None = None,
         bias: bool = True,
         sigma: float | list[float] | None = None,
         frequencies_cutoff: float | Callable[[float], float] | None = None,
@@ -475,6 +475,8 @@ class SteerableConv(E2Conv):
         maximum_offset: int | None = None,
     ) -> None:
         kinds = (FieldKind.REGULAR, FieldKind.TRIVIAL)
+        if in_kind is None:
+            in_kind = FieldKind.TRIVIAL if self.lifting else FieldKind.REGULAR
         space = _space(n, flip)
         super().__init__(
             space,
@@ -494,51 +496,20 @@ class SteerableConv(E2Conv):
 
 
 class SteerableLiftConv(SteerableConv):
-    """Image -> regular fields: ``(B, C_in, H, W) -> (B, C_out*|G|, H, W)`` (trivial inputs).
+    """Image -> regular fields, :class:`SteerableConv` with ``in_fields`` image channels:
+    ``(B, C_in, H, W) -> (B, C_out*|G|, H, W)``."""
 
-    Args:
-        in_channels: image channels ``C_in``.
-        out_fields: the number ``C_out`` of output regular fields.
-        kernel_size, n, flip: as for :class:`SteerableConv`.
-        **options: :class:`SteerableConv`'s ``bias`` and basis options.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_fields: int,
-        kernel_size: int = DEFAULT_KERNEL_SIZE,
-        n: int = DEFAULT_N,
-        flip: bool = False,
-        **options: Any,
-    ) -> None:
-        trivial = FieldKind.TRIVIAL
-        super().__init__(in_channels, out_fields, kernel_size, n, flip, trivial, **options)
+    lifting = True
 
 
 class SteerableGroupConv(SteerableConv):
-    """Regular fields -> regular fields: ``(B, C_in*|G|, H, W) -> (B, C_out*|G|, H, W)``.
+    """Regular fields -> regular fields, :class:`SteerableConv` with ``in_fields`` regular
+    fields: ``(B, C_in*|G|, H, W) -> (B, C_out*|G|, H, W)``."""
 
-    Args:
-        in_fields: the number ``C_in`` of input regular fields.
-        out_fields: the number ``C_out`` of output regular fields.
-        kernel_size, n, flip: as for :class:`SteerableConv`.
-        **options: :class:`SteerableConv`'s ``bias`` and basis options.
-    """
-
-    def __init__(
-        self,
-        in_fields: int,
-        out_fields: int,
-        kernel_size: int = DEFAULT_KERNEL_SIZE,
-        n: int = DEFAULT_N,
-        flip: bool = False,
-        **options: Any,
-    ) -> None:
-        super().__init__(in_fields, out_fields, kernel_size, n, flip, FieldKind.REGULAR, **options)
+    lifting = False
 
 
-class SteerableFamily(ConvFamily):
+class SteerableFamily(ConvPairFamily):
     """:class:`zoo.family.ConvFamily` of e2cnn regular fields of ``C_N`` (``D_N`` with ``flip``):
     ``|G| = N`` (``2N``); every other hook is the default of regular fields.
 
@@ -551,6 +522,9 @@ class SteerableFamily(ConvFamily):
         **options: e2cnn's basis options for every layer (``sigma``, ``frequencies_cutoff``,
             ``rings``, ``maximum_offset``; :class:`SteerableConv`).
     """
+
+    lift_conv = SteerableLiftConv
+    group_conv = SteerableGroupConv
 
     def __init__(
         self,
@@ -565,19 +539,9 @@ class SteerableFamily(ConvFamily):
         self.group = Group(n, flip)
         self.options = {"bias": bias, **options}
 
-    def lift(
-        self, in_channels: int, out_fields: int, kernel_size: int | None = None
-    ) -> SteerableLiftConv:
-        """``(B, in_channels, H, W) -> (B, out_fields*group_size, H, W)``."""
-        k = self.kernel(kernel_size)
-        return SteerableLiftConv(in_channels, out_fields, k, self.n, self.flip, **self.options)
-
-    def conv(
-        self, in_fields: int, out_fields: int, kernel_size: int | None = None
-    ) -> SteerableGroupConv:
-        """``(B, in_fields*group_size, H, W) -> (B, out_fields*group_size, H, W)``."""
-        k = self.kernel(kernel_size)
-        return SteerableGroupConv(in_fields, out_fields, k, self.n, self.flip, **self.options)
+    def conv_options(self) -> dict[str, Any]:
+        """Every conv's ``n``, ``flip``, ``bias`` and basis options."""
+        return {"n": self.n, "flip": self.flip, **self.options}
 
     def __repr__(self) -> str:
         return f"SteerableFamily(n={self.n}, flip={self.flip}, kernel_size={self.kernel_size})"

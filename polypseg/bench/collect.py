@@ -296,16 +296,58 @@ def write_results(
     command: str = "",
     progress: Callable[[str], None] = lambda _m: None,
 ) -> list[Path]:
-    """Write ``quality-PLAN.json``, ``quality-PLAN.md`` and the plots into ``out``."""
+    """Write ``quality-PLAN.json``, ``quality-PLAN.md`` and the plots into ``out``.
+
+    Args:
+        plan: the plan.
+        specs: every run of the plan (:func:`polypseg.bench.runs.plan_runs`).
+        entries: each training entry's width, parameters and MACs, by name.
+        datasets: each dataset's record (its split file made relative here), by key.
+        out: the folder of the tables and plots.
+        command: the command line, recorded in the document.
+        progress: told how many evaluations are unfinished.
+    """
+    results, cross, missing = _result_rows(plan, specs)
+    _sort_rows(plan, results, cross)
+    doc = {
+        "kind": KIND,
+        "plan": plan.name,
+        "label": plan.label,
+        "reduced": plan.reduced,
+        "description": plan.description,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": command,
+        "plan_file": str(plan.source_file) if plan.source_file else None,
+        "hardware": _hardware(results, specs),
+        "settings": _settings(plan),
+        "datasets": {
+            key: {k: plan.relative(v) if k.endswith("split_file") else v for k, v in info.items()}
+            for key, info in datasets.items()
+        },
+        "entries": _entry_rows(plan, specs, entries),
+        "missing": missing,
+        "summary": summarize(results),
+        "comparisons": compare_to_baselines(plan, specs) if plan.baselines else [],
+        "cross_summary": cross_summary(cross),
+        "negatives": _negatives_section(plan, specs, results),
+        "results": results,
+        "cross": cross,
+    }
+    doc["fractions"] = fraction_curves(plan, specs)
+    written = _write_document(plan, doc, results, Path(out))
+    if missing:
+        progress(f"{len(missing)} evaluations unfinished, left out: {', '.join(missing[:5])}")
+    return written
+
+
+def _result_rows(
+    plan: Plan, specs: list[RunSpec]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """``(results, cross, missing)``: a row per finished evaluation on the own test split
+    (with its convergence) and on another dataset's, and the key of every unfinished one."""
     from polypseg.bench.stats import convergence
     from polypseg.training.logs import read_metrics_csv
 
-    def history(spec: RunSpec) -> list[dict[str, float]]:
-        path = Path(spec.run_dir) / "metrics.csv"
-        return read_metrics_csv(path) if path.is_file() else []
-
-    datasets = {key: {k: plan.relative(v) if k.endswith("split_file") else v
-                      for k, v in info.items()} for key, info in datasets.items()}
     results, cross, missing = [], [], []
     patience = int(plan.train_options.get("patience", 0) or 0)
     for spec in specs:
@@ -319,14 +361,20 @@ def write_results(
                 missing.append(f"{spec.key}:{evaluation.entry}{where}")
                 continue
             if not evaluation.cross:
+                metrics = Path(spec.run_dir) / "metrics.csv"
                 row["convergence"] = convergence(
-                    history(spec),
+                    read_metrics_csv(metrics) if metrics.is_file() else [],
                     patience=patience, epochs=int(spec.train.get("epochs", plan.epochs)))
             for key in ("run", "sweep_file"):
                 if key in row:
                     row[key] = plan.relative(row[key])
             (cross if evaluation.cross else results).append(row)
-    # tables follow the plan (datasets, entries, seeds in its order), not the execution order
+    return results, cross, missing
+
+
+def _sort_rows(plan: Plan, results: list[dict[str, Any]], cross: list[dict[str, Any]]) -> None:
+    """Sort both lists in place in the plan's order (datasets, entries, seeds), not the order
+    the runs finished in."""
     order = {
         "entry": {e.name: i for i, e in enumerate(plan.entries)},
         "dataset": {d.key: i for i, d in enumerate(plan.datasets)},
@@ -336,11 +384,18 @@ def write_results(
                                      for k in ("dataset", "entry", "seed")))
     cross.sort(key=lambda r: (order["dataset"].get(r["trained_on"], 0),
                               order["entry"].get(r["entry"], 0), order["seed"].get(r["seed"], 0)))
-    entry_rows = []
+
+
+def _entry_rows(
+    plan: Plan, specs: list[RunSpec], entries: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per entry of the plan: its variant, width, parameters (as trained), MACs and
+    options."""
+    rows = []
     for entry in plan.entries:
         source = entries.get(entry.source or entry.name, {})
         trained = _trained_params(specs, entry.source or entry.name)
-        entry_rows.append({
+        rows.append({
             "name": entry.name,
             "variant": entry.variant or plan.entry(entry.source).variant,
             "width": source.get("width"),
@@ -353,38 +408,27 @@ def write_results(
             "source": entry.source,
             "note": entry.note,
         })
-    doc = {
-        "kind": KIND,
-        "plan": plan.name,
-        "label": plan.label,
-        "reduced": plan.reduced,
-        "description": plan.description,
-        "date": time.strftime("%Y-%m-%d"),
-        "command": command,
-        "plan_file": str(plan.source_file) if plan.source_file else None,
-        "hardware": _hardware(results, specs),
-        "settings": {
-            "size": plan.size, "depth": plan.depth, "epochs": plan.epochs,
-            "batch_size": plan.batch_size, "lr": plan.lr, "seeds": list(plan.seeds),
-            "angles": plan.angles_text, "n_angles": len(plan.angles),
-            "limit_train": plan.limit_train, "limit_val": plan.limit_val,
-            "limit_test": plan.limit_test, "sweep_limit": plan.sweep_limit,
-            "split_seed": plan.split_seed, "train_options": plan.train_options,
-            "cross_dataset": plan.cross_dataset, "baselines": list(plan.baselines),
-        },
-        "datasets": datasets,
-        "entries": entry_rows,
-        "missing": missing,
-        "summary": summarize(results),
-        "comparisons": compare_to_baselines(plan, specs) if plan.baselines else [],
-        "cross_summary": cross_summary(cross),
-        "negatives": _negatives_section(plan, specs, results),
-        "results": results,
-        "cross": cross,
+    return rows
+
+
+def _settings(plan: Plan) -> dict[str, Any]:
+    """The plan's settings as the document records them."""
+    return {
+        "size": plan.size, "depth": plan.depth, "epochs": plan.epochs,
+        "batch_size": plan.batch_size, "lr": plan.lr, "seeds": list(plan.seeds),
+        "angles": plan.angles_text, "n_angles": len(plan.angles),
+        "limit_train": plan.limit_train, "limit_val": plan.limit_val,
+        "limit_test": plan.limit_test, "sweep_limit": plan.sweep_limit,
+        "split_seed": plan.split_seed, "train_options": plan.train_options,
+        "cross_dataset": plan.cross_dataset, "baselines": list(plan.baselines),
     }
-    doc["fractions"] = fraction_curves(plan, specs)
-    out = Path(out)
-    written = []
+
+
+def _write_document(
+    plan: Plan, doc: dict[str, Any], results: list[dict[str, Any]], out: Path
+) -> list[Path]:
+    """Draw the plots (their names go into ``doc["plots"]``), then write the JSON and the
+    markdown; return every path written."""
     plots = plot_best(plan, results, out) if results else []
     plots += plot_fraction_curves(doc, plan, out)
     cost_doc = _read(out / f"cost-{plan.name}.json")
@@ -394,7 +438,4 @@ def write_results(
         plots += plot_pareto(doc, cost_doc, out)
     doc["plots"] = [p.name for p in plots]
     stem = out / f"quality-{plan.name}"
-    written += [*atomic_write_report(stem, doc, quality_markdown(doc)), *plots]
-    if missing:
-        progress(f"{len(missing)} evaluations unfinished, left out: {', '.join(missing[:5])}")
-    return written
+    return [*atomic_write_report(stem, doc, quality_markdown(doc)), *plots]

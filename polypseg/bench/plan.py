@@ -400,6 +400,54 @@ def known_variants() -> set[str]:
     return set(zoo.available())
 
 
+def _check_keys(raw: Any, where: str) -> None:
+    """:class:`PlanError` unless ``raw`` is a mapping with every required key and no other."""
+    if not isinstance(raw, dict):
+        raise PlanError(f"a plan must be a YAML mapping{where}, got {type(raw).__name__}")
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise PlanError(f"unknown plan keys {sorted(unknown)}{where}; allowed: {sorted(_TOP_KEYS)}")
+    missing = {"name", "size", "epochs", "batch_size", "lr", "seeds", "datasets", "entries"} - set(
+        raw
+    )
+    if missing:
+        raise PlanError(f"plan{where} lacks required keys {sorted(missing)}")
+
+
+def _parse_name(name: Any) -> str:
+    """The plan's name: letters, digits, ``-`` and ``_`` only (it names files)."""
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise PlanError(f"name must be letters, digits, '-' or '_' (used in file names), "
+                        f"got {name!r}")
+    return name
+
+
+def _parse_entries(entries_raw: Any, variants: set[str]) -> tuple[EntrySpec, ...]:
+    """The plan's entries, each checked (:func:`_parse_entry`) and their references too."""
+    if not isinstance(entries_raw, list) or not entries_raw:
+        raise PlanError("entries must be a non-empty list of mappings")
+    entries = tuple(_parse_entry(e, i, variants) for i, e in enumerate(entries_raw))
+    _check_references(entries)
+    return entries
+
+
+def _flag(raw: dict[str, Any], key: str) -> bool:
+    """The boolean ``raw[key]`` (false when absent)."""
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise PlanError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _parse_baselines(baselines: Any, entries: tuple[EntrySpec, ...]) -> list[str]:
+    """The baseline entries: a list of names of the plan's entries."""
+    names = {e.name for e in entries}
+    if not isinstance(baselines, list) or not all(b in names for b in baselines):
+        raise PlanError(f"baselines must be a list of entry names of the plan "
+                        f"({', '.join(sorted(names))}), got {baselines!r}")
+    return baselines
+
+
 def parse_plan(
     raw: Any,
     root: Path,
@@ -413,46 +461,19 @@ def parse_plan(
     ``variants`` is the set of known variant names (default: ``zoo.available()``);
     ``check_paths`` requires every dataset folder to exist.
     """
-    where = _where(source_file)
-    if not isinstance(raw, dict):
-        raise PlanError(f"a plan must be a YAML mapping{where}, got {type(raw).__name__}")
-    unknown = set(raw) - _TOP_KEYS
-    if unknown:
-        raise PlanError(f"unknown plan keys {sorted(unknown)}{where}; allowed: {sorted(_TOP_KEYS)}")
-    missing = {"name", "size", "epochs", "batch_size", "lr", "seeds", "datasets", "entries"} - set(
-        raw
-    )
-    if missing:
-        raise PlanError(f"plan{where} lacks required keys {sorted(missing)}")
-    name = raw["name"]
-    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-        raise PlanError(f"name must be letters, digits, '-' or '_' (used in file names), "
-                        f"got {name!r}")
+    _check_keys(raw, _where(source_file))
+    name = _parse_name(raw["name"])
     seeds = raw["seeds"]
     if not isinstance(seeds, list) or not seeds:
         raise PlanError(f"seeds must be a non-empty list of integers, got {seeds!r}")
-    if variants is None:
-        variants = known_variants()
-    entries_raw = raw["entries"]
-    if not isinstance(entries_raw, list) or not entries_raw:
-        raise PlanError("entries must be a non-empty list of mappings")
-    entries = tuple(_parse_entry(e, i, variants) for i, e in enumerate(entries_raw))
-    _check_references(entries)
+    entries = _parse_entries(raw["entries"], known_variants() if variants is None else variants)
     angles, angles_text = parse_angles(raw.get("angles", "0:360:5"))
     train_options = raw.get("train_options") or {}
     if not isinstance(train_options, dict):
         raise PlanError("train_options must be a mapping of extra TrainConfig fields")
-    reduced = raw.get("reduced", False)
-    if not isinstance(reduced, bool):
-        raise PlanError(f"reduced must be true or false, got {reduced!r}")
-    cross_dataset = raw.get("cross_dataset", False)
-    if not isinstance(cross_dataset, bool):
-        raise PlanError(f"cross_dataset must be true or false, got {cross_dataset!r}")
-    baselines = raw.get("baselines") or []
-    names = {e.name for e in entries}
-    if not isinstance(baselines, list) or not all(b in names for b in baselines):
-        raise PlanError(f"baselines must be a list of entry names of the plan "
-                        f"({', '.join(sorted(names))}), got {baselines!r}")
+    reduced = _flag(raw, "reduced")
+    cross_dataset = _flag(raw, "cross_dataset")
+    baselines = _parse_baselines(raw.get("baselines") or [], entries)
     return Plan(
         name=name,
         description=str(raw.get("description", "")).strip(),

@@ -88,8 +88,12 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+def _table(
+    header: Sequence[str], rows: Iterable[Sequence[str]], align: Sequence[str] | None = None
+) -> list[str]:
+    """A markdown table's lines; ``align`` gives each column's rule (``---``, ``--:``)."""
+    rules = align if align is not None else ["---" for _ in header]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rules) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
 
@@ -391,25 +395,37 @@ def _entry_notes(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def speed_page(title: str, facts: Sequence[str], command: str | None, body: Sequence[str]) -> str:
+    """Every speed report's markdown: ``# title``, the facts as a bullet list (the command
+    last), a blank line, then ``body``'s lines.
+
+    Args:
+        title: the heading (it names the device).
+        facts: the bullets: date, device, input, method.
+        command: the command that measured, or ``None``.
+        body: the sections and tables.
+    """
+    lines = [f"# {title}", "", *(f"- {fact}" for fact in facts)]
+    if command:
+        lines.append(f"- Command: `{command}`")
+    return "\n".join([*lines, "", *body]).rstrip() + "\n"
+
+
 def speed_markdown(doc: dict[str, Any]) -> str:
     """The markdown report of a speed benchmark document (``speed*.json``)."""
     settings = doc.get("settings", {})
-    lines = [
-        f"# Speed benchmark ({doc.get('device_name', doc.get('device', '?'))})",
-        "",
-        f"- Date: {doc.get('date', '?')}; device: {doc.get('device')} "
+    facts = [
+        f"Date: {doc.get('date', '?')}; device: {doc.get('device')} "
         f"({doc.get('device_name', '?')}), torch {doc.get('torch', '?')}, threads "
         f"{settings.get('threads', '?')}",
-        f"- Input: batch {settings.get('batch_size')} x 3 x {settings.get('size')} x "
+        f"Input: batch {settings.get('batch_size')} x 3 x {settings.get('size')} x "
         f"{settings.get('size')}; {settings.get('repeats')} interleaved repeats after "
         f"{settings.get('warmup')} warm-up step(s) per model; median time per step.",
-        f"- Memory: {doc.get('memory_method', '?')}",
+        f"Memory: {doc.get('memory_method', '?')}",
     ]
     if doc.get("label"):
-        lines.append(f"- Note: {doc['label']}")
-    if doc.get("command"):
-        lines.append(f"- Command: `{doc['command']}`")
-    lines += ["", "## U-Net variants against MONAI UNet", ""]
+        facts.append(f"Note: {doc['label']}")
+    lines = ["## U-Net variants against MONAI UNet", ""]
     header = ["Model", "Width", "Params", "MACs@256", "Train img/s", "Train ratio",
               "Infer img/s", "Infer ratio", "Train peak MiB", "Infer peak MiB"]
     body = []
@@ -435,7 +451,8 @@ def speed_markdown(doc: dict[str, Any]) -> str:
                  _num(r.get("max_abs_diff"), 2, sci=True)] for r in doc["exported"]]
         lines += _table(["Model", "Original img/s", "Exported img/s",
                          "Exported / original time", "Max abs diff"], body)
-    return "\n".join(lines).rstrip() + "\n"
+    title = f"Speed benchmark ({doc.get('device_name', doc.get('device', '?'))})"
+    return speed_page(title, facts, doc.get("command"), lines)
 
 
 def _num(value: float | None, digits: int = 1, sci: bool = False) -> str:

@@ -387,62 +387,64 @@ def _load_average() -> list[float] | None:
 
 def side_by_side_markdown(doc: dict[str, Any]) -> str:
     """The markdown report of a side-by-side document (training and inference, or inference
-    only when ``settings.modes`` lacks ``train``)."""
+    only when ``settings.modes`` lacks ``train``), on :func:`~polypseg.bench.report.speed_page`."""
+    from polypseg.bench.report import _table, speed_page
+
     settings = doc.get("settings", {})
     with_train = "train" in settings.get("modes", ["train", "infer"])
     title = "Training step" if with_train else "Inference"
-    lines = [
-        f"# {title}: optimised against reference path ({doc.get('device_name', '?')})",
-        "",
-        f"- Date: {doc.get('date', '?')}; device {doc.get('device')} ({doc.get('device_name')}), "
+    facts = [
+        f"Date: {doc.get('date', '?')}; device {doc.get('device')} ({doc.get('device_name')}), "
         f"torch {doc.get('hardware', {}).get('torch', '?')}, threads {settings.get('threads')}, "
         f"load average at the end {doc.get('load_average')}",
-        f"- Input: batch {settings.get('batch_size')} x 3 x {settings.get('size')} x "
+        f"Input: batch {settings.get('batch_size')} x 3 x {settings.get('size')} x "
         f"{settings.get('size')}, depth {settings.get('depth')}; {settings.get('repeats')} "
         f"interleaved pairs after {settings.get('warmup')} warm-up steps per path.",
-        f"- Reference: {doc['paths']['reference']}.",
-        f"- Optimised: {doc['paths']['optimised']}.",
-        f"- Workers: {doc.get('workers', 'one process')}.",
+        f"Reference: {doc['paths']['reference']}.",
+        f"Optimised: {doc['paths']['optimised']}.",
+        f"Workers: {doc.get('workers', 'one process')}.",
     ]
-    if doc.get("command"):
-        lines.append(f"- Command: `{doc['command']}`")
-    lines += [
-        "",
+    header = _TRAIN_HEADER if with_train else _INFER_HEADER
+    rows = [_side_by_side_row(row, with_train) for row in doc.get("models", [])]
+    body = [
         "Speed-up = reference time / optimised time (1.30x: 30 % more steps per second). "
         "'paired' is the median over back-to-back pairs; CPU is the process's CPU time.",
         "",
+        *_table(header, rows, ["---", *("--:" for _ in header[1:])]),
     ]
-    if with_train:
-        lines += [
-            "| variant | width | params | train speed-up: wall (paired) | train: CPU (paired) "
-            "| infer speed-up: wall (paired) | infer: CPU (paired) | optimised train img/s "
-            "| logits / max grad rel. diff |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
-        ]
-    else:
-        lines += [
-            "| variant | width | params | infer speed-up: wall (paired) | infer: CPU (paired) "
-            "| reference img/s | optimised img/s | eval logits max abs / rel. diff |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|",
-        ]
-    for row in doc.get("models", []):
-        def cell(key: str, r: dict[str, Any] = row) -> str:
-            return f"{r[key]['median_ratio']:.2f}x ({r[key]['paired_ratio']:.2f}x)"
+    heading = f"{title}: optimised against reference path ({doc.get('device_name', '?')})"
+    return speed_page(heading, facts, doc.get("command"), body)
 
-        parity = row["parity"]
-        start = f"| {row['name']} | {row['width']} | {row['params']:,} "
-        if with_train:
-            lines.append(
-                start + f"| {cell('train_wall')} "
-                f"| {cell('train_cpu')} | {cell('infer_wall')} | {cell('infer_cpu')} "
-                f"| {row['train_images_per_s']['optimised']:.1f} "
-                f"| {parity['logits_rel_diff']:.1e} / {parity['max_grad_rel_diff']:.1e} |"
-            )
-            continue
-        speeds = row["infer_images_per_s"]
-        lines.append(
-            start + f"| {cell('infer_wall')} | {cell('infer_cpu')} "
-            f"| {speeds['reference']:.1f} | {speeds['optimised']:.1f} "
-            f"| {parity['eval_logits_max_abs_diff']:.1e} / {parity['eval_logits_rel_diff']:.1e} |"
-        )
-    return "\n".join(lines) + "\n"
+
+#: The side-by-side table's columns with training, and for inference only.
+_TRAIN_HEADER = (
+    "variant", "width", "params", "train speed-up: wall (paired)", "train: CPU (paired)",
+    "infer speed-up: wall (paired)", "infer: CPU (paired)", "optimised train img/s",
+    "logits / max grad rel. diff",
+)
+_INFER_HEADER = (
+    "variant", "width", "params", "infer speed-up: wall (paired)", "infer: CPU (paired)",
+    "reference img/s", "optimised img/s", "eval logits max abs / rel. diff",
+)
+
+
+def _side_by_side_row(row: dict[str, Any], with_train: bool) -> list[str]:
+    """One variant's cells: speed-ups ``median (paired)``, images/s and parity."""
+
+    def cell(key: str) -> str:
+        return f"{row[key]['median_ratio']:.2f}x ({row[key]['paired_ratio']:.2f}x)"
+
+    parity = row["parity"]
+    start = [row["name"], str(row["width"]), f"{row['params']:,}"]
+    if with_train:
+        return [
+            *start, cell("train_wall"), cell("train_cpu"), cell("infer_wall"), cell("infer_cpu"),
+            f"{row['train_images_per_s']['optimised']:.1f}",
+            f"{parity['logits_rel_diff']:.1e} / {parity['max_grad_rel_diff']:.1e}",
+        ]
+    speeds = row["infer_images_per_s"]
+    return [
+        *start, cell("infer_wall"), cell("infer_cpu"), f"{speeds['reference']:.1f}",
+        f"{speeds['optimised']:.1f}",
+        f"{parity['eval_logits_max_abs_diff']:.1e} / {parity['eval_logits_rel_diff']:.1e}",
+    ]

@@ -20,6 +20,7 @@ runs, set full float32 precision.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -208,18 +209,21 @@ def compare_export(
     cases: list[ModelCase], x: torch.Tensor, device: torch.device, repeats: int, warmup: int
 ) -> list[dict[str, Any]]:
     """Inference of each zoo model against its ``export()``-ed plain twin, interleaved."""
+    from polypseg.checkpoint import eval_mode
+
     steps: dict[str, Callable[[], None]] = {}
     diffs: dict[str, float] = {}
-    for case in cases:
-        if case.spec["kind"] != "zoo" or not hasattr(case.model, "export"):
-            continue
-        case.model.eval()
-        exported = case.model.export().to(device).eval()
-        with torch.inference_mode():
-            diffs[case.name] = float((case.model(x) - exported(x)).abs().max())
-        steps[f"{case.name}/original"] = infer_step_fn(case.model, x)
-        steps[f"{case.name}/exported"] = infer_step_fn(exported, x)
-    times = time_interleaved(steps, device, repeats, warmup)
+    with contextlib.ExitStack() as modes:
+        for case in cases:
+            if case.spec["kind"] != "zoo" or not hasattr(case.model, "export"):
+                continue
+            modes.enter_context(eval_mode(case.model))
+            exported = case.model.export().to(device).eval()
+            with torch.inference_mode():
+                diffs[case.name] = float((case.model(x) - exported(x)).abs().max())
+            steps[f"{case.name}/original"] = infer_step_fn(case.model, x)
+            steps[f"{case.name}/exported"] = infer_step_fn(exported, x)
+        times = time_interleaved(steps, device, repeats, warmup)
     rows = []
     batch = x.shape[0]
     for name, diff in diffs.items():
@@ -249,9 +253,22 @@ def run_speed(
     export: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the speed benchmark and return its JSON document (see :func:`write_speed`)."""
+    """Run the speed benchmark and return its JSON document (see :func:`write_speed`).
+
+    Args:
+        device: the device every model runs on.
+        size: the side of the square input.
+        batch_size: images per step.
+        repeats: timed rounds over every model (medians reported).
+        warmup: untimed calls of each step first.
+        target_params: the parameter count every model is matched to.
+        variants: the zoo variants (default: all).
+        depth: the U-Nets' depth (``None``: zoo's default).
+        memory: measure each model's peak memory in a fresh process.
+        export: time each zoo model's ``export()`` against it.
+        progress: told what runs now.
+    """
     import zoo
-    from polypseg.bench.hardware import hardware_info
 
     say = progress or (lambda _msg: None)
     dev = torch.device(device)
@@ -263,28 +280,108 @@ def run_speed(
         case.model.to(dev)
     x = torch.randn(batch_size, 3, size, size, device=dev)
     y = (torch.rand(batch_size, 1, size, size, device=dev) > 0.5).float()
-
-    say("timing training steps (interleaved)")
-    for case in cases:
-        case.model.train()
-    train_steps = {c.name: train_step_fn(c.model, x, y) for c in cases}
-    train_times = time_interleaved(train_steps, dev, repeats, warmup)
-    say("timing inference (interleaved)")
-    for case in cases:
-        case.model.eval()
-    infer_steps = {c.name: infer_step_fn(c.model, x) for c in cases}
-    infer_times = time_interleaved(infer_steps, dev, repeats, warmup)
-
+    times = _time_cases(cases, x, y, dev, repeats, warmup, say)
     peaks: dict[tuple[str, str], float | None] = {}
     probe_method = None
     if memory:
-        for case in cases:
-            say(f"peak memory: {case.name} (alone in a fresh process)")
-            probed = isolated_peaks(case.spec, batch_size, size, torch.get_num_threads(), device)
-            probe_method = probed.get("method", probe_method)
-            for mode in ("infer", "train"):
-                peaks[case.name, mode] = probed.get(mode)
+        probe_method = _probe_peaks(cases, batch_size, size, device, peaks, say)
+    rows = _model_rows(cases, times, peaks, batch_size)
+    exported = []
+    if export:
+        say("timing exported models against the originals")
+        exported = compare_export(cases, x, dev, repeats, warmup)
+    settings = {
+        "size": size, "batch_size": batch_size, "repeats": repeats, "warmup": warmup,
+        "target_params": target_params, "depth": depth,
+    }
+    memory_method = _memory_method(dev, probe_method) if memory else "not measured"
+    return _speed_document(device, settings, memory_method, rows, exported)
 
+
+def _time_cases(
+    cases: list[ModelCase],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+    say: Callable[[str], None],
+) -> dict[str, dict[str, list[float]]]:
+    """``{"train": {name: seconds}, "infer": {name: seconds}}``: every model's training step
+    (in train mode), then its inference (in eval mode), interleaved; each model is back in its
+    own mode afterwards.
+
+    Args:
+        cases: the models.
+        x: the input batch ``(B, 3, S, S)``.
+        y: the target masks ``(B, 1, S, S)``.
+        device: where they run (synchronised around each timed call).
+        repeats: timed rounds.
+        warmup: untimed calls of each step first.
+        say: told what runs now.
+    """
+    from polypseg.checkpoint import eval_mode, train_mode
+
+    say("timing training steps (interleaved)")
+    with contextlib.ExitStack() as modes:
+        for case in cases:
+            modes.enter_context(train_mode(case.model))
+        train_steps = {c.name: train_step_fn(c.model, x, y) for c in cases}
+        train_times = time_interleaved(train_steps, device, repeats, warmup)
+    say("timing inference (interleaved)")
+    with contextlib.ExitStack() as modes:
+        for case in cases:
+            modes.enter_context(eval_mode(case.model))
+        infer_steps = {c.name: infer_step_fn(c.model, x) for c in cases}
+        infer_times = time_interleaved(infer_steps, device, repeats, warmup)
+    return {"train": train_times, "infer": infer_times}
+
+
+def _probe_peaks(
+    cases: list[ModelCase],
+    batch_size: int,
+    size: int,
+    device: str,
+    peaks: dict[tuple[str, str], float | None],
+    say: Callable[[str], None],
+) -> str | None:
+    """Fill ``peaks[name, mode]`` (MiB) from one fresh process per model; return the probe's
+    method.
+
+    Args:
+        cases: the models.
+        batch_size: images per step.
+        size: the side of the square input.
+        device: where the probe runs.
+        peaks: filled with the peak of each model's ``"infer"`` and ``"train"`` step.
+        say: told which model is probed.
+    """
+    method = None
+    for case in cases:
+        say(f"peak memory: {case.name} (alone in a fresh process)")
+        probed = isolated_peaks(case.spec, batch_size, size, torch.get_num_threads(), device)
+        method = probed.get("method", method)
+        for mode in ("infer", "train"):
+            peaks[case.name, mode] = probed.get(mode)
+    return method
+
+
+def _model_rows(
+    cases: list[ModelCase],
+    times: dict[str, dict[str, list[float]]],
+    peaks: dict[tuple[str, str], float | None],
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """One row per model: its spec, size, times, images/s, ratios to MONAI UNet's medians and
+    peaks.
+
+    Args:
+        cases: the models (``monai-unet`` among them).
+        times: :func:`_time_cases`' seconds per call.
+        peaks: the peak memory per (model, mode), where measured.
+        batch_size: images per step.
+    """
+    train_times, infer_times = times["train"], times["infer"]
     base_train = statistics.median(train_times["monai-unet"])
     base_infer = statistics.median(infer_times["monai-unet"])
     rows = []
@@ -307,11 +404,45 @@ def run_speed(
             "train_peak_mib": peaks.get((case.name, "train")),
             "infer_peak_mib": peaks.get((case.name, "infer")),
         })
-    exported = []
-    if export:
-        say("timing exported models against the originals")
-        exported = compare_export(cases, x, dev, repeats, warmup)
+    return rows
+
+
+def _memory_method(device: torch.device, probe_method: str | None) -> str:
+    """How the peaks were measured, in words, for the document."""
+    if device.type == "cuda":
+        return (
+            "torch.cuda.max_memory_allocated over one step (weights + optimiser + activations), "
+            "one fresh subprocess per model"
+        )
+    return (
+        f"peak resident memory (RSS) during one step minus the RSS after building the "
+        f"model and its input, one fresh subprocess per model ({probe_method}); "
+        "tracemalloc cannot see torch's allocations"
+    )
+
+
+def _speed_document(
+    device: str,
+    settings: dict[str, Any],
+    memory_method: str,
+    rows: list[dict[str, Any]],
+    exported: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The ``polypseg-speed/1`` document: the machine, the settings (with its threads), the
+    TF32 switches as they are, and the rows.
+
+    Args:
+        device: the device measured.
+        settings: the run's settings but ``threads``.
+        memory_method: how the peaks were measured.
+        rows: one per model (:func:`_model_rows`).
+        exported: the export comparison (:func:`compare_export`).
+    """
+    from polypseg.bench.hardware import hardware_info
+
     info = hardware_info(device)
+    ordered = ("size", "batch_size", "repeats", "warmup", "target_params", "threads", "depth")
+    settings = {**settings, "threads": info["threads"]}
     return {
         "kind": "polypseg-speed/1",
         "date": time.strftime("%Y-%m-%d"),
@@ -319,23 +450,13 @@ def run_speed(
         "device_name": info["device_name"],
         "torch": info["torch"],
         "hardware": info,
-        "settings": {
-            "size": size, "batch_size": batch_size, "repeats": repeats, "warmup": warmup,
-            "target_params": target_params, "threads": info["threads"], "depth": depth,
-        },
+        "settings": {key: settings[key] for key in ordered},
         "tf32": {
             "cuda_matmul": torch.backends.cuda.matmul.allow_tf32,
             "cudnn": torch.backends.cudnn.allow_tf32,
             "note": "left as torch sets them, as in polypseg train",
         },
-        "memory_method": (
-            "torch.cuda.max_memory_allocated over one step (weights + optimiser + activations), "
-            "one fresh subprocess per model"
-            if dev.type == "cuda" else
-            f"peak resident memory (RSS) during one step minus the RSS after building the "
-            f"model and its input, one fresh subprocess per model ({probe_method}); "
-            "tracemalloc cannot see torch's allocations"
-        ) if memory else "not measured",
+        "memory_method": memory_method,
         "models": rows,
         "exported": exported,
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +113,32 @@ def test_the_fields_metrics_get_their_own_table_with_lower_mae_best() -> None:
     assert "n/a" in unet  # no S-measure in these results
     old = quality_markdown({**doc, "results": _results()})
     assert "The field's metrics" not in old and "the model's input size" in old
+
+
+_SPEED_RESULTS = sorted(
+    path
+    for path in (Path(__file__).resolve().parents[2] / "results").glob("speed*.json")
+    if str(json.loads(path.read_text()).get("kind", "")).split("/")[0]
+    in ("polypseg-speed", "polypseg-speed-side-by-side")
+    and path.with_suffix(".md").is_file()
+)
+
+
+@pytest.mark.parametrize("path", _SPEED_RESULTS, ids=lambda p: p.name)
+def test_committed_speed_reports_rerender_unchanged(path: Path) -> None:
+    """Both speed reports (the variants against MONAI, the side-by-side paths) go through the
+    one page renderer, and give back the markdown committed beside their JSON."""
+    from polypseg.bench.sidebyside import side_by_side_markdown
+
+    doc = json.loads(path.read_text())
+    side_by_side = doc["kind"].startswith("polypseg-speed-side-by-side")
+    render = side_by_side_markdown if side_by_side else speed_markdown
+    assert render(doc) == path.with_suffix(".md").read_text()
+
+
+def test_speed_page_puts_the_command_last_among_the_facts() -> None:
+    from polypseg.bench.report import speed_page
+
+    text = speed_page("T (cpu)", ["a", "b"], "polypseg bench speed", ["## S", "", "x  "])
+    assert text == "# T (cpu)\n\n- a\n- b\n- Command: `polypseg bench speed`\n\n## S\n\nx\n"
+    assert "Command" not in speed_page("T", ["a"], None, ["x"])

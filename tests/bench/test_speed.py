@@ -41,6 +41,28 @@ def test_run_speed_tiny(tmp_path: Path) -> None:
     assert "| monai-unet |" in text and "1.00x" in text and "## Exported" in text
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_timing_leaves_each_model_in_its_own_mode(training: bool) -> None:
+    """Training steps run in train mode and inference in eval mode, but the models come back
+    in the mode they had (the timing borrows them)."""
+    import torch
+
+    from polypseg.bench.speed import _time_cases, build_cases, compare_export
+
+    cases = build_cases(["unet", "p4"], 3000, 32, 2)
+    seen: dict[str, list[bool]] = {}
+    for case in cases:
+        case.model.train(training)
+        case.model.register_forward_pre_hook(
+            lambda m, _args, name=case.name: seen.setdefault(name, []).append(m.training)
+        )
+    x, y = torch.randn(2, 3, 32, 32), torch.rand(2, 1, 32, 32).round()
+    _time_cases(cases, x, y, torch.device("cpu"), repeats=1, warmup=0, say=lambda _m: None)
+    assert all(seen[case.name] == [True, False] for case in cases)
+    compare_export(cases, x, torch.device("cpu"), repeats=1, warmup=0)
+    assert all(m.training is training for case in cases for m in case.model.modules())
+
+
 def test_memory_probe_reports_a_rise() -> None:
     spec = {"kind": "zoo", "variant": "unet", "width": 4, "depth": 2}
     result = probe(spec, batch=2, size=32, threads=1)

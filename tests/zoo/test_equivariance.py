@@ -18,7 +18,7 @@ from zoo.equivariance import (
     rot90_elements,
 )
 from zoo.groups import P4, P4M, TRIVIAL
-from zoo.rot90 import Rot90GroupConv, Rot90LiftingConv
+from zoo.rot90 import Rot90GroupConv, Rot90LiftConv
 
 
 def test_elements_of_the_rot90_subgroup() -> None:
@@ -40,7 +40,7 @@ def test_a_model_is_checked_on_a_default_input_of_its_dtype_and_valid_size() -> 
 
 def test_layers_with_fields_in_and_out() -> None:
     torch.manual_seed(0)
-    lift = Rot90LiftingConv(3, 2, group=P4M).double()
+    lift = Rot90LiftConv(3, 2, group=P4M).double()
     conv = Rot90GroupConv(2, 3, group=P4M).double()
     assert len(check_equivariance(lift, out_fields=P4M)) == 7
     x = torch.randn(1, 2 * 8, 9, 10, dtype=torch.float64)

@@ -10,12 +10,12 @@ from equivariance import model_errors, random_image, require_variant
 from torch import nn
 
 import zoo
-from zoo.family import ConvFamily, WrappedFamily
+from zoo.family import ConvFamily, ConvPairFamily, WrappedFamily
 from zoo.groups import P4
 from zoo.norm import GroupBatchNorm2d
 from zoo.options import PoolMode
 from zoo.pooling import RotationPool
-from zoo.rot90 import Rot90GroupConv, Rot90LiftingConv
+from zoo.rot90 import Rot90GroupConv, Rot90LiftConv
 
 #: The hooks the skeleton calls or a checker reads, besides the two convs.
 HOOKS = ("norm", "activation", "downsample", "invariant_pool", "transform")
@@ -28,7 +28,7 @@ class MinimalP4(ConvFamily):
     kernel_size = 3
 
     def lift(self, in_channels: int, out_fields: int, kernel_size: int | None = None) -> nn.Module:
-        return Rot90LiftingConv(in_channels, out_fields, self.kernel(kernel_size), self.group)
+        return Rot90LiftConv(in_channels, out_fields, self.kernel(kernel_size), self.group)
 
     def conv(self, in_fields: int, out_fields: int, kernel_size: int | None = None) -> nn.Module:
         return Rot90GroupConv(in_fields, out_fields, self.kernel(kernel_size), self.group)
@@ -100,3 +100,24 @@ def test_unknown_family_options_are_clear_errors() -> None:
     model = zoo.create("p4-partial", width=1, depth=1, keep_weight=0.1, kernel_size=5)
     assert model.encoder[0][0][0].kernel_size == 5
     assert model.encoder[0][0][1].subset.keep_weight == 0.1
+
+
+@pytest.mark.parametrize(
+    ("variant", "prefix"),
+    [("p4", "Rot90"), ("p4m", "Rot90"), ("se2n12", "SE2"), ("steerable", "Steerable"),
+     ("steerable-so2", "SO2")],
+)  # fmt: skip
+def test_a_conv_pair_family_builds_its_named_lift_and_group_conv(variant: str, prefix: str) -> None:
+    require_variant(variant)
+    family = zoo.create_family(variant)
+    assert isinstance(family, ConvPairFamily)
+    assert (family.lift_conv.__name__, family.group_conv.__name__) == (
+        f"{prefix}LiftConv",
+        f"{prefix}GroupConv",
+    )
+    lift, conv = family.lift(3, 2), family.conv(2, 5)
+    assert type(lift) is family.lift_conv and lift.lifting and not conv.lifting
+    assert type(conv) is family.group_conv
+    s = family.group_size
+    assert (lift.in_channels, lift.out_channels) == (3, 2 * s)
+    assert (conv.in_channels, conv.out_channels) == (2 * s, 5 * s)

@@ -23,7 +23,7 @@ from equivariance import (
 )
 
 from zoo.groups import P4, P4M, Group, transform_fields
-from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftingConv
+from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftConv
 
 GROUPS = [P4, P4M]
 ids = {"ids": lambda g: g.name}
@@ -31,7 +31,7 @@ ids = {"ids": lambda g: g.name}
 
 def _layers(group: Group, seed: int, dtype: torch.dtype, k: int = 3):
     torch.manual_seed(seed)
-    lift = Rot90LiftingConv(3, 2, k, group, bias=True).to(dtype)
+    lift = Rot90LiftConv(3, 2, k, group, bias=True).to(dtype)
     conv = Rot90GroupConv(2, 3, k, group, bias=True).to(dtype)
     return lift, conv
 
@@ -87,7 +87,7 @@ def _naive_p4_group_bank(weight: torch.Tensor) -> torch.Tensor:
 
 def test_expanded_bank_matches_a_naive_construction() -> None:
     torch.manual_seed(0)
-    lift = Rot90LiftingConv(3, 4, 5, P4)
+    lift = Rot90LiftConv(3, 4, 5, P4)
     conv = Rot90GroupConv(3, 4, 5, P4)
     weight, bias = lift.expand()
     naive = torch.stack([torch.rot90(lift.weight, g, dims=(-2, -1)) for g in range(4)], dim=1)
