@@ -31,7 +31,9 @@ benchmark is reproduced by one file and one command. Example (``plans/smoke.yaml
       - {name: p4+neg, variant: p4, match: unet, negatives: 0.2}   # 20% background views
 
 An entry's ``negatives`` (default 0) is the share of each epoch that is background-only views
-(``polypseg train --negatives``; :mod:`polypseg.data.negatives`).
+(``polypseg train --negatives``; :mod:`polypseg.data.negatives`). Its ``datasets`` (default:
+all) lists the plan datasets it is trained on, for a plan that cannot afford every run
+(``datasets: [kvasir]``; an evaluation-only entry follows the entry it reuses).
 
 Relative paths are relative to the project root (the folder holding ``pyproject.toml`` above
 the plan file; the plan's own folder when there is none). :func:`load_plan` validates the whole
@@ -70,7 +72,7 @@ _TOP_KEYS = {
     "entries", "workers", "split_seed", "train_options", "cross_dataset", "baselines",
 }
 _ENTRY_KEYS = {"name", "variant", "width", "match", "rot_aug", "tta", "from", "depth", "note",
-               "negatives"}
+               "negatives", "datasets"}
 _DATASET_KEYS = {"data_dir", "label", "split", "train_fractions"}
 
 
@@ -128,11 +130,19 @@ class EntrySpec:
     note: str = ""
     negatives: float = 0.0
     """Share of each epoch that is background-only views (``TrainConfig.negatives``)."""
+    datasets: tuple[str, ...] | None = None
+    """The plan datasets (keys, or base keys of a dataset's training fractions) this entry is
+    trained on; ``None``: all of them. A plan that cannot afford every run names here what it
+    keeps, so its tables say which runs it never had (not failed ones)."""
 
     @property
     def trains(self) -> bool:
         """Whether this entry has runs of its own (an evaluation-only entry has none)."""
         return self.source is None
+
+    def covers(self, dataset: DatasetSpec) -> bool:
+        """Whether the entry is trained on ``dataset`` (by its key or base key)."""
+        return self.datasets is None or bool({dataset.key, dataset.base_key} & set(self.datasets))
 
 
 @dataclass(frozen=True)
@@ -333,7 +343,8 @@ def _parse_entry(raw: Any, index: int, variants: set[str] | None) -> EntrySpec:
     if source is not None:
         if tta is None:
             raise PlanError(f"entry {name!r}: 'from' (reuse runs) needs tta (what changes?)")
-        extra = {"variant", "width", "match", "rot_aug", "depth", "negatives"} & set(raw)
+        extra = set(raw) & {"variant", "width", "match", "rot_aug", "depth", "negatives",
+                            "datasets"}
         if extra:
             raise PlanError(f"entry {name!r} reuses the runs of {source!r}: "
                             f"it cannot set {sorted(extra)}")
@@ -359,10 +370,16 @@ def _parse_entry(raw: Any, index: int, variants: set[str] | None) -> EntrySpec:
             or not 0 <= negatives <= 0.9):
         raise PlanError(f"entry {name!r}: negatives must be a share of the epoch in [0, 0.9], "
                         f"got {negatives!r}")
+    datasets = raw.get("datasets")
+    if datasets is not None and (not isinstance(datasets, list) or not datasets
+                                 or not all(isinstance(d, str) for d in datasets)):
+        raise PlanError(f"entry {name!r}: datasets must be a non-empty list of dataset keys, "
+                        f"got {datasets!r}")
     return EntrySpec(
         name=name,
         variant=variant,
         negatives=float(negatives),
+        datasets=None if datasets is None else tuple(datasets),
         width=None if width is None else _int(width, f"entry {name!r}: width", 1),
         match=None if match is None else str(match),
         rot_aug=rot_aug,
@@ -391,6 +408,17 @@ def _check_references(entries: tuple[EntrySpec, ...]) -> None:
             if what == "match" and target.width is None:
                 raise PlanError(f"entry {entry.name!r}: match {ref!r} needs {ref!r} to give a "
                                 "fixed width")
+
+
+def _check_entry_datasets(entries: tuple[EntrySpec, ...], datasets: tuple[DatasetSpec, ...]
+                          ) -> None:
+    """Every dataset an entry names is one of the plan's (a key or a base key)."""
+    keys = {d.key for d in datasets} | {d.base_key for d in datasets}
+    for entry in entries:
+        unknown = sorted(set(entry.datasets or ()) - keys)
+        if unknown:
+            raise PlanError(f"entry {entry.name!r}: datasets {unknown} are not datasets of the "
+                            f"plan ({', '.join(sorted(keys))})")
 
 
 def known_variants() -> set[str]:
@@ -474,6 +502,8 @@ def parse_plan(
     reduced = _flag(raw, "reduced")
     cross_dataset = _flag(raw, "cross_dataset")
     baselines = _parse_baselines(raw.get("baselines") or [], entries)
+    datasets = _parse_datasets(raw["datasets"], root, check_paths)
+    _check_entry_datasets(entries, datasets)
     return Plan(
         name=name,
         description=str(raw.get("description", "")).strip(),
@@ -485,7 +515,7 @@ def parse_plan(
         seeds=tuple(_int(s, "seeds[]", 0) for s in seeds),
         angles=angles,
         angles_text=angles_text,
-        datasets=_parse_datasets(raw["datasets"], root, check_paths),
+        datasets=datasets,
         entries=entries,
         out=_resolve(root, raw.get("out", "results"), "out"),
         runs=_resolve(root, raw.get("runs", f"runs/bench/{name}"), "runs"),

@@ -156,6 +156,8 @@ def plan_runs(plan: Plan, widths: dict[str, dict[str, Any]] | None = None) -> li
                   if d.base_key != dataset.base_key and d.train_fraction == 1
                   ] if plan.cross_dataset else []
         for entry in plan.training_entries():
+            if not entry.covers(dataset):
+                continue
             own = [Evaluation(entry.name, entry.tta)] + [
                 Evaluation(e.name, e.tta) for e in plan.entries if e.source == entry.name
             ]

@@ -229,3 +229,27 @@ def test_the_negatives_plan_pairs_every_variant_with_and_without() -> None:
     assert plan.train_options == data.train_options == {"patience": 8, "min_epochs": 16}
     assert "model_options" not in plan.train_options  # the head norm's default: on
     assert {d.key for d in plan.datasets} == {"kvasir", "cvc"}
+
+
+def test_an_entry_trained_on_some_datasets_only(tmp_path: Path) -> None:
+    from polypseg.bench.runs import plan_runs
+
+    (tmp_path / "cvc").mkdir()
+    raw = _raw(tmp_path, datasets={"kvasir": {"data_dir": "data"}, "cvc": {"data_dir": "cvc"}})
+    raw["entries"][2]["datasets"] = ["kvasir"]  # p4 on Kvasir-SEG only
+    plan = load_plan(_write(tmp_path, raw), variants=VARIANTS)
+    runs = plan_runs(plan, {"unet": {"width": 4}, "p4": {"width": 2}})
+    assert sorted(s.key for s in runs) == ["cvc/unet/seed0", "kvasir/p4/seed0",
+                                           "kvasir/unet/seed0"]
+    unet = next(s for s in runs if s.key == "cvc/unet/seed0")  # its tta entry still follows it
+    assert [e.entry for e in unet.evaluations if e.dataset is None] == ["unet", "unet+tta"]
+    raw["entries"][2]["datasets"] = ["etis"]
+    with pytest.raises(PlanError, match=r"datasets \['etis'\] are not datasets of the plan"):
+        load_plan(_write(tmp_path, raw), variants=VARIANTS)
+    raw["entries"][2]["datasets"] = "kvasir"
+    with pytest.raises(PlanError, match="datasets must be a non-empty list"):
+        load_plan(_write(tmp_path, raw), variants=VARIANTS)
+    raw["entries"][2]["datasets"] = ["kvasir"]
+    raw["entries"][1]["datasets"] = ["kvasir"]  # an evaluation-only entry follows its source
+    with pytest.raises(PlanError, match="cannot set"):
+        load_plan(_write(tmp_path, raw), variants=VARIANTS)
