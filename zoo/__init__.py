@@ -25,29 +25,35 @@ with ``AdamW(param_groups(model, lr, wd))`` and the loss plus ``regularisation(m
 
 from __future__ import annotations
 
-from zoo.base import ExpandedConv2d
-from zoo.describe import count_parameters, describe, describe_variant, match_params
-from zoo.equivariance import check_equivariance
-from zoo.family import ConvFamily, WrappedFamily
-from zoo.groups import P4, P4M, TRIVIAL, Group, transform_fields, transform_image
-from zoo.learned import learned_symmetry
-from zoo.norm import GroupBatchNorm2d
-from zoo.optim import param_groups, regularisation
-from zoo.plain import PlainFamily
-from zoo.pooling import RotationPool, upsample2x
-from zoo.registry import (
-    DEFAULT_FIELDS,
-    DEFAULT_WIDTH,
-    available,
-    create,
-    create_family,
-    from_config,
-    recorded_options,
-    variant,
-)
-from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftConv
-from zoo.sizes import DEFAULT_DEPTH, check_input_size, valid_sizes
-from zoo.unet import UNet
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and IDEs
+    from zoo.base import ExpandedConv2d
+    from zoo.describe import count_parameters, describe, describe_variant, match_params
+    from zoo.equivariance import check_equivariance
+    from zoo.family import ConvFamily, WrappedFamily
+    from zoo.groups import P4, P4M, TRIVIAL, Group, transform_fields, transform_image
+    from zoo.learned import learned_symmetry
+    from zoo.norm import GroupBatchNorm2d
+    from zoo.optim import param_groups, regularisation
+    from zoo.plain import PlainFamily
+    from zoo.pooling import RotationPool, upsample2x
+    from zoo.registry import (
+        DEFAULT_FIELDS,
+        DEFAULT_WIDTH,
+        available,
+        create,
+        create_family,
+        from_config,
+        recorded_options,
+        variant,
+    )
+    from zoo.rot90 import Rot90Family, Rot90GroupConv, Rot90LiftConv
+    from zoo.sizes import DEFAULT_DEPTH, check_input_size, valid_sizes
+    from zoo.unet import UNet
 
 __all__ = [
     "DEFAULT_DEPTH",
@@ -87,3 +93,76 @@ __all__ = [
     "valid_sizes",
     "variant",
 ]
+
+# The public names are lazy (PEP 562): ``import zoo.options`` (string options, no torch) loads
+# nothing else, so ``polypseg --help`` and the serving path stay free of torch and the layers.
+# Each name's home module:
+_HOMES: dict[str, str] = {
+    "ExpandedConv2d": "base",
+    "count_parameters": "describe",
+    "describe": "describe",
+    "describe_variant": "describe",
+    "match_params": "describe",
+    "check_equivariance": "equivariance",
+    "ConvFamily": "family",
+    "WrappedFamily": "family",
+    "P4": "groups",
+    "P4M": "groups",
+    "TRIVIAL": "groups",
+    "Group": "groups",
+    "transform_fields": "groups",
+    "transform_image": "groups",
+    "learned_symmetry": "learned",
+    "GroupBatchNorm2d": "norm",
+    "param_groups": "optim",
+    "regularisation": "optim",
+    "PlainFamily": "plain",
+    "RotationPool": "pooling",
+    "upsample2x": "pooling",
+    "DEFAULT_FIELDS": "registry",
+    "DEFAULT_WIDTH": "registry",
+    "available": "registry",
+    "create": "registry",
+    "create_family": "registry",
+    "from_config": "registry",
+    "recorded_options": "registry",
+    "variant": "registry",
+    "Rot90Family": "rot90",
+    "Rot90GroupConv": "rot90",
+    "Rot90LiftConv": "rot90",
+    "DEFAULT_DEPTH": "sizes",
+    "check_input_size": "sizes",
+    "valid_sizes": "sizes",
+    "UNet": "unet",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f"zoo.{_HOMES[name]}"), name)
+        globals()[name] = value
+        return value
+    try:  # a submodule not imported yet (``zoo.registry.RECORDED_BEFORE`` after ``import zoo``)
+        return importlib.import_module(f"zoo.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"zoo.{name}":
+            raise
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """The ``zoo`` module: importing the submodule ``zoo.describe`` does not bind it over the
+    function :func:`describe` of the same name (the import system sets a package's attribute
+    for every submodule it loads; the eager package bound the function after it)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _HOMES:
+            return  # ``zoo.<name>`` stays the public name; the submodule is in sys.modules
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -4,12 +4,15 @@ Each option with a fixed set of values (a pooling mode, an upsampling mode, a fi
 :class:`StrOption` enum; :func:`look_up_option` turns what a caller passed (the enum or its
 string, as a ``model.config`` read back from JSON holds it) into the member, or raises one
 ``ValueError`` that names the option and lists what it accepts (after MONAI's
-``monai.utils.look_up_option``, without importing MONAI: ``zoo`` stays light to import).
+``monai.utils.look_up_option``, without importing MONAI: ``zoo`` stays light to import; this
+module imports nothing but the standard library, so ``import zoo.options`` loads no torch).
+An application that reports its users' errors with its own exception class passes it as
+``error`` (``polypseg.options`` declares its options on :class:`StrOption` this way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import TypeVar
 
@@ -58,7 +61,12 @@ def _listing(values: list[str]) -> str:
 
 
 def look_up_option(
-    value: object, choices: type[Option], name: str, allowed: Iterable[Option] | None = None
+    value: object,
+    choices: type[Option],
+    name: str,
+    allowed: Iterable[Option] | None = None,
+    *,
+    error: Callable[[str], Exception] = ValueError,
 ) -> Option:
     """The member of ``choices`` that ``value`` (a member or its string) names.
 
@@ -68,11 +76,13 @@ def look_up_option(
         name: the option's name in the error message (e.g. ``"rotation_pool"``).
         allowed: the members accepted here, when a caller takes only some of them (e.g. a
             family's pooling modes); all of ``choices`` by default.
+        error: the exception class (or factory) raised with the message.
 
-    Raises ``ValueError("{name} is 'a' or 'b', got 'c'")`` for anything else.
+    Raises ``error("{name} is 'a' or 'b', got 'c'")`` (a ``ValueError`` by default) for
+    anything else.
     """
     members = list(choices) if allowed is None else list(allowed)
     for member in members:
         if value is member or (isinstance(value, str) and value == member.value):
             return member
-    raise ValueError(f"{name} is {_listing([m.value for m in members])}, got {value!r}")
+    raise error(f"{name} is {_listing([m.value for m in members])}, got {value!r}")

@@ -40,3 +40,12 @@ def test_a_caller_may_allow_only_some_members() -> None:
         look_up_option("max", PoolMode, "x", [PoolMode.NORM])
     with pytest.raises(ValueError, match="'max', 'mean' or 'norm'"):
         look_up_option("sum", PoolMode, "x")
+
+
+def test_an_application_raises_its_own_error_class() -> None:
+    class AppError(Exception):
+        pass
+
+    with pytest.raises(AppError, match=r"^upsample is 'bilinear' or 'nearest', got 'x'$"):
+        look_up_option("x", UpsampleMode, "upsample", error=AppError)
+    assert look_up_option("nearest", UpsampleMode, "u", error=AppError) is UpsampleMode.NEAREST
