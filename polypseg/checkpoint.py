@@ -30,7 +30,7 @@ import contextlib
 import json
 import platform
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from polypseg.atomic import atomic_write_json, atomic_write_with
 from polypseg.errors import ModelError, RunError
 from polypseg.hashing import file_sha256
+from polypseg.modes import train_mode
 
 if TYPE_CHECKING:  # the metadata is read without loading torch (reports, bench tables)
     import torch
@@ -270,31 +271,6 @@ def library_versions() -> dict[str, str]:
         with contextlib.suppress(md.PackageNotFoundError):
             versions[name] = md.version(name)
     return versions
-
-
-@contextlib.contextmanager
-def model_mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
-    """``model`` in train mode (``training``) or eval mode for the block, then back in its mode
-    before, also when the block raises: a caller's model is never left switched."""
-    was_training = model.training
-    model.train(training)
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def train_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
-    """``model`` in train mode for the block (:func:`model_mode`). State dicts are taken and
-    loaded in train mode: in eval mode e2cnn adds its expanded ``filter`` buffers. (MONAI's
-    ``train_mode`` does the same, but loading monai takes seconds, and checkpoints are read
-    where it is not loaded: ``predict``, ``serve``.)"""
-    return model_mode(model, True)
-
-
-def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
-    """``model`` in eval mode for the block (:func:`model_mode`)."""
-    return model_mode(model, False)
 
 
 def _stem(path: str | Path) -> Path:

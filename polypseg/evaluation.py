@@ -51,6 +51,7 @@ from polypseg.metrics import (
     probability_map_u8,
     summarize_all,
 )
+from polypseg.options import Tta, look_up_tta
 from polypseg.paths import portable_tree
 
 FORMAT = "polypseg-eval/1"
@@ -146,7 +147,7 @@ def evaluate_run(
     data_dir: str | Path,
     subset: str = "test",
     split_file: str | Path | None = None,
-    tta: str | None = None,
+    tta: Tta | str | None = None,
     out: str | Path | None = None,
     which: str = "best",
     device: str = "auto",
@@ -164,7 +165,8 @@ def evaluate_run(
         data_dir: the dataset folder (any layout of :mod:`polypseg.data.layouts`).
         subset: ``train``, ``val``, ``test`` of the split, or ``all`` (every image, no split).
         split_file: overrides the run's own ``split.json``.
-        tta: ``None`` or ``"rot90"``.
+        tta: ``None`` (or ``"none"``) or ``"rot90"`` (:class:`polypseg.options.Tta`; a
+            ``ValueError`` for anything else).
         out: folder of the results (default ``RUN/eval``).
         which: ``best`` or ``last`` checkpoint.
         device: ``auto``, ``cpu``, ``cuda``, ...
@@ -177,13 +179,12 @@ def evaluate_run(
             as in training; :func:`polypseg.inference.resolve_channels_last`).
     """
     from polypseg.data import discover
-    from polypseg.inference import check_tta
     from polypseg.inspection import learned_summary
     from polypseg.negatives_eval import evaluate_negatives
     from polypseg.opened import open_run
     from polypseg.training.performance import tune_allocator
 
-    check_tta(tta)
+    tta = look_up_tta(tta)
     tune_allocator()  # as training: reuse warm heap pages for the activations
     if save_maps and not write:
         raise ValueError("save_maps needs write=True")
@@ -218,7 +219,7 @@ def _score_with_progress(
     loaded: Any,
     pairs: list[Any],
     subset: str,
-    tta: str | None,
+    tta: Tta | None,
     batch_size: int,
     maps_dir: Path | None,
     progress: bool | None,
@@ -231,7 +232,7 @@ def _score_with_progress(
         loaded: the opened run (:func:`polypseg.opened.open_run`).
         pairs: the image/mask pairs to score, in order.
         subset: the subset's name, for the bar's label.
-        tta: ``None`` or ``"rot90"``.
+        tta: ``None`` or :attr:`Tta.ROT90 <polypseg.options.Tta>` (looked up).
         batch_size: images per forward pass.
         maps_dir: where to write the 8-bit probability maps, or ``None``.
         progress: a progress bar (``None``: only on a terminal).
@@ -257,7 +258,7 @@ def _result_document(
     data_dir: str | Path,
     dataset: str,
     subset: str,
-    tta: str | None,
+    tta: Tta | None,
     split_record: dict[str, Any],
     rows: list[dict[str, Any]],
 ) -> dict[str, Any]:
@@ -268,7 +269,7 @@ def _result_document(
         data_dir: the dataset folder as given.
         dataset: the dataset's name (:func:`polypseg.data.discover`).
         subset: the subset evaluated (``all-DATASET`` for every image).
-        tta: ``None`` or ``"rot90"``.
+        tta: ``None`` or :attr:`Tta.ROT90 <polypseg.options.Tta>` (looked up).
         split_record: the split the pairs came from (:func:`_pairs_and_split`).
         rows: the per-image metrics.
     """
@@ -323,7 +324,7 @@ def _score(
     loaded: Any,
     pairs: list[Any],
     loader: Any,
-    tta: str | None,
+    tta: Tta | None,
     maps_dir: Path | None,
     progress_bars: Any,
     frames: list[tuple[float, float]],

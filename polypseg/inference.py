@@ -4,11 +4,13 @@
 normalised with the model's mean/std (checkpoint metadata ``input``), ``H`` and ``W`` divisible
 by ``2**depth``. The model maps them to logits ``(B, 1, H, W)``; this module applies the
 sigmoid. Prediction runs in eval mode under ``torch.inference_mode`` on the model's device, in
-chunks of ``batch_size`` images, and returns CPU tensors.
+chunks of ``batch_size`` images, and returns CPU tensors; the caller's model comes back in the
+mode it was in (:func:`polypseg.modes.eval_mode`).
 
-Test-time augmentation ``tta="rot90"`` averages the probabilities of the four rotations by
-multiples of 90 degrees (each rotated back with the exact ``torch.rot90``): the result is
-exactly invariant to rot90 of the input (up to float rounding), at four times the cost.
+Test-time augmentation ``tta="rot90"`` (:class:`polypseg.options.Tta`) averages the
+probabilities of the four rotations by multiples of 90 degrees (each rotated back with the exact
+``torch.rot90``): the result is exactly invariant to rot90 of the input (up to float rounding),
+at four times the cost.
 
 Memory format: ``channels_last=None`` (the default) resolves as in training
 (:func:`channels_last_default`, which the training loop uses too: channels-last on CPU, NCHW
@@ -23,14 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-TTA_MODES: tuple[str, ...] = ("rot90",)
-
-
-def check_tta(tta: str | None) -> str | None:
-    """``tta`` itself when it is ``None`` or a known mode; ``ValueError`` otherwise."""
-    if tta is not None and tta not in TTA_MODES:
-        raise ValueError(f"unknown tta {tta!r}; choose one of {', '.join(TTA_MODES)} or none")
-    return tta
+from polypseg.modes import eval_mode
+from polypseg.options import Tta, look_up_tta
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -78,26 +74,26 @@ def _forward_probs(
 def predict_probs(
     model: nn.Module,
     images: torch.Tensor,
-    tta: str | None = None,
+    tta: Tta | str | None = None,
     batch_size: int | None = None,
     channels_last: bool | None = None,
 ) -> torch.Tensor:
     """Foreground probabilities ``(B, 1, H, W)`` in [0, 1] for normalised ``images``.
 
-    ``tta=None`` runs the model once; ``tta="rot90"`` averages the four rot90 predictions.
+    ``tta=None`` (or ``"none"``) runs the model once; ``tta="rot90"`` averages the four rot90
+    predictions (:func:`polypseg.options.look_up_tta`: a ``ValueError`` for anything else).
     ``batch_size`` bounds how many images go through the model at once (all by default; with
     ``rot90`` each chunk becomes four forward passes). ``channels_last``: the images' memory
-    format in the model (``None``: :func:`resolve_channels_last`). The model is left in eval
-    mode.
+    format in the model (``None``: :func:`resolve_channels_last`). The model runs in eval mode
+    and comes back in the mode it was in.
     """
-    check_tta(tta)
+    tta = look_up_tta(tta)
     if images.dim() != 4:
         raise ValueError(f"expected images (B, 3, H, W), got shape {tuple(images.shape)}")
-    model.eval()
     channels_last = resolve_channels_last(channels_last, model_device(model))
     step = batch_size or max(1, images.shape[0])
     chunks = []
-    with torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         for start in range(0, images.shape[0], step):
             batch = images[start : start + step]
             if tta is None:
@@ -118,7 +114,7 @@ def predict_masks(
     model: nn.Module,
     images: torch.Tensor,
     threshold: float = 0.5,
-    tta: str | None = None,
+    tta: Tta | str | None = None,
     batch_size: int | None = None,
     channels_last: bool | None = None,
 ) -> torch.Tensor:

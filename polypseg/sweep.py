@@ -29,6 +29,7 @@ from polypseg.atomic import atomic_write_json, atomic_write_text
 from polypseg.errors import RunError
 from polypseg.evaluation import rows_to_csv
 from polypseg.metrics import summarize
+from polypseg.options import Tta, look_up_tta
 from polypseg.paths import portable_tree
 
 FORMAT = "polypseg-sweep/1"
@@ -87,7 +88,7 @@ def sweep_runs(
     batch_size: int = 24,
     device: str = "auto",
     which: str = "best",
-    tta: str | None = None,
+    tta: Tta | str | None = None,
     progress: bool | None = False,
     write: bool = True,
     channels_last: bool | None = None,
@@ -96,19 +97,19 @@ def sweep_runs(
 
     The split is ``split_file`` or else the first run's ``split.json``; runs trained on another
     split are flagged (``split_matches_training``). ``batch_size`` angles go through a model per
-    forward pass. ``channels_last``: the images' memory format in the models (``None``:
+    forward pass. ``tta``: ``None`` or ``"rot90"`` (:func:`polypseg.options.look_up_tta`).
+    ``channels_last``: the images' memory format in the models (``None``:
     channels-last on CPU, as in training). With ``write`` the files go to ``out`` (default:
     :func:`default_out`).
     """
     from polypseg.data import discover
     from polypseg.geometry import disc_mask
-    from polypseg.inference import check_tta
     from polypseg.opened import open_run
     from polypseg.training.datasets import choose_split, eval_dataset, subset_pairs
     from polypseg.training.performance import tune_allocator
 
     angles = _check_arguments(runs, angles)
-    check_tta(tta)
+    tta = look_up_tta(tta)
     tune_allocator()  # as training: reuse warm heap pages for the activations
     loaded = [open_run(r, which, device) for r in runs]
     names = _unique_names([r.name for r in loaded])
@@ -147,7 +148,7 @@ def _sweep_scores(
     angles: list[float],
     batch_size: int,
     disc: Any,
-    tta: str | None,
+    tta: Tta | None,
     progress: bool | None,
     channels_last: bool | None,
 ) -> tuple[dict[str, dict[str, list[list[float]]]], list[dict[str, Any]]]:
@@ -162,7 +163,7 @@ def _sweep_scores(
         angles: the angles in degrees.
         batch_size: angles per forward pass.
         disc: the ``(S, S)`` scored region (:func:`polypseg.geometry.disc_mask`).
-        tta: ``None`` or ``"rot90"``.
+        tta: ``None`` or :attr:`Tta.ROT90 <polypseg.options.Tta>` (looked up).
         progress: a progress bar (``None``: only on a terminal).
         channels_last: the images' memory format in the models (``None``: the default).
     """
@@ -186,7 +187,7 @@ def _score_image(
     runs: dict[str, Any],
     chunks: list[list[float]],
     disc: Any,
-    tta: str | None,
+    tta: Tta | None,
     channels_last: bool | None,
     scores: dict[str, dict[str, list[list[float]]]],
     image_rows: list[dict[str, Any]],
@@ -199,7 +200,7 @@ def _score_image(
         runs: the opened runs by name.
         chunks: the angles in forward batches.
         disc: the ``(S, S)`` scored region.
-        tta: ``None`` or ``"rot90"``.
+        tta: ``None`` or :attr:`Tta.ROT90 <polypseg.options.Tta>` (looked up).
         channels_last: the images' memory format in the models.
         scores: ``scores[name][metric][angle index]``, appended to.
         image_rows: one row per run x angle, appended to.
@@ -254,7 +255,7 @@ def _result(
     choice: Any,
     index: Any,
     data_dir: str | Path,
-    tta: str | None,
+    tta: Tta | None,
 ) -> dict[str, Any]:
     runs_out = []
     for name, run in zip(names, loaded, strict=True):

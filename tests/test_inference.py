@@ -12,6 +12,7 @@ from polypseg.inference import (
     predict_probs,
     resolve_channels_last,
 )
+from polypseg.options import Tta
 
 
 def _model(name: str) -> torch.nn.Module:
@@ -49,8 +50,38 @@ def test_rot90_tta_changes_nothing_for_p4() -> None:
 
 
 def test_unknown_tta_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="unknown tta"):
+    # the one look-up's wording (polypseg.options), naming what is accepted
+    with pytest.raises(ValueError, match=r"^tta is 'none' or 'rot90', got 'flip'$"):
         predict_probs(_model("unet"), torch.randn(1, 3, 16, 16), tta="flip")
+
+
+def test_tta_is_the_enum_or_its_string_and_none_means_none() -> None:
+    model, x = _model("unet"), torch.randn(2, 3, 16, 16)
+    plain, rot90 = predict_probs(model, x), predict_probs(model, x, tta="rot90")
+    assert not torch.allclose(plain, rot90, atol=1e-4)
+    torch.testing.assert_close(predict_probs(model, x, tta=Tta.ROT90), rot90, atol=0, rtol=0)
+    for none in ("none", Tta.NONE):
+        torch.testing.assert_close(predict_probs(model, x, tta=none), plain, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_callers_model_comes_back_in_its_mode(training: bool) -> None:
+    model = _model("p4").train(training)
+    model.final_norm = torch.nn.BatchNorm2d(1).train(not training)  # one module the other way
+    modes = {name: m.training for name, m in model.named_modules()}
+    x = torch.randn(2, 3, 16, 16)
+    predict_probs(model, x, tta="rot90")
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    with pytest.raises(ValueError, match="not divisible"):  # and when the model raises
+        predict_masks(model, torch.randn(1, 3, 16, 10))
+    assert {name: m.training for name, m in model.named_modules()} == modes
+
+
+def test_a_train_mode_model_predicts_as_in_eval_mode() -> None:
+    model, x = _model("unet"), torch.randn(2, 3, 16, 16)
+    in_eval = predict_probs(model, x)
+    torch.testing.assert_close(predict_probs(model.train(), x), in_eval, atol=0, rtol=0)
+    assert model.training
 
 
 # -- memory format: channels-last against NCHW ------------------------------------------------

@@ -97,3 +97,16 @@ def test_the_checkpoint_decision_is_chosen_on_validation_and_used(data: Path,
                                              "min_peak_probability": 0.5})
     frame = evaluate_run(recorded, data, subset="test", write=False)["frame_level"]
     assert (frame["sensitivity"], frame["specificity"]) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_predicting_negatives_leaves_the_callers_model_in_its_mode(data: Path,
+                                                                   training: bool) -> None:
+    from polypseg.data.negatives import EVAL_SEED, fixed_negatives
+    from polypseg.negatives_eval import predict_negatives
+
+    negatives, _ = fixed_negatives(discover(data).pairs[:3], EVAL_SEED)
+    model = zoo.create("unet", width=2, depth=2).train(training)
+    rows = predict_negatives(model, negatives, SIZE, 2, 0.5, tta="rot90")
+    assert len(rows) == len(negatives) > 0
+    assert model.training is training

@@ -49,9 +49,11 @@ from typing import Any
 
 from polypseg import geometry
 from polypseg.errors import PolypsegError
+from polypseg.options import Tta
 
-#: Test-time augmentations an entry may name (passed to ``evaluate_run(tta=...)``).
-KNOWN_TTA = ("rot90",)
+#: Test-time augmentations an entry may name (passed to ``evaluate_run(tta=...)``): every
+#: :class:`~polypseg.options.Tta` but none (an entry without ``tta`` has none).
+KNOWN_TTA = tuple(tta.value for tta in Tta if tta is not Tta.NONE)
 
 
 def dataset_label(key: str) -> str:

@@ -209,7 +209,7 @@ def compare_export(
     cases: list[ModelCase], x: torch.Tensor, device: torch.device, repeats: int, warmup: int
 ) -> list[dict[str, Any]]:
     """Inference of each zoo model against its ``export()``-ed plain twin, interleaved."""
-    from polypseg.checkpoint import eval_mode
+    from polypseg.modes import eval_mode
 
     steps: dict[str, Callable[[], None]] = {}
     diffs: dict[str, float] = {}
@@ -320,7 +320,7 @@ def _time_cases(
         warmup: untimed calls of each step first.
         say: told what runs now.
     """
-    from polypseg.checkpoint import eval_mode, train_mode
+    from polypseg.modes import eval_mode, train_mode
 
     say("timing training steps (interleaved)")
     with contextlib.ExitStack() as modes:

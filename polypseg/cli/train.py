@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from polypseg.cli.options_from_config import given_values, options_from
+from polypseg.options import Tta
 from polypseg.training.config import TrainConfig
 
 DataOption = Annotated[
@@ -38,7 +39,7 @@ LimitOption = Annotated[
     int | None, typer.Option("--limit", min=1, help="Use only the first N images of the set.")
 ]
 TtaOption = Annotated[
-    str | None,
+    Tta | None,
     typer.Option("--tta", help="Test-time augmentation: rot90 (average of the 4 rotations)."),
 ]
 

@@ -92,12 +92,15 @@ def test_a_fields_bound_is_enforced_in_one_line(
 
 
 def test_train_help_loads_no_torch() -> None:
+    """``train --help`` loads no torch and no zoo layer: of zoo only the lazy package and its
+    string options (standard library only; ``--tta`` is :class:`polypseg.options.Tta`)."""
     code = ("import sys\nfrom polypseg.cli import main\nmain(['train', '--help'])\n"
-            "print('torch' in sys.modules, 'zoo' in sys.modules)")
+            "print('torch' in sys.modules, sorted(m for m in sys.modules\n"
+            "                                     if m.split('.')[0] == 'zoo'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=Path(__file__).resolve().parents[2])
     assert "--model,--variant" in done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "False False"
+    assert done.stdout.strip().splitlines()[-1] == "False ['zoo', 'zoo.options']"
 
 
 class Colour(str, enum.Enum):
