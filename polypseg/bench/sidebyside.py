@@ -39,6 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from polypseg.modes import eval_mode, train_mode
+
 KIND = "polypseg-speed-side-by-side/1"
 PATHS = ("reference", "optimised")
 #: AdamW settings of the training loop's defaults.
@@ -93,21 +95,20 @@ class PathRunner:
         """Eval-mode logits of the batch through the path's memory format (NCHW result)."""
         from polypseg.inference import forward_logits
 
-        self.model.eval()
-        with torch.inference_mode():
+        with eval_mode(self.model), torch.inference_mode():
             return forward_logits(self.net, self.x_nchw, self.path == "optimised").clone()
 
     def gradients(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and parameter gradients of one forward/backward from the current weights
         (the batch norm buffers it moves are put back)."""
-        self.model.train()
-        self.model.zero_grad(set_to_none=True)
-        state = copy.deepcopy(self.model.state_dict())
-        logits = self.net(self.x)
-        self.loss_fn(logits, self.y).backward()
-        grads = [p.grad.detach().clone() for p in self.model.parameters()]
-        self.model.zero_grad(set_to_none=True)
-        self.model.load_state_dict(state)
+        with train_mode(self.model):
+            self.model.zero_grad(set_to_none=True)
+            state = copy.deepcopy(self.model.state_dict())
+            logits = self.net(self.x)
+            self.loss_fn(logits, self.y).backward()
+            grads = [p.grad.detach().clone() for p in self.model.parameters()]
+            self.model.zero_grad(set_to_none=True)
+            self.model.load_state_dict(state)
         return logits.detach().contiguous(), [g.contiguous() for g in grads]
 
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 import zoo
+from polypseg.modes import eval_mode, train_mode
 from zoo import count_parameters
 
 #: The MONAI UNet baseline: 5 levels (4 stride-2 downsamplings), 2 residual units per block.
@@ -150,7 +151,8 @@ def train_step_fn(
 
 
 def infer_step_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    """One forward pass in eval mode under ``inference_mode``."""
+    """One forward pass under ``inference_mode``, in the mode the model is in (the caller sets
+    eval mode around the timing)."""
 
     def step() -> None:
         with torch.inference_mode():
@@ -208,9 +210,8 @@ def isolated_peaks(
 def compare_export(
     cases: list[ModelCase], x: torch.Tensor, device: torch.device, repeats: int, warmup: int
 ) -> list[dict[str, Any]]:
-    """Inference of each zoo model against its ``export()``-ed plain twin, interleaved."""
-    from polypseg.modes import eval_mode
-
+    """Inference of each zoo model against its ``export()``-ed plain twin, interleaved; the
+    models run in eval mode and come back in the mode they were in."""
     steps: dict[str, Callable[[], None]] = {}
     diffs: dict[str, float] = {}
     with contextlib.ExitStack() as modes:
@@ -320,8 +321,6 @@ def _time_cases(
         warmup: untimed calls of each step first.
         say: told what runs now.
     """
-    from polypseg.modes import eval_mode, train_mode
-
     say("timing training steps (interleaved)")
     with contextlib.ExitStack() as modes:
         for case in cases:

@@ -88,3 +88,17 @@ def test_each_model_is_probed_alone_in_a_subprocess() -> None:
     spec = {"kind": "zoo", "variant": "unet", "width": 2, "depth": 1}
     peaks = isolated_peaks(spec, batch=2, size=16, threads=1)
     assert peaks["train"] >= 0 and peaks["infer"] >= 0 and peaks["method"]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_timing_the_export_leaves_each_model_in_its_mode(training: bool) -> None:
+    import torch
+
+    from polypseg.bench.speed import ModelCase, build_from_spec, compare_export
+
+    spec = {"kind": "zoo", "variant": "p4", "width": 2, "depth": 1}
+    model = build_from_spec(spec).train(training)
+    case = ModelCase("p4", spec, model, count_parameters(model))
+    rows = compare_export([case], torch.randn(1, 3, 16, 16), torch.device("cpu"), 1, 0)
+    assert [r["name"] for r in rows] == ["p4"] and rows[0]["max_abs_diff"] < 1e-4
+    assert model.training is training
