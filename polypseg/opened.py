@@ -19,6 +19,7 @@ Importing this module loads neither torch nor zoo, and opening a run never impor
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -155,9 +156,10 @@ def model_id_of(meta: dict[str, Any]) -> str:
 
 
 def frozen(model: nn.Module) -> nn.Module:
-    """``model.export()`` (expanded filters in plain convs) in eval mode, or ``model`` itself."""
+    """``model.export()`` (expanded filters in plain convs) in eval mode, or for a model without
+    ``export`` an eval-mode copy of it; ``model`` itself is left in the mode it was in."""
     exporter = getattr(model, "export", None)
-    plain = exporter() if callable(exporter) else model
+    plain = exporter() if callable(exporter) else copy.deepcopy(model)
     return plain.eval()
 
 

@@ -4,53 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from polypseg.errors import PolypsegError
+from polypseg.options import ExportFormat, OnnxExporter, Overlay, Quantization, Tta
 
 if TYPE_CHECKING:
+    from polypseg.deploy.http import ConnectionLimits
     from polypseg.deploy.server import ServerSettings
-
-
-class ExportFormat(str, Enum):
-    """Export formats."""
-
-    torchscript = "torchscript"
-    onnx = "onnx"
-    state = "state"
-
-
-class OnnxExporter(str, Enum):
-    """ONNX exporters."""
-
-    auto = "auto"
-    dynamo = "dynamo"
-    legacy = "legacy"
-
-
-class Quantize(str, Enum):
-    """Quantisation of an ONNX export."""
-
-    int8 = "int8"
-
-
-class Tta(str, Enum):
-    """Test-time augmentation."""
-
-    none = "none"
-    rot90 = "rot90"
-
-
-class Overlay(str, Enum):
-    """How ``predict`` draws masks on the inputs."""
-
-    outline = "outline"
-    tint = "tint"
-    none = "none"
 
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
@@ -85,10 +49,10 @@ def export(
     ),
     opset: int = typer.Option(18, help="ONNX opset version."),
     onnx_exporter: OnnxExporter = typer.Option(
-        OnnxExporter.auto, help="ONNX exporter: dynamo (torch.export), legacy, or auto (fallback)."
+        OnnxExporter.AUTO, help="ONNX exporter: dynamo (torch.export), legacy, or auto (fallback)."
     ),
     overwrite: bool = typer.Option(False, help="Replace OUT if it already exists."),
-    quantize: Quantize | None = typer.Option(
+    quantize: Quantization | None = typer.Option(
         None, help="int8: static ONNX quantisation calibrated on the run's training images, "
         "refused unless its validation Dice stays within --max-dice-drop of the float model's."),
     max_dice_drop: float = typer.Option(
@@ -103,14 +67,14 @@ def export(
 
     result = export_run(
         run,
-        format.value,
+        format,
         out,
         which=which,
         tolerance=tolerance,
         opset=opset,
-        onnx_exporter=onnx_exporter.value,
+        onnx_exporter=onnx_exporter,
         overwrite=overwrite,
-        quantize=quantize.value if quantize else None,
+        quantize=quantize,
         max_dice_drop=max_dice_drop,
         calibration_images=calibration_images,
         data=data,
@@ -135,12 +99,12 @@ def predict(
     model: Path = typer.Argument(..., help="Run folder, checkpoint or export folder."),
     inputs: list[Path] = typer.Argument(..., help="Images, folders of images/videos, videos."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for masks, overlays and CSV."),
-    tta: Tta = typer.Option(Tta.none, help="Test-time augmentation (rot90: mean of 4)."),
+    tta: Tta = typer.Option(Tta.NONE, help="Test-time augmentation (rot90: mean of 4)."),
     batch_size: int = typer.Option(8, min=1, help="Images per forward pass."),
     threshold: float | None = typer.Option(
         None, min=0.0, max=1.0, help="Probability threshold (default: the model's)."
     ),
-    overlay: Overlay = typer.Option(Overlay.outline, help="Overlay style, or none."),
+    overlay: Overlay = typer.Option(Overlay.OUTLINE, help="Overlay style, or none."),
     overlay_video: bool = typer.Option(
         True, help="Write a video's overlays as a video (videos/VIDEO.mp4), not as JPGs."
     ),
@@ -169,10 +133,10 @@ def predict(
             bundle,
             sources,
             out,
-            tta=None if tta is Tta.none else tta.value,
+            tta=tta,
             batch_size=batch_size,
             threshold=threshold,
-            overlay_style=overlay.value,
+            overlay_style=overlay,
             overlay_video=overlay_video,
             on_progress=lambda n: progress.advance(task, n),
         )
@@ -221,7 +185,7 @@ def serve(
     allowed_host: list[str] = typer.Option(
         [], help="Host name to accept besides the bound one and localhost (repeat; '*': any)."
     ),
-    tta: Tta = typer.Option(Tta.none, help="Default test-time augmentation."),
+    tta: Tta = typer.Option(Tta.NONE, help="Default test-time augmentation."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     access_log: bool = typer.Option(True, help="Log one line per request."),
     docs: bool = typer.Option(
@@ -230,55 +194,33 @@ def serve(
 ) -> None:
     """Serve the model over HTTP (POST /v1/segment, GET /healthz /readyz /v1/model)."""
     from polypseg.deploy.bundle import open_model
-    from polypseg.deploy.headers import allowed_host_names
-    from polypseg.deploy.http import (
-        FD_RESERVE,
-        ConnectionLimits,
-        bind_socket,
-        connection_cap,
-        serve_app,
-    )
+    from polypseg.deploy.http import bind_socket, serve_app
     from polypseg.deploy.server import create_app
 
     _set_threads(threads)
     settings = _serve_settings(
         max_bytes, max_pixels, max_pending, max_memory, max_uploads, max_uploads_per_client
     )
-    settings = replace(
-        settings,
-        tta=None if tta is Tta.none else tta.value,
-        docs=docs,
-        allowed_hosts=allowed_host_names(host, allowed_host),
-    )
+    settings = _serve_defaults(settings, tta, docs, host, allowed_host)
     rate = parse_size(min_body_rate)
     try:  # before loading the model: a busy port or a bad --host is said at once
         sock = bind_socket(host, port)
     except ValueError as err:
         raise PolypsegError(str(err)) from None
     bundle = open_model(model, threads=threads)
-    backlog = ConnectionLimits.backlog
-    try:  # with the model loaded, so that its files count among those in use
-        connections = connection_cap(max_connections, FD_RESERVE + max_pending + 2 * backlog)
-    except ValueError as err:
-        raise PolypsegError(str(err)) from None
-    limits = ConnectionLimits(
-        header_timeout, body_timeout, keep_alive, connections, min_body_rate=rate, backlog=backlog
+    limits = _connection_limits(
+        max_connections, max_pending, rate, (header_timeout, body_timeout, keep_alive)
     )
     typer.echo(
         f"serving {bundle.model_id} ({bundle.kind}) on http://{host}:{port} "
-        f"(at most {connections} connections)",
+        f"(at most {limits.max_connections} connections)",
         err=True,
     )
     app = create_app(bundle, settings)
     serve_app(
-        app,
-        host=host,
-        port=port,
-        limits=limits,
-        log_level=log_level,
-        access_log=access_log,
+        app, host=host, port=port, limits=limits, log_level=log_level, access_log=access_log,
         sock=sock,
-    )
+    )  # fmt: skip
 
 
 def _serve_settings(
@@ -289,7 +231,16 @@ def _serve_settings(
     max_uploads: int,
     max_uploads_per_client: int,
 ) -> ServerSettings:
-    """``serve``'s limits, checked: sizes parsed and positive (one-line errors)."""
+    """``serve``'s limits, checked: sizes parsed and positive (one-line errors).
+
+    Args:
+        max_bytes: ``--max-bytes`` as given (``10MiB``).
+        max_pixels: ``--max-pixels``.
+        max_pending: ``--max-pending``.
+        max_memory: ``--max-memory`` as given (``512MiB``).
+        max_uploads: ``--max-uploads``.
+        max_uploads_per_client: ``--max-uploads-per-client``.
+    """
     from polypseg.deploy.server import ServerSettings
 
     sizes = {"--max-bytes": max_bytes, "--max-memory": max_memory}
@@ -306,6 +257,57 @@ def _serve_settings(
         max_uploads=max_uploads,
         max_uploads_per_client=max_uploads_per_client,
     )
+
+
+def _serve_defaults(
+    settings: ServerSettings, tta: Tta, docs: bool, host: str, allowed_host: list[str]
+) -> ServerSettings:
+    """``settings`` with ``serve``'s defaults of a request (``--tta``), ``--docs`` and the
+    ``Host`` names to accept (the bound one, localhost and ``--allowed-host``).
+
+    Args:
+        settings: the checked limits (:func:`_serve_settings`).
+        tta: ``--tta``.
+        docs: ``--docs``.
+        host: ``--host``.
+        allowed_host: the ``--allowed-host`` values.
+    """
+    from polypseg.deploy.headers import allowed_host_names
+    from polypseg.options import look_up_tta
+
+    return replace(
+        settings,
+        tta=look_up_tta(tta),
+        docs=docs,
+        allowed_hosts=allowed_host_names(host, allowed_host),
+    )
+
+
+def _connection_limits(
+    max_connections: int, max_pending: int, min_body_rate: int,
+    timeouts: tuple[float, float, float],
+) -> ConnectionLimits:  # fmt: skip
+    """``serve``'s per-connection limits, the connection cap lowered to fit the open-file limit
+    (called with the model loaded, so that its files count among those in use).
+
+    Args:
+        max_connections: ``--max-connections``.
+        max_pending: ``--max-pending`` (each pending request may hold a file).
+        min_body_rate: ``--min-body-rate`` in bytes per second.
+        timeouts: ``--header-timeout``, ``--body-timeout`` and ``--keep-alive`` in seconds.
+    """
+    from polypseg.deploy.http import FD_RESERVE, ConnectionLimits, connection_cap
+
+    backlog = ConnectionLimits.backlog
+    try:
+        connections = connection_cap(max_connections, FD_RESERVE + max_pending + 2 * backlog)
+    except ValueError as err:
+        raise PolypsegError(str(err)) from None
+    header_timeout, body_timeout, keep_alive = timeouts
+    return ConnectionLimits(
+        header_timeout, body_timeout, keep_alive, connections, min_body_rate=min_body_rate,
+        backlog=backlog,
+    )  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

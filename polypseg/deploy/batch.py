@@ -45,9 +45,8 @@ from polypseg.deploy.sources import Frame, Source, iter_frames
 from polypseg.deploy.video import SUFFIX, OverlayVideo, video_summary
 from polypseg.errors import DataError
 from polypseg.opened import OpenedModel
+from polypseg.options import Overlay, Tta, look_up_option, look_up_tta
 
-#: Overlay styles of :func:`predict_files`.
-OVERLAY_CHOICES = ("outline", "tint", "none")
 #: Columns of a video's per-frame table.
 VIDEO_COLUMNS = ("frame", "timestamp_s", "polyp_present", "foreground_fraction", "components",
                  "boxes", "max_probability", "latency_ms", "mask")  # fmt: skip
@@ -138,7 +137,7 @@ class _Writer:
 
     out: Path
     model_id: str
-    overlay_style: str
+    overlay_style: Overlay
     overlay_video: bool
     meta: dict[str, Any]
     names: _Namer = field(default_factory=_Namer)
@@ -149,7 +148,8 @@ class _Writer:
         self.finish()
         name = self.names(frame.source.stem)
         video = None
-        if frame.index is not None and self.overlay_video and self.overlay_style != "none":
+        drawn = self.overlay_style is not Overlay.NONE
+        if frame.index is not None and self.overlay_video and drawn:
             video = OverlayVideo(self.out / "videos" / f"{name}{SUFFIX}", frame.fps)
         self.current = _Input(frame, name, self.model_id, video)
         return self.current
@@ -161,7 +161,7 @@ class _Writer:
         _write_image(self.out / "masks" / f"{name}.png", mask)
         if current.video is not None:
             current.video.write(overlay(frame.image, mask, "fill"))
-        elif self.overlay_style != "none":
+        elif self.overlay_style is not Overlay.NONE:
             drawn = overlay(frame.image, mask, self.overlay_style)
             _write_image(self.out / "overlays" / f"{name}.jpg", drawn, quality=90)
         geometry = row.pop("_geometry")
@@ -229,10 +229,10 @@ def predict_files(
     sources: Sequence[Source],
     out: Path,
     *,
-    tta: str | None = None,
+    tta: Tta | str | None = None,
     batch_size: int = 8,
     threshold: float | None = None,
-    overlay_style: str = "outline",
+    overlay_style: Overlay | str = Overlay.OUTLINE,
     overlay_video: bool = True,
     on_progress: Callable[[int], None] | None = None,
 ) -> PredictSummary:
@@ -245,13 +245,13 @@ def predict_files(
     """
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
-    if overlay_style not in OVERLAY_CHOICES:
-        raise DataError(f"overlay must be one of {', '.join(OVERLAY_CHOICES)}")
+    style = look_up_option(overlay_style, Overlay, "overlay", error=DataError)
+    tta = look_up_tta(tta, error=DataError)
     cut = bundle.threshold if threshold is None else threshold
     if not 0.0 <= cut <= 1.0:
         raise DataError(f"threshold must lie in [0, 1], got {cut}")
     decision = decision_of(bundle.meta)
-    writer = _Writer(out, bundle.model_id, overlay_style, overlay_video, bundle.meta)
+    writer = _Writer(out, bundle.model_id, style, overlay_video, bundle.meta)
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     try:

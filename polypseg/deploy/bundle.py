@@ -30,16 +30,17 @@ from torch import nn
 from polypseg.checkpoint import InputSpec, ModelSpec
 from polypseg.errors import ModelError, RunError
 from polypseg.opened import OpenedModel, frozen, model_id_of, open_run
+from polypseg.options import ExportFormat
 
 #: ``export.json``'s format tag.
 EXPORT_FORMAT = "polypseg-export/1"
 #: Name of the metadata file of an export folder.
 EXPORT_META = "export.json"
-#: Artifact file name per export format.
-ARTIFACTS: dict[str, str] = {
-    "torchscript": "model.pt",
-    "onnx": "model.onnx",
-    "state": "model.safetensors",
+#: Artifact file name per export format (keys equal their strings: ``ARTIFACTS["onnx"]``).
+ARTIFACTS: dict[ExportFormat, str] = {
+    ExportFormat.TORCHSCRIPT: "model.pt",
+    ExportFormat.ONNX: "model.onnx",
+    ExportFormat.STATE: "model.safetensors",
 }
 #: ONNX graph input and output names.
 ONNX_INPUT, ONNX_OUTPUT = "image", "logits"

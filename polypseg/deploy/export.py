@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import shutil
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +37,7 @@ from polypseg.atomic import (
     temp_prefix,
     write_error,
 )
-from polypseg.checkpoint import ModelSpec
+from polypseg.checkpoint import CheckpointMeta, ModelSpec
 from polypseg.deploy import card as cards
 from polypseg.deploy.bundle import (
     ARTIFACTS,
@@ -52,17 +49,14 @@ from polypseg.deploy.bundle import (
     load_state_export,
     tested_metrics,
 )
+from polypseg.deploy.quiet import quiet
 from polypseg.errors import PolypsegError
 from polypseg.hashing import file_sha256
 from polypseg.inference import forward_logits
-from polypseg.opened import frozen, open_run
+from polypseg.opened import OpenedModel, frozen, open_run
+from polypseg.options import ExportFormat, OnnxExporter, Quantization, look_up_option
 from zoo import count_parameters
 
-#: Export formats of ``polypseg export``.
-FORMATS = tuple(ARTIFACTS)
-#: ONNX exporters: torch.export-based ("dynamo"), TorchScript-based ("legacy"), or dynamo with a
-#: fallback to legacy ("auto").
-ONNX_EXPORTERS = ("auto", "dynamo", "legacy")
 #: Default parity tolerance: maximum absolute difference of logits.
 DEFAULT_TOLERANCE = 1e-4
 #: Default ONNX opset.
@@ -89,25 +83,8 @@ class ExportResult:
     meta: dict[str, Any]
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the exporters' progress prints, warnings and log lines."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def _write_torchscript(plain: nn.Module, example: torch.Tensor, path: Path) -> dict[str, Any]:
-    with _quiet():
+    with quiet("torch.onnx"):
         try:
             scripted = torch.jit.script(plain)
             method = "script"
@@ -118,15 +95,15 @@ def _write_torchscript(plain: nn.Module, example: torch.Tensor, path: Path) -> d
     return {"torchscript_method": method}
 
 
-def _onnx_exporter_options(name: str) -> dict[str, Any]:
+def _onnx_exporter_options(name: OnnxExporter) -> dict[str, Any]:
     """``torch.onnx.export`` keyword arguments of each exporter, with a dynamic batch axis."""
-    if name == "dynamo":
+    if name is OnnxExporter.DYNAMO:
         batch = torch.export.Dim("batch")
         return {"dynamo": True, "external_data": False, "dynamic_shapes": ({0: batch},)}
     return {"dynamo": False, "dynamic_axes": {ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}}}
 
 
-def check_opset(opset: int, exporter: str) -> None:
+def check_opset(opset: int, exporter: OnnxExporter | str) -> None:
     """Refuse an opset the export cannot honour (:class:`ExportError`, one line)."""
     newest = _newest_legacy_opset()
     if opset != DYNAMO_OPSET and not MIN_OPSET <= opset <= newest:
@@ -161,27 +138,28 @@ def file_opset(path: Path) -> int | None:
 
 
 def _write_onnx(
-    plain: nn.Module, example: torch.Tensor, path: Path, opset: int, exporter: str
+    plain: nn.Module, example: torch.Tensor, path: Path, opset: int, exporter: OnnxExporter
 ) -> dict[str, Any]:
     """Export ``plain`` to ``path`` at ``opset`` (checked: the file's own opset is recorded
     and must be the one asked for)."""
     check_opset(opset, exporter)
     names = {"input_names": [ONNX_INPUT], "output_names": [ONNX_OUTPUT], "opset_version": opset}
     errors = []
-    if exporter != "auto":
-        order: tuple[str, ...] = (exporter,)
+    dynamo, legacy = OnnxExporter.DYNAMO, OnnxExporter.LEGACY
+    if exporter is not OnnxExporter.AUTO:
+        order: tuple[OnnxExporter, ...] = (exporter,)
     else:
-        order = ("dynamo", "legacy") if opset == DYNAMO_OPSET else ("legacy",)
+        order = (dynamo, legacy) if opset == DYNAMO_OPSET else (legacy,)
     for name in order:
         try:
-            with _quiet(), contextlib.redirect_stderr(io.StringIO()):
+            with quiet("torch.onnx"), contextlib.redirect_stderr(io.StringIO()):
                 torch.onnx.export(
                     plain, (example,), str(path), **names, **_onnx_exporter_options(name)
                 )
             written = file_opset(path)
             if written != opset:
                 raise ExportError(f"it wrote opset {written}, not {opset}")
-            return {"opset": written, "onnx_exporter": name}
+            return {"opset": written, "onnx_exporter": name.value}
         except Exception as err:  # the exporters raise many types; try the next or report
             first = (str(err).strip().splitlines() or [""])[0]
             errors.append(f"{name} exporter: {type(err).__name__}: {first}")
@@ -198,12 +176,12 @@ def _write_state(plain: nn.Module, path: Path) -> dict[str, Any]:
     return {}
 
 
-def _reload(fmt: str, folder: Path, spec: ModelSpec) -> nn.Module:
+def _reload(fmt: ExportFormat, folder: Path, spec: ModelSpec) -> nn.Module:
     artifact = folder / ARTIFACTS[fmt]
-    if fmt == "torchscript":
-        with _quiet():
+    if fmt is ExportFormat.TORCHSCRIPT:
+        with quiet("torch.onnx"):
             return torch.jit.load(str(artifact), map_location="cpu").eval()
-    if fmt == "onnx":
+    if fmt is ExportFormat.ONNX:
         import onnx
 
         onnx.checker.check_model(str(artifact))
@@ -241,17 +219,228 @@ def _place(tmp: Path, out: Path, overwrite: bool) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """What :func:`export_run` was asked for, looked up and checked
+    (:func:`check_export_options`)."""
+
+    fmt: ExportFormat
+    tolerance: float
+    opset: int
+    onnx_exporter: OnnxExporter
+    quantize: Quantization | None
+    max_dice_drop: float
+    calibration_images: int
+
+
+def check_export_options(
+    fmt: ExportFormat | str,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    opset: int = DEFAULT_OPSET,
+    onnx_exporter: OnnxExporter | str = OnnxExporter.AUTO,
+    quantize: Quantization | str | None = None,
+    max_dice_drop: float | None = None,
+    calibration_images: int | None = None,
+) -> ExportOptions:
+    """The options of an export, each looked up (a member or its string) and checked before any
+    work: :class:`ExportError` (or ``QuantizationError``), one line, for one that cannot apply.
+
+    Args:
+        fmt: the export format.
+        tolerance: the parity check's largest max-abs difference of logits (>= 0).
+        opset: the ONNX opset (:func:`check_opset`; ONNX only).
+        onnx_exporter: which ONNX exporter.
+        quantize: ``None`` or ``"int8"`` (ONNX only).
+        max_dice_drop: ``quantize``'s quality gate (default from :mod:`polypseg.deploy.quantize`).
+        calibration_images: ``quantize``'s calibration set size (default likewise).
+    """
+    from polypseg.deploy import quantize as quant
+
+    fmt = look_up_option(fmt, ExportFormat, "export format", error=ExportError)
+    exporter = look_up_option(onnx_exporter, OnnxExporter, "ONNX exporter", error=ExportError)
+    if max_dice_drop is None:
+        max_dice_drop = quant.DEFAULT_MAX_DICE_DROP
+    if calibration_images is None:
+        calibration_images = quant.DEFAULT_CALIBRATION_IMAGES
+    scheme = quant.check_options(fmt, quantize, max_dice_drop, calibration_images)
+    if fmt is ExportFormat.ONNX:
+        check_opset(opset, exporter)
+    if not tolerance >= 0.0:  # NaN too
+        raise ExportError(f"--tolerance must be at least 0, got {tolerance}")
+    return ExportOptions(fmt, tolerance, opset, exporter, scheme, max_dice_drop,
+                         calibration_images)  # fmt: skip
+
+
+@dataclass
+class _Artifact:
+    """The artifact written into the temporary folder, loaded back and run on the parity
+    inputs."""
+
+    path: Path
+    details: dict[str, Any]  # what the writer recorded (method, opset, exporter)
+    module: nn.Module  # the artifact loaded back: (B, 3, S, S) -> (B, 1, S, S) logits
+    diff: float  # max |logits - reference| on the parity input
+    batch3_shape: tuple[int, ...]  # its output's shape for a batch of 3
+
+
+def _write_artifact(
+    plain: nn.Module, example: torch.Tensor, reference: torch.Tensor, folder: Path,
+    options: ExportOptions, meta: CheckpointMeta, out: Path,
+) -> _Artifact:  # fmt: skip
+    """Write ``plain`` as ``options.fmt`` into ``folder``, load it back and run it on the
+    parity inputs. Any failure is an :class:`ExportError` (or the disk's own error).
+
+    Args:
+        plain: the frozen model (eval mode).
+        example: the parity input ``(2, 3, S, S)``; ``reference`` the original's logits on it.
+        folder: the temporary export folder.
+        options: the checked options.
+        meta: the checkpoint's metadata (variant, model spec).
+        out: the export's final folder (for the disk's errors).
+    """
+    fmt = options.fmt
+    path = folder / ARTIFACTS[fmt]
+    side = example.shape[-1]
+    try:
+        with torch.no_grad():
+            if fmt is ExportFormat.TORCHSCRIPT:
+                details = _write_torchscript(plain, example, path)
+            elif fmt is ExportFormat.ONNX:
+                details = _write_onnx(plain, example, path, options.opset, options.onnx_exporter)
+            else:
+                details = _write_state(plain, path)
+            apply_umask(path)  # safetensors writes 0600 whatever the umask
+            module = _reload(fmt, folder, meta.model)
+            layout = False if fmt is ExportFormat.ONNX else None  # torch ones: as predict runs
+            diff = max_abs_diff(forward_logits(module, example, layout), reference)
+            batch3 = forward_logits(
+                module, parity_input(side, batch=3, seed=PARITY_SEED + 1), layout
+            )
+    except PolypsegError:
+        raise
+    except Exception as err:  # exporters and runtimes raise many types
+        failed = write_error(out, err)
+        if failed is not None:  # the disk, not the exporter
+            raise failed from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ExportError(
+            f"{fmt} export of {meta.variant!r} failed: {type(err).__name__}: {first}"
+        ) from err
+    return _Artifact(path, details, module, diff, tuple(batch3.shape))
+
+
+def _check_parity(artifact: _Artifact, options: ExportOptions, example: torch.Tensor) -> None:
+    """Refuse an artifact whose logits differ from the original's by more than the tolerance,
+    or that takes only the parity input's batch size."""
+    fmt, side = options.fmt, example.shape[-1]
+    if artifact.diff > options.tolerance:
+        raise ExportError(
+            f"parity check failed: {fmt} logits differ from the original model by "
+            f"{artifact.diff:.3g} (max abs) > tolerance {options.tolerance:g} on a seeded "
+            f"{tuple(example.shape)} input; nothing was written"
+        )
+    if artifact.batch3_shape != (3, 1, side, side):
+        raise ExportError(
+            f"{fmt} export does not accept another batch size: (3, 3, {side}, {side}) "
+            f"gave {artifact.batch3_shape}; nothing was written"
+        )
+
+
+def _export_meta(
+    artifact: _Artifact, options: ExportOptions, opened: OpenedModel, exported_parameters: int,
+    example: torch.Tensor, quantization: dict[str, Any] | None,
+) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+    """``export.json``'s object and the run's own model card (``None`` without one).
+
+    Args:
+        artifact: the checked artifact (its details and parity difference).
+        options: the checked options.
+        opened: the exported checkpoint, opened (:func:`~polypseg.opened.open_run`).
+        exported_parameters: the frozen module's parameter count.
+        example: the parity input.
+        quantization: :func:`polypseg.deploy.quantize.make_int8`'s entry, or ``None``.
+    """
+    from polypseg.checkpoint import library_versions
+    from polypseg.deploy.quantize import int8_metrics
+
+    meta, stem, spec, run_dir = opened.checkpoint, opened.stem, opened.input, opened.run_dir
+    fmt, side = options.fmt, example.shape[-1]
+    artifact_sha = file_sha256(artifact.path)
+    source_sha = file_sha256(stem.with_suffix(".safetensors"))
+    precision = quantization["scheme"] if quantization else "float32"
+    checkpoint = meta.to_json()
+    if quantization:
+        metrics = int8_metrics(quantization)
+        metrics_from = (f"measured on this int8 model, {quantization['quality']['images']} "
+                        "validation images")
+    else:
+        metrics = meta.metrics or {}
+        metrics_from = "the checkpoint's, at the epoch it was saved"
+    card, source_card = cards.make_card(checkpoint, run_dir, metrics, metrics_from)
+    export_meta = {
+        "format": EXPORT_FORMAT,
+        "export_format": fmt.value,
+        **cards.identity(meta.variant, source_sha, artifact_sha, fmt.value, precision),
+        "precision": precision,
+        "file": artifact.path.name,
+        "sha256": artifact_sha,
+        **meta.model.to_meta(),
+        "input": {**spec.to_meta(), "layout": "NCHW float32 RGB, (x/255 - mean)/std"},
+        "output": {"name": ONNX_OUTPUT, "shape": ["batch", 1, side, side], "kind": "logits"},
+        "threshold": spec.threshold,
+        **({"decision": checkpoint["decision"]} if "decision" in checkpoint else {}),
+        "metrics": metrics,
+        "card": card,
+        "parameters": opened.params,
+        "exported_parameters": exported_parameters,
+        "source": {
+            "checkpoint": stem.name,
+            "sha256": source_sha,
+            "epoch": meta.epoch,
+            "created": meta.created,
+            "metrics": meta.metrics or {},
+            # the run's test evaluation (mask size, the field's suite): what a float export
+            # computes; an int8 one computes something else
+            **({"test_metrics": tested} if not quantization and run_dir is not None
+               and (tested := tested_metrics(run_dir)) else {}),
+        },
+        "opset": None,
+        **artifact.details,
+        "parity": {
+            "max_abs_diff": artifact.diff,
+            "tolerance": options.tolerance,
+            "input_shape": list(example.shape),
+            "seed": PARITY_SEED,
+            "reference": "original zoo model, eval mode",
+        },
+        **({"quantization": quantization} if quantization else {}),
+        "versions": {**library_versions(), **_export_versions(fmt)},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return export_meta, source_card
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that cannot be written or is taken (without ``overwrite``), before any
+    work; remove what killed exports to it left beside it."""
+    check_output_folder(out, "--out")  # a file in the way, a read-only disk
+    _remove_leftovers(out)
+    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
+        raise ExportError(f"output {out} already exists (use --overwrite to replace it)")
+
+
 def export_run(
     run: str | Path,
-    fmt: str,
+    fmt: ExportFormat | str,
     out: str | Path,
     *,
     which: str = "best",
     tolerance: float = DEFAULT_TOLERANCE,
     opset: int = DEFAULT_OPSET,
-    onnx_exporter: str = "auto",
+    onnx_exporter: OnnxExporter | str = OnnxExporter.AUTO,
     overwrite: bool = False,
-    quantize: str | None = None,
+    quantize: Quantization | str | None = None,
     max_dice_drop: float | None = None,
     calibration_images: int | None = None,
     data: str | Path | None = None,
@@ -264,34 +453,27 @@ def export_run(
     ``tolerance`` (max abs) on the seeded parity input. ``quantize="int8"`` (ONNX only) then
     quantises the checked float model and gates it on the run's validation Dice instead
     (:mod:`polypseg.deploy.quantize`; ``max_dice_drop``, ``calibration_images``, ``data``,
-    ``val_limit``); a model that fails the gate is refused the same way.
+    ``val_limit``); a model that fails the gate is refused the same way. The options are
+    checked first (:func:`check_export_options`).
+
+    Args:
+        run: a run folder or checkpoint stem; ``which`` its checkpoint (``best``, ``last``).
+        fmt: the export format (:class:`~polypseg.options.ExportFormat` or its string).
+        out: the export folder to create (replaced only with ``overwrite``).
+        tolerance, opset, onnx_exporter, quantize, max_dice_drop, calibration_images: as
+            :func:`check_export_options` takes them.
+        data: ``quantize``: the run's dataset folder (default: the one it recorded).
+        val_limit: ``quantize``: at most this many validation images for the gate.
     """
-    from polypseg.deploy import quantize as quant
-
-    if max_dice_drop is None:
-        max_dice_drop = quant.DEFAULT_MAX_DICE_DROP
-    if calibration_images is None:
-        calibration_images = quant.DEFAULT_CALIBRATION_IMAGES
-    quant.check_options(fmt, quantize, max_dice_drop, calibration_images)
-    from polypseg.checkpoint import library_versions
-
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}: choose {', '.join(FORMATS)}")
-    if onnx_exporter not in ONNX_EXPORTERS:
-        raise ExportError(f"unknown ONNX exporter {onnx_exporter!r}: {', '.join(ONNX_EXPORTERS)}")
-    if fmt == "onnx":
-        check_opset(opset, onnx_exporter)
-    if not tolerance >= 0.0:  # NaN too
-        raise ExportError(f"--tolerance must be at least 0, got {tolerance}")
+    options = check_export_options(
+        fmt, tolerance=tolerance, opset=opset, onnx_exporter=onnx_exporter, quantize=quantize,
+        max_dice_drop=max_dice_drop, calibration_images=calibration_images,
+    )  # fmt: skip
     out = Path(out)
-    check_output_folder(out, "--out")  # a file in the way, a read-only disk: before any work
-    _remove_leftovers(out)
-    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
-        raise ExportError(f"output {out} already exists (use --overwrite to replace it)")
+    _prepare_out(out, overwrite)
     opened = open_run(run, which)
-    model, meta, spec, stem = opened.model, opened.checkpoint, opened.input, opened.stem
-    side = spec.size
-    example = parity_input(side)
+    model, meta, stem = opened.model, opened.checkpoint, opened.stem
+    example = parity_input(opened.size)
     with torch.no_grad():
         reference = forward_logits(model, example)  # as evaluate and predict run it
         plain = frozen(model)
@@ -299,111 +481,46 @@ def export_run(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out)
     try:
-        artifact = tmp / ARTIFACTS[fmt]
-        try:
-            with torch.no_grad():
-                if fmt == "torchscript":
-                    details = _write_torchscript(plain, example, artifact)
-                elif fmt == "onnx":
-                    details = _write_onnx(plain, example, artifact, opset, onnx_exporter)
-                else:
-                    details = _write_state(plain, artifact)
-                apply_umask(artifact)  # safetensors writes 0600 whatever the umask
-                reloaded = _reload(fmt, tmp, meta.model)
-                layout = False if fmt == "onnx" else None  # torch ones: as predict runs them
-                diff = max_abs_diff(forward_logits(reloaded, example, layout), reference)
-                batch3 = forward_logits(
-                    reloaded, parity_input(side, batch=3, seed=PARITY_SEED + 1), layout
-                )
-        except PolypsegError:
-            raise
-        except Exception as err:  # exporters and runtimes raise many types
-            failed = write_error(out, err)
-            if failed is not None:  # the disk, not the exporter
-                raise failed from err
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise ExportError(
-                f"{fmt} export of {meta.variant!r} failed: {type(err).__name__}: {first}"
-            ) from err
-        if diff > tolerance:
-            raise ExportError(
-                f"parity check failed: {fmt} logits differ from the original model by "
-                f"{diff:.3g} (max abs) > tolerance {tolerance:g} on a seeded "
-                f"{tuple(example.shape)} input; nothing was written"
-            )
-        if tuple(batch3.shape) != (3, 1, side, side):
-            raise ExportError(
-                f"{fmt} export does not accept another batch size: (3, 3, {side}, {side}) "
-                f"gave {tuple(batch3.shape)}; nothing was written"
-            )
+        artifact = _write_artifact(plain, example, reference, tmp, options, meta, out)
+        _check_parity(artifact, options, example)
         quantization = None
-        if quantize is not None:  # the float model passed parity: quantise and gate it
-            quantization = quant.make_int8(
-                artifact, stem, meta, reloaded, data=data, val_limit=val_limit,
-                calibration_images=calibration_images, max_dice_drop=max_dice_drop,
-            )
-            details["parity_of"] = "the float ONNX model, before int8 quantisation"
-        artifact_sha = file_sha256(artifact)
-        source_sha = file_sha256(stem.with_suffix(".safetensors"))
-        precision = quantization["scheme"] if quantization else "float32"
-        checkpoint = meta.to_json()
-        if quantization:
-            metrics = quant.int8_metrics(quantization)
-            metrics_from = (f"measured on this int8 model, {quantization['quality']['images']} "
-                            "validation images")
-        else:
-            metrics = meta.metrics or {}
-            metrics_from = "the checkpoint's, at the epoch it was saved"
-        run_dir = opened.run_dir
-        card, source_card = cards.make_card(checkpoint, run_dir, metrics, metrics_from)
-        export_meta = {
-            "format": EXPORT_FORMAT,
-            "export_format": fmt,
-            **cards.identity(meta.variant, source_sha, artifact_sha, fmt, precision),
-            "precision": precision,
-            "file": artifact.name,
-            "sha256": artifact_sha,
-            **meta.model.to_meta(),
-            "input": {**spec.to_meta(), "layout": "NCHW float32 RGB, (x/255 - mean)/std"},
-            "output": {"name": ONNX_OUTPUT, "shape": ["batch", 1, side, side], "kind": "logits"},
-            "threshold": spec.threshold,
-            **({"decision": checkpoint["decision"]} if "decision" in checkpoint else {}),
-            "metrics": metrics,
-            "card": card,
-            "parameters": opened.params,
-            "exported_parameters": count_parameters(plain),
-            "source": {
-                "checkpoint": stem.name,
-                "sha256": source_sha,
-                "epoch": meta.epoch,
-                "created": meta.created,
-                "metrics": meta.metrics or {},
-                # the run's test evaluation (mask size, the field's suite): what a float export
-                # computes; an int8 one computes something else
-                **({"test_metrics": tested} if not quantization and run_dir is not None
-                   and (tested := tested_metrics(run_dir)) else {}),
-            },
-            "opset": None,
-            **details,
-            "parity": {
-                "max_abs_diff": diff,
-                "tolerance": tolerance,
-                "input_shape": list(example.shape),
-                "seed": PARITY_SEED,
-                "reference": "original zoo model, eval mode",
-            },
-            **({"quantization": quantization} if quantization else {}),
-            "versions": {**library_versions(), **_export_versions(fmt)},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        if options.quantize is not None:  # the float model passed parity: quantise, gate it
+            quantization = _quantize(artifact, options, stem, meta, data, val_limit)
+        export_meta, source_card = _export_meta(
+            artifact, options, opened, count_parameters(plain), example, quantization
+        )
         atomic_write_text(tmp / cards.CARD_FILE,
-                          cards.export_readme(card, source_card, export_meta))
+                          cards.export_readme(export_meta["card"], source_card, export_meta))
         atomic_write_json(tmp / EXPORT_META, export_meta)
         _place(tmp, out, overwrite)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return ExportResult(out=out, artifact=out / ARTIFACTS[fmt], meta=export_meta)
+    return ExportResult(out=out, artifact=out / ARTIFACTS[options.fmt], meta=export_meta)
+
+
+def _quantize(
+    artifact: _Artifact, options: ExportOptions, stem: Path, meta: CheckpointMeta,
+    data: str | Path | None, val_limit: int | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Replace the checked float ONNX artifact by its int8 version if it passes the quality
+    gate (:func:`polypseg.deploy.quantize.make_int8`); its ``quantization`` entry.
+
+    Args:
+        artifact: the float artifact, which passed parity.
+        options: the checked options (calibration size, quality gate).
+        stem: the exported checkpoint; ``meta`` its metadata.
+        data: the run's dataset folder (default: the one it recorded).
+        val_limit: at most this many validation images for the gate.
+    """
+    from polypseg.deploy import quantize as quant
+
+    quantization = quant.make_int8(
+        artifact.path, stem, meta, artifact.module, data=data, val_limit=val_limit,
+        calibration_images=options.calibration_images, max_dice_drop=options.max_dice_drop,
+    )  # fmt: skip
+    artifact.details["parity_of"] = "the float ONNX model, before int8 quantisation"
+    return quantization
 
 
 def _remove_leftovers(out: Path) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from polypseg.opened import OpenedModel
+from polypseg.options import Tta
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def preprocess(
 
 
 def predict_probabilities(
-    module: torch.nn.Module, batch: torch.Tensor, tta: str | None = None
+    module: torch.nn.Module, batch: torch.Tensor, tta: Tta | str | None = None
 ) -> torch.Tensor:
     """``(B, 1, S, S)`` foreground probabilities; ``tta="rot90"`` averages the 4 rotations.
 
@@ -98,7 +99,7 @@ def postprocess(probs: torch.Tensor, placements: Sequence[Placement]) -> list[np
 
 
 def segment(
-    bundle: OpenedModel, images: Sequence[np.ndarray], tta: str | None = None
+    bundle: OpenedModel, images: Sequence[np.ndarray], tta: Tta | str | None = None
 ) -> list[np.ndarray]:
     """Probability maps (``float32``, each at its image's original size) for RGB images."""
     batch, placements = preprocess(images, bundle)

@@ -23,10 +23,6 @@ the dataset the run was trained on (``--data``, else the one its ``config.json``
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +33,10 @@ import torch
 from torch import nn
 
 from polypseg.checkpoint import CheckpointMeta
+from polypseg.deploy.quiet import quiet
 from polypseg.errors import PolypsegError
+from polypseg.options import ExportFormat, Quantization, look_up_option
 
-#: Quantisation schemes of ``polypseg export --quantize``.
-SCHEMES = ("int8",)
 #: Default quality gate: the int8 mean validation Dice may be at most this much lower.
 DEFAULT_MAX_DICE_DROP = 0.005
 #: Default number of training images that calibrate the activation ranges.
@@ -117,20 +113,6 @@ def _batches(images: np.ndarray) -> Iterator[np.ndarray]:
         yield images[start : start + BATCH]
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence onnxruntime.quantization's prints, warnings and log lines."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
-
 def quantize_int8(float_onnx: Path, out: Path, calibration: np.ndarray) -> dict[str, Any]:
     """Write the statically quantised int8 (QDQ) version of ``float_onnx`` to ``out``."""
     from onnxruntime.quantization import (
@@ -158,7 +140,7 @@ def quantize_int8(float_onnx: Path, out: Path, calibration: np.ndarray) -> dict[
         "calibration_method": "MinMax",
     }
     try:
-        with _quiet():
+        with quiet():  # the quantiser logs on the root logger
             quant_pre_process(str(float_onnx), str(prepared), skip_symbolic_shape=True)
             quantize_static(
                 str(prepared),
@@ -252,18 +234,21 @@ def int8_metrics(quantization: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def check_options(fmt: str, scheme: str | None, max_dice_drop: float, calibration: int) -> None:
-    """Refuse quantisation options that cannot apply, before any work."""
+def check_options(
+    fmt: ExportFormat, scheme: Quantization | str | None, max_dice_drop: float, calibration: int
+) -> Quantization | None:
+    """The quantisation ``scheme`` names (``None`` for none); :class:`QuantizationError` for
+    options that cannot apply, before any work."""
     if scheme is None:
-        return
-    if scheme not in SCHEMES:
-        raise QuantizationError(f"unknown quantisation {scheme!r}: choose {', '.join(SCHEMES)}")
-    if fmt != "onnx":
+        return None
+    scheme = look_up_option(scheme, Quantization, "quantisation", error=QuantizationError)
+    if fmt is not ExportFormat.ONNX:
         raise QuantizationError(f"--quantize {scheme} needs --format onnx (got {fmt})")
     if not 0 <= max_dice_drop <= 1:
         raise QuantizationError(f"--max-dice-drop must lie in [0, 1], got {max_dice_drop}")
     if calibration < 1:
         raise QuantizationError(f"--calibration-images must be >= 1, got {calibration}")
+    return scheme
 
 
 def make_int8(
@@ -290,7 +275,7 @@ def make_int8(
     quality = quality_gate(float_module, OnnxModule(int8_path), images, threshold, max_dice_drop)
     os.replace(int8_path, artifact)
     return {
-        "scheme": "int8",
+        "scheme": Quantization.INT8.value,
         "tool": "onnxruntime.quantization.quantize_static",
         **settings,
         "calibration": {

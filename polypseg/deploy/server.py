@@ -94,6 +94,7 @@ from polypseg.deploy.predict import (
     to_mask,
 )
 from polypseg.opened import OpenedModel
+from polypseg.options import Tta, look_up_tta
 
 log = logging.getLogger("polypseg.serve")
 
@@ -118,7 +119,8 @@ class ServerSettings:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_pending: int = 32
-    tta: str | None = None
+    #: Test-time augmentation of a request that names none (``None``: none).
+    tta: Tta | None = None
     #: Bytes of decoded-image work that concurrent requests may hold together.
     max_memory: int = DEFAULT_MAX_MEMORY
     #: Seconds a request may wait for its share of ``max_memory`` before a 503.
@@ -258,7 +260,7 @@ class _Engine:
                 with contextlib.suppress(BufferError):  # a view still alive: the GC unmaps it
                     buffer.close()
 
-    def probabilities(self, images: list[np.ndarray], tta: str | None) -> np.ndarray:
+    def probabilities(self, images: list[np.ndarray], tta: Tta | None) -> np.ndarray:
         """The probability map (``float32``, at its own size) of the one RGB image in
         ``images``; the list is emptied once the model input is made, so that the decoded
         pixels are freed before the full-size map exists (the list is their only reference)."""
@@ -269,7 +271,7 @@ class _Engine:
         return postprocess(probs, placements)[0]
 
     def segment_upload(
-        self, data: bytes, header: ImageHeader, tta: str | None, threshold: float, fmt: str
+        self, data: bytes, header: ImageHeader, tta: Tta | None, threshold: float, fmt: str
     ) -> Segmentation:
         """Decode, infer, threshold and encode one upload (inside its memory reservation)."""
         try:
@@ -377,7 +379,9 @@ async def _upload(engine: _Engine, request: Request) -> AsyncIterator[bytes | mm
 def create_app(
     bundle: OpenedModel, settings: ServerSettings | None = None, *, warm_up: bool = True
 ) -> FastAPI:
-    """The FastAPI app serving ``bundle`` (see the module docstring for routes and limits)."""
+    """The FastAPI app serving ``bundle`` (see the module docstring for routes and limits):
+    its error handlers, then each group of routes registered on it (as :mod:`polypseg.deploy.page`
+    registers ``GET /``), then the browser guard around everything."""
     settings = settings or ServerSettings()
     engine = _Engine(bundle, settings)
 
@@ -398,6 +402,17 @@ def create_app(
         redoc_url=None,
     )
     app.state.engine = engine
+    register_errors(app, settings)
+    register_status(app, engine)
+    register_uploads(app, engine)
+    register_page(app)
+    _guard(app, settings)
+    return app
+
+
+def register_errors(app: FastAPI, settings: ServerSettings) -> None:
+    """Answer every error as ``{"error": message, "status": code}`` (503 with
+    ``Retry-After``); an unexpected exception as a bare 500, its traceback in the log only."""
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -422,6 +437,11 @@ def create_app(
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
         return _error(500, "internal server error")
+
+
+def register_status(app: FastAPI, engine: _Engine) -> None:
+    """Add ``GET /healthz``, ``GET /readyz`` and ``GET /v1/model`` (no paths in any answer)."""
+    bundle, settings = engine.bundle, engine.settings
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -448,29 +468,39 @@ def create_app(
         return {**info, "precision": precision_of(meta), "export_id": meta.get("export_id"),
                 "card": card, "limits": settings.limits()}
 
-    async def with_upload(request: Request, job: Callable[[bytes, ImageHeader], Any]) -> Any:
-        """Upload place and body, then (the body complete) a pending place, the header and the
-        memory reservation, then ``job(data, header)`` in the threadpool (the order of the
-        module docstring)."""
-        if not engine.ready.is_set():
-            raise HTTPException(503, "model not ready")
-        async with _upload(engine, request) as data:
-            with engine.admitted():  # only now, with the body complete
-                header = await run_in_threadpool(read_header, data, settings.max_pixels)
-                try:
-                    async with engine.budget.reserve(
-                        engine.reservation(header), settings.queue_timeout
-                    ):
-                        return await run_in_threadpool(job, data, header)
-                except BudgetTimeout:
-                    raise HTTPException(
-                        503, "server busy: no memory free for this image in time, retry later"
-                    ) from None
+
+async def _with_upload(
+    engine: _Engine, request: Request, job: Callable[[bytes, ImageHeader], Any]
+) -> Any:
+    """Upload place and body, then (the body complete) a pending place, the header and the
+    memory reservation, then ``job(data, header)`` in the threadpool (the order of the module
+    docstring)."""
+    settings = engine.settings
+    if not engine.ready.is_set():
+        raise HTTPException(503, "model not ready")
+    async with _upload(engine, request) as data:
+        with engine.admitted():  # only now, with the body complete
+            header = await run_in_threadpool(read_header, data, settings.max_pixels)
+            try:
+                async with engine.budget.reserve(
+                    engine.reservation(header), settings.queue_timeout
+                ):
+                    return await run_in_threadpool(job, data, header)
+            except BudgetTimeout:
+                raise HTTPException(
+                    503, "server busy: no memory free for this image in time, retry later"
+                ) from None
+
+
+def register_uploads(app: FastAPI, engine: _Engine) -> None:
+    """Add ``POST /v1/preview`` and ``POST /v1/segment`` (each upload admitted, read and
+    reserved for by :func:`_with_upload`)."""
+    bundle, settings = engine.bundle, engine.settings
 
     @app.post("/v1/preview", responses={200: {"content": {"image/png": {}}}})
     async def preview_image(request: Request) -> Response:
         """The uploaded image as PNG (upright, long side at most 2048 px), for display."""
-        png = await with_upload(request, engine.preview_upload)
+        png = await _with_upload(engine, request, engine.preview_upload)
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @app.post(
@@ -481,41 +511,54 @@ def create_app(
         request: Request,
         format: Literal["png", "json"] = Query("png", description="png mask or json summary"),
         threshold: float | None = Query(None, ge=0.0, le=1.0, description="default: model's"),
-        tta: Literal["none", "rot90"] | None = Query(None, description="test-time rot90 mean"),
+        tta: Tta | None = Query(None, description="test-time rot90 mean"),
     ) -> Response:
         """Segment one image (multipart ``file`` or raw body)."""
         start = time.perf_counter()
-        use_tta = settings.tta if tta is None else (None if tta == "none" else tta)
+        use_tta = settings.tta if tta is None else look_up_tta(tta)
         cut = bundle.threshold if threshold is None else threshold
-        result = await with_upload(
-            request, lambda data, header: engine.segment_upload(data, header, use_tta, cut, format)
-        )
+        result = await _with_upload(
+            engine, request,
+            lambda data, header: engine.segment_upload(data, header, use_tta, cut, format),
+        )  # fmt: skip
         latency = (time.perf_counter() - start) * 1000.0
-        if result.png is not None:
-            headers = {
-                "X-Model-Id": bundle.model_id,
-                "X-Foreground-Fraction": f"{result.fraction:.6f}",
-                "X-Polyp-Present": "true" if result.polyp_present else "false",
-                "X-Latency-Ms": f"{latency:.1f}",
-            }
-            return Response(result.png, media_type="image/png", headers=headers)
-        return JSONResponse(
-            {
-                "model_id": bundle.model_id,
-                "width": result.width,
-                "height": result.height,
-                "threshold": cut,
-                "tta": use_tta,
-                "foreground_fraction": result.fraction,
-                "polyp_present": result.polyp_present,
-                **(result.geometry or {}),
-                "latency_ms": round(latency, 2),
-            }
-        )
+        return _segment_answer(result, bundle.model_id, cut, use_tta, latency)
 
-    register_page(app)
-    _guard(app, settings)
-    return app
+
+def _segment_answer(
+    result: Segmentation, model_id: str, threshold: float, tta: Tta | None, latency: float
+) -> Response:
+    """``POST /v1/segment``'s answer: the mask PNG with its summary in headers, or the JSON
+    summary.
+
+    Args:
+        result: the segmentation of the upload.
+        model_id: the served model's id.
+        threshold: the probability threshold used.
+        tta: the test-time augmentation used (``None``: none).
+        latency: milliseconds since the request's handler started.
+    """
+    if result.png is not None:
+        headers = {
+            "X-Model-Id": model_id,
+            "X-Foreground-Fraction": f"{result.fraction:.6f}",
+            "X-Polyp-Present": "true" if result.polyp_present else "false",
+            "X-Latency-Ms": f"{latency:.1f}",
+        }
+        return Response(result.png, media_type="image/png", headers=headers)
+    return JSONResponse(
+        {
+            "model_id": model_id,
+            "width": result.width,
+            "height": result.height,
+            "threshold": threshold,
+            "tta": tta,
+            "foreground_fraction": result.fraction,
+            "polyp_present": result.polyp_present,
+            **(result.geometry or {}),
+            "latency_ms": round(latency, 2),
+        }
+    )
 
 
 def _guard(app: FastAPI, settings: ServerSettings) -> None:
