@@ -1,4 +1,5 @@
-"""polypseg.options: each string option declared once; the CLI and the library take its values."""
+"""polypseg.options (tests/zoo/test_options.py: zoo's): each string option declared once; the CLI
+and the library take its values."""
 
 from __future__ import annotations
 
