@@ -151,6 +151,22 @@ def frames_without_polyp(row: dict[str, Any], decision: dict[str, Any] | None,
     return lines
 
 
+def _sweep_and_seeds(sweep: dict[str, Any], angles: Any, seeds: list[dict[str, Any]]
+                     ) -> list[str]:
+    """The card's lines on the rotation sweep (when there is one) and on every seed."""
+    lines = []
+    if sweep:
+        lines.append(
+            f"- Rotation sweep ({angles} degrees, inscribed disc): mean Dice "
+            f"{sweep.get('accuracy_mean', float('nan')):.3f}, worst angle "
+            f"{sweep.get('accuracy_min', float('nan')):.3f}, consistency off multiples of 90 "
+            f"degrees {sweep.get('consistency_off90', float('nan')):.3f}.")
+    lines.append("- Every seed: " + "; ".join(
+        f"seed {s['seed']}: test Dice {s['metrics']['dice']:.3f} (val {s['val_dice']:.3f})"
+        for s in seeds) + ".")
+    return lines
+
+
 def model_card(doc: dict[str, Any], row: dict[str, Any], seeds: list[dict[str, Any]],
                name: str, command: str, variant: str, params: int | None,
                decision: dict[str, Any] | None = None, negatives_share: float = 0.0) -> str:
@@ -171,7 +187,6 @@ def model_card(doc: dict[str, Any], row: dict[str, Any], seeds: list[dict[str, A
     info = datasets.get(row["dataset"], {})
     label = info.get("label", row["dataset"])
     settings = doc.get("settings", {})
-    sweep = row.get("sweep", {})
     lines = [
         f"# {name}: {row['entry']} trained on {label}",
         "",
@@ -214,15 +229,7 @@ def model_card(doc: dict[str, Any], row: dict[str, Any], seeds: list[dict[str, A
         "s_measure, weighted_f, e_measure_mean/max and mae come from pysodmetrics "
         "(docs/results.md, \"Metrics\").",
     ]
-    if sweep:
-        lines.append(
-            f"- Rotation sweep ({settings.get('angles')} degrees, inscribed disc): mean Dice "
-            f"{sweep.get('accuracy_mean', float('nan')):.3f}, worst angle "
-            f"{sweep.get('accuracy_min', float('nan')):.3f}, consistency off multiples of 90 "
-            f"degrees {sweep.get('consistency_off90', float('nan')):.3f}.")
-    lines.append("- Every seed: " + "; ".join(
-        f"seed {s['seed']}: test Dice {s['metrics']['dice']:.3f} (val {s['val_dice']:.3f})"
-        for s in seeds) + ".")
+    lines += _sweep_and_seeds(row.get("sweep", {}), settings.get("angles"), seeds)
     lines += frames_without_polyp(row, decision, negatives_share)
     lines += [
         "",
