@@ -9,10 +9,6 @@ from torch import nn
 from polypseg.checkpoint import InputSpec, ModelSpec
 from polypseg.errors import ModelError
 
-# the one parameter count (every parameter of a zoo model is trainable); re-exported here for
-# the training loop and run records
-from zoo import count_parameters as count_parameters
-
 
 def available_models() -> list[str]:
     """The variant names ``zoo`` knows."""

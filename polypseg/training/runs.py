@@ -29,7 +29,8 @@ def create_run(
     :class:`polypseg.data.Split`; ``extra_meta``: more keys of the checkpoint metadata.
     """
     from polypseg.checkpoint import ModelSpec, save_checkpoint
-    from polypseg.training.models import count_parameters, input_spec
+    from polypseg.training.models import input_spec
+    from zoo import count_parameters
 
     run_dir = Path(run_dir)
     try:
