@@ -28,6 +28,12 @@ def build_model(
     ``width``/``depth`` left as ``None`` take the zoo's defaults; the spec holds the model's own
     ``config``, i.e. what a checkpoint records (so its ``depth`` is resolved).
     An unknown name or a bad option is a :class:`ModelError` listing what is available.
+
+    Args:
+        name: the zoo variant.
+        width: its first-stage width; ``None``: zoo's default.
+        depth: its U-Net depth; ``None``: zoo's default.
+        options: the variant's own options (``zoo.create``'s keyword arguments); ``None``: none.
     """
     import zoo
 
