@@ -1,6 +1,6 @@
 """A command's docstring is its ``--help`` text up to a form feed: the ``Args:`` section after
-it (``tests/test_docstrings.py``) shows in no help, neither the command's own nor its group's
-list of commands."""
+it (``tests/test_polypseg_docstrings.py``) shows in no help, neither the command's own nor its
+group's list of commands."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Every public function and method of polypseg with four or more parameters documents every
 parameter in an ``Args:`` section (the rule of ``tests/zoo/test_docstrings.py``, applied to
-functions: zoo's constructors there, polypseg's functions here).
+functions: zoo's constructors there, polypseg's functions here). Named apart from zoo's file:
+pytest imports test files by basename.
 
 Public: a module of ``polypseg`` (any depth) whose name does not start with ``_``; in it, a
 function or class defined there whose name does not start with ``_``; of such a class, the
