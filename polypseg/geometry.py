@@ -59,6 +59,12 @@ def rotate_each(
     Multiples of 90 degrees use ``torch.rot90`` exactly (unless ``exact`` is false, for tests
     of the resampling path); the others are resampled together in one ``grid_sample`` call with
     ``mode`` (``"bilinear"`` or ``"nearest"``) and zero fill.
+
+    Args:
+        x: the batch ``(A, C, S, S)``.
+        angles: one angle in degrees per item (counter-clockwise).
+        mode: ``bilinear`` or ``nearest`` resampling for the other angles.
+        exact: take the ``torch.rot90`` path for multiples of 90 degrees.
     """
     _check_square(x)
     angles = [float(a) for a in angles]

@@ -86,6 +86,14 @@ def predict_probs(
     ``rot90`` each chunk becomes four forward passes). ``channels_last``: the images' memory
     format in the model (``None``: :func:`resolve_channels_last`). The model runs in eval mode
     and comes back in the mode it was in.
+
+    Args:
+        model: ``(B, 3, H, W)`` normalised images -> ``(B, 1, H, W)`` logits.
+        images: ``(B, 3, H, W)`` normalised float images, on the model's device.
+        tta: ``None``/``none`` or ``rot90``.
+        batch_size: images per forward pass; ``None``: all at once.
+        channels_last: the images' memory format in the model; ``None``:
+            :func:`resolve_channels_last`.
     """
     tta = look_up_tta(tta)
     if images.dim() != 4:
@@ -118,7 +126,12 @@ def predict_masks(
     batch_size: int | None = None,
     channels_last: bool | None = None,
 ) -> torch.Tensor:
-    """Binary masks ``(B, 1, H, W)`` in {0, 1}: :func:`predict_probs` ``>= threshold``."""
+    """Binary masks ``(B, 1, H, W)`` in {0, 1}: :func:`predict_probs` ``>= threshold``.
+
+    Args:
+        model, images, tta, batch_size, channels_last: as :func:`predict_probs` takes them.
+        threshold: the probability at and above which a pixel is foreground.
+    """
     from polypseg.metrics import binarize
 
     probs = predict_probs(

@@ -73,6 +73,12 @@ def inspect_run(
     With ``write`` the result goes to ``out`` (default ``RUN/symmetry.json`` for the best
     checkpoint, ``RUN/symmetry-last.json`` for the last, ``STEM-symmetry.json`` beside a bare
     checkpoint) and its ``file`` names it.
+
+    Args:
+        run: a run folder or checkpoint stem.
+        which: the run folder's checkpoint, ``best`` or ``last``.
+        out: the JSON file to write; ``None``: the default beside the run.
+        write: write the result (else only return it).
     """
     from polypseg.opened import open_run
 

@@ -59,8 +59,11 @@ def predict_negatives(
     Args:
         model: in eval mode on its device.
         negatives: :class:`~polypseg.data.negatives.FixedNegative` items.
-        size: the model's input side; ``depth`` its U-Net depth (checked against ``size``).
+        size: the model's input side.
+        depth: its U-Net depth (checked against ``size``); ``None``: unchecked.
         threshold: the foreground probability threshold.
+        tta: ``None`` or ``rot90``.
+        batch_size: negatives per forward pass.
     """
     import torch
 
@@ -94,7 +97,18 @@ def summarize(
     stems: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The ``negatives`` and ``frame_level`` sections of an evaluation result (``stems``: of
-    the positives, for the per-image decisions ``frame_level.present``)."""
+    the positives, for the per-image decisions ``frame_level.present``).
+
+    Args:
+        positive_features: ``(largest_fraction, peak)`` of each evaluated (positive) image's
+            prediction.
+        negative_rows: :func:`predict_negatives`'s rows.
+        skipped: stems of the images that gave no negative crop.
+        decision: the checkpoint's decision thresholds; ``None``:
+            :data:`polypseg.decision.DEFAULT_DECISION`.
+        seed: the seed the negatives were cut with, recorded.
+        stems: the stems of ``positive_features``; ``None``: no per-image decisions.
+    """
     rule = resolve(decision)
     rows = [{**row, "polyp_present": decide(row["largest_fraction"], row["peak"], rule)}
             for row in negative_rows]
@@ -133,6 +147,8 @@ def evaluate_negatives(
         loaded: the :class:`~polypseg.opened.OpenedModel` of a run.
         pairs: the evaluated images (the negatives are cut from them).
         positive_features: :func:`features_of` of the evaluated images' predictions.
+        tta: ``None`` or ``rot90``, as the images were evaluated.
+        batch_size: negatives per forward pass.
         stems: the stems of ``positive_features``, to record each image's decision.
     """
     from polypseg.data.negatives import EVAL_SEED, fixed_negatives
@@ -175,7 +191,17 @@ def calibrate(
     batch_size: int = 8,
 ) -> dict[str, Any]:
     """The decision thresholds of ``model`` chosen on ``pairs`` (validation images) and their
-    fixed negatives for ``target_specificity`` (:func:`polypseg.decision.choose_thresholds`)."""
+    fixed negatives for ``target_specificity`` (:func:`polypseg.decision.choose_thresholds`).
+
+    Args:
+        model: in eval mode on its device.
+        pairs: the validation image/mask pairs; their fixed negatives are cut from them.
+        size: the model's input side.
+        depth: its U-Net depth (checked against ``size``); ``None``: unchecked.
+        threshold: the foreground probability threshold.
+        target_specificity: the frame-level specificity to reach on the negatives.
+        batch_size: images per forward pass.
+    """
     import torch
 
     from polypseg.data.negatives import EVAL_SEED, fixed_negatives
@@ -200,7 +226,14 @@ def calibrate_checkpoint(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Choose the decision of checkpoint ``stem`` on ``pairs`` (its validation images) and
-    write it into the checkpoint's metadata (the weights are untouched); return it."""
+    write it into the checkpoint's metadata (the weights are untouched); return it.
+
+    Args:
+        stem: the checkpoint stem (``RUN/checkpoints/best``).
+        pairs: its validation image/mask pairs.
+        target_specificity: the frame-level specificity to reach on the negatives.
+        device: where the model runs.
+    """
     from polypseg.checkpoint import write_meta
     from polypseg.opened import open_run
 

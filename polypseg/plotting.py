@@ -114,7 +114,14 @@ def separate_labels(fig: Any, labels: Sequence[Any], step: float = 2.0,
                     tries: int = 200) -> None:
     """Move annotation ``labels`` (``ax.annotate(..., textcoords="offset points")``) apart
     until no two overlap: each label, in order, steps down (then up) by ``step`` points from
-    where it was put until its box meets no box placed before it."""
+    where it was put until its box meets no box placed before it.
+
+    Args:
+        fig: the matplotlib figure holding the labels (drawn to measure their boxes).
+        labels: the annotations, placed in this order.
+        step: points per move.
+        tries: moves per label at most; the last position stays if none is free.
+    """
     placed: list[Any] = []
     for label in labels:
         x0, y0 = label.xyann

@@ -101,6 +101,22 @@ def sweep_runs(
     ``channels_last``: the images' memory format in the models (``None``:
     channels-last on CPU, as in training). With ``write`` the files go to ``out`` (default:
     :func:`default_out`).
+
+    Args:
+        runs: run folders (or checkpoint stems), swept on the same tensors.
+        data_dir: the dataset folder.
+        angles: the angles in degrees.
+        subset: the set of the split: ``train``, ``val`` or ``test``.
+        split_file: the split file; ``None``: the first run's ``split.json``.
+        limit: only the first ``limit`` images of the set; ``None``: all.
+        out: the results folder; ``None``: :func:`default_out`.
+        batch_size: rotated copies per forward pass.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        which: each run's checkpoint, ``best`` or ``last``.
+        tta: ``None`` or ``rot90``.
+        progress: show a progress bar; ``None``: only on a terminal.
+        write: write the files (else only return the result).
+        channels_last: the images' memory format in the models; ``None``: channels-last on CPU.
     """
     from polypseg.data import discover
     from polypseg.geometry import disc_mask
@@ -308,7 +324,14 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def angle_summary(result: dict[str, Any], run: str, angle: float, metric: str) -> dict[str, Any]:
-    """The summary of one run at one angle (``KeyError`` if absent)."""
+    """The summary of one run at one angle (``KeyError`` if absent).
+
+    Args:
+        result: a sweep result (:func:`sweep_runs`).
+        run: the run's name in it.
+        angle: the angle in degrees.
+        metric: ``consistency`` or ``accuracy``.
+    """
     for entry in result["runs"]:
         if entry["name"] == run:
             for per in entry["per_angle"]:

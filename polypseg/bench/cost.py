@@ -58,6 +58,15 @@ def step_times(
     Returns, per model in order: ``name``, ``variant``, ``width``, ``depth``, ``params``,
     ``step_seconds`` (median), ``step_seconds_all`` (every timed repeat) and
     ``seconds_per_image``. Runs with one torch thread; the thread's CPU time is measured.
+
+    Args:
+        models: the models to time, built in this order with ``zoo.create`` (at least one).
+        size: side in pixels of the square random batch, ``(batch_size, 3, size, size)``.
+        batch_size: images per training step.
+        repeats: timed rounds; each round times one step of every model in turn.
+        warmup: untimed rounds before them.
+        seed: seed of the batch and of every model's initial weights.
+        progress: called with one line per model built and per timed round.
     """
     import torch
 
@@ -136,6 +145,13 @@ def match_step_time(
     ``reference``'s does: the one whose median time ratio is nearest 1 on a log scale.
 
     Returns ``{"width": W, "reference": row, "candidates": [row + "ratio", ...]}``.
+
+    Args:
+        reference: the model whose step time is matched.
+        variant: the variant whose width is chosen.
+        widths: the candidate widths of ``variant`` (at least one).
+        size, batch_size, repeats, warmup, progress: as :func:`step_times` takes them.
+        depth: U-Net depth of the candidates; ``None``: zoo's default.
     """
     if not widths:
         raise PolypsegError("give at least one candidate width")

@@ -73,7 +73,16 @@ def cuda_peak(step: Callable[[], None], device: object) -> float:
 def probe(
     spec: dict, batch: int, size: int, threads: int, device: str = "cpu"
 ) -> dict[str, float | str]:
-    """Peak memory (MiB) of one inference and one training step of the model ``spec`` alone."""
+    """Peak memory (MiB) of one inference and one training step of the model ``spec`` alone.
+
+    Args:
+        spec: the model as :func:`polypseg.bench.speed.build_from_spec` takes it.
+        batch: images per step.
+        size: side in pixels of the square random batch.
+        threads: torch threads of this process (at least 1).
+        device: ``cpu`` (peak rise of the process's resident memory) or ``cuda``
+            (``torch.cuda.max_memory_allocated``).
+    """
     import torch
 
     from polypseg.bench.speed import build_from_spec, infer_step_fn, train_step_fn

@@ -53,7 +53,13 @@ def label_offsets(xs: list[float], ys: list[float], *, log_x: bool = True,
                   near: float = 0.04) -> list[tuple[int, int]]:
     """Text offsets in points for the labels of points at ``(xs, ys)``: ``(6, 5)``, except
     that labels of points within ``near`` of each other (as fractions of the data's span, x
-    on a log scale when ``log_x``) stack downwards, 11 points apart, so none covers another."""
+    on a log scale when ``log_x``) stack downwards, 11 points apart, so none covers another.
+
+    Args:
+        xs, ys: the points' coordinates in data units, one per label.
+        log_x: compare x on a log10 scale (the x axis is logarithmic).
+        near: the distance, as a fraction of each axis's span, below which labels stack.
+    """
     import math
 
     def scaled(values: list[float], log: bool) -> list[float]:

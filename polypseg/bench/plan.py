@@ -490,6 +490,15 @@ def parse_plan(
 
     ``variants`` is the set of known variant names (default: ``zoo.available()``);
     ``check_paths`` requires every dataset folder to exist.
+
+    Args:
+        raw: the parsed YAML document (anything else is a :class:`PlanError`).
+        root: the project root that relative paths (datasets, ``out``, ``runs``) are resolved
+            against.
+        source_file: the plan's file, named in error messages and recorded; ``None``: parsed from
+            elsewhere.
+        check_paths: require every dataset folder to exist.
+        variants: the known variant names; ``None``: ``zoo.available()``.
     """
     _check_keys(raw, _where(source_file))
     name = _parse_name(raw["name"])
@@ -543,7 +552,14 @@ def load_plan(
     variants: set[str] | None = None,
     root: Path | None = None,
 ) -> Plan:
-    """Read and validate the plan in ``path`` (see :func:`parse_plan`)."""
+    """Read and validate the plan in ``path`` (see :func:`parse_plan`).
+
+    Args:
+        path: the YAML plan file.
+        check_paths: require every dataset folder to exist.
+        variants: the known variant names; ``None``: ``zoo.available()``.
+        root: the project root for relative paths; ``None``: :func:`find_root` of ``path``.
+    """
     import yaml
 
     path = Path(path)

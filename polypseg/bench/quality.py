@@ -123,6 +123,15 @@ def run_all(specs: list[RunSpec], jobs: int, resume: bool, device: str | None,
     """Execute ``specs``: in this process when ``jobs == 1``, else ``jobs`` subprocesses.
 
     Returns each run's error message (``None`` when it finished).
+
+    Args:
+        specs: the runs to bring to completion, in order.
+        jobs: runs at once; above 1 each run is a ``polypseg bench worker`` subprocess with ``cores
+            // jobs`` torch threads.
+        resume: continue half-done runs from their resume state.
+        device: ``cpu``, ``cuda``, ``cuda:N``; ``None``/``auto``/``cuda`` with several GPUs: one GPU
+            per worker thread, round robin.
+        progress: called with one line per run started and finished.
     """
     errors: dict[str, str | None] = {}
     if jobs <= 1:
@@ -158,7 +167,20 @@ def run_quality(
     """Run every unfinished run of ``plan``, then collect, tabulate and plot all of them
     (with ``collect_only``: only collect the finished runs, train nothing; with ``only``:
     train only the unfinished runs whose key matches one of these patterns, see
-    :func:`~polypseg.bench.runs.select_runs`; the tables still hold every finished run)."""
+    :func:`~polypseg.bench.runs.select_runs`; the tables still hold every finished run).
+
+    Args:
+        plan: the validated plan.
+        jobs: runs at once (see :func:`run_all`).
+        out: the folder of the collected tables and plots; ``None``: the plan's ``out``.
+        resume: continue half-done runs from their resume state.
+        device: where the runs train and evaluate (see :func:`run_all`); ``None``: CUDA when
+            available.
+        command: the command line, recorded in ``quality-PLAN.json``.
+        progress: called with one line per step of the study.
+        collect_only: train and evaluate nothing; only collect the finished runs.
+        only: shell patterns on run keys (``DATASET/ENTRY/seedN``); ``None``: every unfinished run.
+    """
     datasets = prepare_splits(plan, progress)
     entries = resolve_entries(plan)
     specs = plan_runs(plan, entries)

@@ -62,7 +62,15 @@ def _layout(path: str) -> torch.memory_format:
 
 
 class PathRunner:
-    """One path of one variant: its model, optimiser, loss and input layout."""
+    """One path of one variant: its model, optimiser, loss and input layout.
+
+    Args:
+        path: ``reference`` or ``optimised``: which loss and input layout the runner uses.
+        model: the variant's model, trained in place by :meth:`train_step`.
+        x: the input batch ``(B, 3, S, S)``, kept in the path's memory format.
+        y: the target masks ``(B, 1, S, S)`` in {0, 1}.
+        compile_model: ``torch.compile`` the model (the optimised path only).
+    """
 
     def __init__(
         self, path: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, compile_model: bool
@@ -116,7 +124,18 @@ def build_runner(
     path: str, name: str, width: int, depth: int, size: int, batch_size: int, device: str,
     compile_model: bool,
 ) -> PathRunner:
-    """The runner of ``path``: the model from seed 0, the batch from seed 1 (equal in both)."""
+    """The runner of ``path``: the model from seed 0, the batch from seed 1 (equal in both).
+
+    Args:
+        path: ``reference`` or ``optimised``.
+        name: the zoo variant.
+        width: its first-stage width.
+        depth: its U-Net depth.
+        size: side in pixels of the square batch.
+        batch_size: images in the batch.
+        device: the torch device string of the model and batch.
+        compile_model: ``torch.compile`` the optimised path's model.
+    """
     import zoo
 
     torch.manual_seed(0)
@@ -144,7 +163,14 @@ def _timed(call: Callable[[], None], device: torch.device) -> tuple[float, float
 def worker(conn: Any, path: str, threads: int, build: dict[str, Any]) -> None:
     """A path's process: set threads (and the allocator), build, then serve commands from
     ``conn``: ``parity``, ``logits``, ``train``, ``infer`` (one timed call: ``(wall, cpu)``),
-    ``stop``."""
+    ``stop``.
+
+    Args:
+        conn: this process's end of a ``multiprocessing`` pipe to the coordinator.
+        path: ``reference`` or ``optimised``.
+        threads: torch threads of this process.
+        build: the keyword arguments of :func:`build_runner` other than ``path``.
+    """
     torch.set_num_threads(threads)
     if path == "optimised":
         from polypseg.training.performance import tune_allocator
@@ -213,7 +239,14 @@ class PathPair:
 def time_pairs(
     pair: PathPair, command: str, repeats: int, warmup: int
 ) -> dict[str, dict[str, list[float]]]:
-    """``{path: {"wall": [...], "cpu": [...]}}``: seconds per call, the paths alternating."""
+    """``{path: {"wall": [...], "cpu": [...]}}``: seconds per call, the paths alternating.
+
+    Args:
+        pair: the two path workers of one variant.
+        command: ``train`` or ``infer``: the call timed.
+        repeats: timed calls per path.
+        warmup: untimed calls per path first.
+    """
     for path in PATHS:
         for _ in range(warmup):
             pair.ask(path, command)
@@ -268,7 +301,22 @@ def compare_variant(
     modes: tuple[str, ...] = ("train", "infer"),
 ) -> dict[str, Any]:
     """Both paths of one variant: parity (after one training step, or of the eval-mode logits
-    without ``"train"`` in ``modes``), then the ``modes`` alternating."""
+    without ``"train"`` in ``modes``), then the ``modes`` alternating.
+
+    Args:
+        name: the zoo variant.
+        width: its first-stage width.
+        depth: its U-Net depth.
+        size: side in pixels of the square batch.
+        batch_size: images per call.
+        device: the torch device string both workers run on.
+        repeats: timed calls per path and mode.
+        warmup: untimed calls per path and mode first.
+        compile_model: ``torch.compile`` the optimised path's model.
+        threads: torch threads of each worker process.
+        say: called with one progress line per stage.
+        modes: what is timed: ``train`` and/or ``infer``.
+    """
     build = {"name": name, "width": width, "depth": depth, "size": size,
              "batch_size": batch_size, "device": device, "compile_model": compile_model}
     say(f"{name}: width {width}, starting the two path workers")
@@ -329,7 +377,21 @@ def run_side_by_side(
     modes: tuple[str, ...] = ("train", "infer"),
 ) -> dict[str, Any]:
     """The side-by-side document: one row per variant (see the module docstring); ``modes``
-    says what is timed (``train``, ``infer``)."""
+    says what is timed (``train``, ``infer``).
+
+    Args:
+        variants: the zoo variants, one row each.
+        widths: their first-stage widths, one per variant.
+        depth: the U-Net depth of every variant.
+        size: side in pixels of the square batch.
+        batch_size: images per call.
+        repeats: timed calls per path and mode.
+        warmup: untimed calls per path and mode first.
+        device: the torch device string the workers run on.
+        compile_model: ``torch.compile`` the optimised path's model.
+        progress: called with one progress line per stage; ``None``: silent.
+        modes: what is timed: ``train`` and/or ``infer``.
+    """
     from polypseg.bench.hardware import hardware_info
 
     if len(widths) != len(variants):

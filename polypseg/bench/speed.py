@@ -111,7 +111,14 @@ def describe_macs(model: nn.Module, size: int) -> int | None:
 def build_cases(
     variants: list[str], target_params: int, size: int, depth: int | None
 ) -> list[ModelCase]:
-    """MONAI UNet first, then each variant at the width matching ``target_params``."""
+    """MONAI UNet first, then each variant at the width matching ``target_params``.
+
+    Args:
+        variants: the zoo variants, in order.
+        target_params: the parameter count each model's width (MONAI's channels) is matched to.
+        size: side in pixels of the square input the MACs are counted for.
+        depth: U-Net depth of the zoo models; ``None``: zoo's default.
+    """
     import zoo
 
     cases = []
@@ -175,7 +182,14 @@ def time_interleaved(
     repeats: int,
     warmup: int,
 ) -> dict[str, list[float]]:
-    """Seconds per call of each step: warm-up, then ``repeats`` rounds over all steps."""
+    """Seconds per call of each step: warm-up, then ``repeats`` rounds over all steps.
+
+    Args:
+        steps: the calls to time, by name.
+        device: synchronised around each call when CUDA.
+        repeats: timed rounds over all steps.
+        warmup: untimed calls of each step first.
+    """
     for step in steps.values():
         for _ in range(warmup):
             step()
@@ -190,7 +204,15 @@ def isolated_peaks(
     spec: dict[str, Any], batch: int, size: int, threads: int, device: str = "cpu"
 ) -> dict[str, Any]:
     """Peak memory (MiB) of an inference and a training step of ``spec`` alone, in a fresh
-    subprocess (:mod:`polypseg.bench.memprobe`); ``{}`` if the probe fails."""
+    subprocess (:mod:`polypseg.bench.memprobe`); ``{}`` if the probe fails.
+
+    Args:
+        spec: the model as :func:`build_from_spec` takes it.
+        batch: images per step.
+        size: side in pixels of the square random batch.
+        threads: torch threads of the subprocess.
+        device: ``cpu`` or ``cuda``.
+    """
     import json
     import subprocess
     import sys
@@ -211,7 +233,15 @@ def compare_export(
     cases: list[ModelCase], x: torch.Tensor, device: torch.device, repeats: int, warmup: int
 ) -> list[dict[str, Any]]:
     """Inference of each zoo model against its ``export()``-ed plain twin, interleaved; the
-    models run in eval mode and come back in the mode they were in."""
+    models run in eval mode and come back in the mode they were in.
+
+    Args:
+        cases: the models; only the zoo ones (with ``export()``) are compared.
+        x: the input batch ``(B, 3, S, S)`` on ``device``.
+        device: synchronised around each timed call when CUDA.
+        repeats: timed rounds over every original and exported model.
+        warmup: untimed calls of each first.
+    """
     steps: dict[str, Callable[[], None]] = {}
     diffs: dict[str, float] = {}
     with contextlib.ExitStack() as modes:
@@ -470,6 +500,13 @@ def write_speed(
     """Write ``STEM.json`` and ``STEM.md`` into ``out_dir`` (atomically); return both paths.
 
     ``render`` makes the markdown (default: the speed table of :mod:`polypseg.bench.report`).
+
+    Args:
+        doc: the speed document (``bench speed``'s or the side-by-side one).
+        out_dir: the folder of both files (created if missing).
+        stem: the files' stem.
+        render: makes the markdown from ``doc``; ``None``: the speed table of
+            :mod:`polypseg.bench.report`.
     """
     from polypseg.atomic import atomic_write_json, atomic_write_text
 

@@ -50,6 +50,13 @@ def paired_bootstrap(
     Images scored by every run of both sides are compared; NaN scores are not allowed (Dice
     is always defined). Returns ``diff_mean``, ``ci_low``, ``ci_high``, ``level``,
     ``verdict``, ``n_images``, ``n_seeds`` (entry's, baseline's) and ``n_boot``.
+
+    Args:
+        entry_runs: one mapping ``image stem -> score`` per seed of the entry.
+        baseline_runs: the same for the baseline.
+        n_boot: bootstrap replicates.
+        level: the interval's coverage (0.95: the 2.5 and 97.5 percentiles).
+        seed: seed of the resampling.
     """
     if not entry_runs or not baseline_runs:
         raise ValueError("both sides need at least one run")
@@ -102,6 +109,12 @@ def bootstrap_mean(
     ``runs`` holds one mapping ``image stem -> score`` per seed; images scored by every run
     count. Returns ``mean``, ``ci_low``, ``ci_high``, ``level``, ``n_images``, ``n_seeds`` and
     ``n_boot``.
+
+    Args:
+        runs: one mapping ``image stem -> score`` per seed.
+        n_boot: bootstrap replicates.
+        level: the interval's coverage.
+        seed: seed of the resampling.
     """
     if not runs:
         raise ValueError("need at least one run")
@@ -136,6 +149,14 @@ def convergence(
     ``best_val_dice``, ``stopped_early``, ``late_gain`` (best validation Dice minus the best
     as of ``patience`` epochs before the end), ``stalled`` and ``levelled_off`` (never true
     for a stalled run).
+
+    Args:
+        rows: the run's ``metrics.csv`` rows (``epoch``, ``val_dice``).
+        patience: the schedule's early-stopping patience, in epochs (also the window of the late
+            gain, at least one epoch).
+        epochs: the schedule's number of epochs.
+        tolerance: the least gain of validation Dice that counts: a best less than this above
+            the first epoch's is ``stalled``, a late gain below it has levelled off.
     """
     if not rows:
         return {"epochs": 0, "levelled_off": False}

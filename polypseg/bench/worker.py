@@ -107,7 +107,14 @@ def _sweep(spec: RunSpec, evaluation: Evaluation, device: str, progress: Progres
 
 def execute(spec: RunSpec, resume: bool = False, device: str | None = None,
             progress: Progress = quiet) -> None:
-    """Bring one run to completion: train (or resume), then every evaluation and sweep."""
+    """Bring one run to completion: train (or resume), then every evaluation and sweep.
+
+    Args:
+        spec: the run: its training config, evaluations and sweeps.
+        resume: continue a half-done run from its resume state (otherwise it is an error).
+        device: ``cpu``, ``cuda`` or ``cuda:N``; ``None``: ``auto``.
+        progress: called with one line per stage.
+    """
     from polypseg.devices import resolve_device
 
     used = str(resolve_device(device or "auto"))

@@ -45,7 +45,20 @@ def quality(
         help="Train only the runs whose key (DATASET/ENTRY/seedN) matches this shell pattern, "
              "e.g. '*/p4*/seed2'; repeatable. The tables still hold every finished run."),
 ) -> None:
-    """Run a quality plan: train, evaluate (test split), sweep and plot; skip finished runs."""
+    """Run a quality plan: train, evaluate (test split), sweep and plot; skip finished runs.\f
+
+    Args:
+        plan: the YAML plan file (``plans/*.yaml``), read by :func:`polypseg.bench.plan.load_plan`.
+        jobs: runs trained at once; above 1 each run is a ``polypseg bench worker`` subprocess with
+            ``cores // jobs`` torch threads.
+        out: the folder of the collected tables and plots; ``None``: the plan's ``out``.
+        resume: continue half-done runs from their resume state (otherwise they are an error).
+        device: ``cpu``, ``cuda`` or ``cuda:N``; ``None``: CUDA when available.
+        dry_run: list every run with its state and stop; nothing is trained or written.
+        collect: only collect the finished runs into the tables and plots.
+        only: shell patterns on run keys (``DATASET/ENTRY/seedN``); ``None``: every unfinished run
+            is trained.
+    """
     from polypseg.bench.plan import load_plan
     from polypseg.bench.quality import run_quality
     from polypseg.bench.runs import (
@@ -150,7 +163,28 @@ def speed(
         "path); writes speed-infer-DEVICE-SIZE by default."),
 ) -> None:
     """Time every variant against a MONAI UNet of similar size (ratios, images/s, memory),
-    or (--side-by-side) each variant's optimised training step against its reference path."""
+    or (--side-by-side) each variant's optimised training step against its reference path.\f
+
+    Args:
+        device: ``cpu`` or ``cuda``: where every model is timed.
+        size: side in pixels of the square input batch.
+        batch_size: images per timed step.
+        repeats: interleaved timed rounds over all models (medians of these).
+        warmup: untimed steps per model before the timed rounds.
+        params: the parameter count every model's width is matched to.
+        variants: comma-separated zoo variants; ``None``: every available one.
+        depth: U-Net depth of every model; ``None``: zoo's default.
+        memory: also measure each model's peak memory, each in a fresh process.
+        out: the folder that receives ``STEM.json`` and ``STEM.md``.
+        stem: the file stem; ``None``: ``speed-DEVICE`` (side by side: ``speed-train-DEVICE`` or
+            ``speed-infer-DEVICE-SIZE``).
+        side_by_side: time each variant's reference path against the optimised one instead
+            (:mod:`polypseg.bench.sidebyside`).
+        widths: side by side: comma-separated widths, one per variant; ``None``: matched to
+            ``params``.
+        compile_model: side by side: ``torch.compile`` the optimised path's model.
+        infer_only: side by side: time inference only, not training steps.
+    """
     from polypseg.bench.speed import run_speed, write_speed
 
     if side_by_side:
@@ -225,7 +259,15 @@ def cost(
                                     help="Results folder (default: the plan's 'out')."),
 ) -> None:
     """Time one training step of every entry of a plan side by side (CPU, one thread):
-    seconds per image and ratios, for the cost columns and the Pareto plot."""
+    seconds per image and ratios, for the cost columns and the Pareto plot.\f
+
+    Args:
+        plan: the YAML plan whose entries are timed (their variant, width and depth at the plan's
+            size and batch size).
+        repeats: interleaved timed rounds over all entries.
+        warmup: untimed steps per entry before the timed rounds.
+        out: the folder of ``cost-PLAN.{json,md}``; ``None``: the plan's ``out``.
+    """
     from polypseg.atomic import atomic_write_report
     from polypseg.bench.cost import TimedModel, step_times
     from polypseg.bench.hardware import hardware_info
@@ -278,7 +320,17 @@ def match_time(
     repeats: int = typer.Option(7, "--repeats", min=1, help="Interleaved timed repeats."),
 ) -> None:
     """Find the width of VARIANT whose training step costs what the reference's does
-    (the compute-matched baseline of a plan)."""
+    (the compute-matched baseline of a plan).\f
+
+    Args:
+        variant: the variant whose width is searched (``unet`` for the compute-matched baseline).
+        to: the reference as ``VARIANT:WIDTH`` (e.g. ``p4:4``).
+        widths: the candidate widths: ``START:STOP`` (STOP excluded) or a comma list.
+        size: side in pixels of the timed batch.
+        depth: U-Net depth of both models; ``None``: zoo's default.
+        batch_size: images per timed training step.
+        repeats: interleaved timed rounds over the reference and every candidate.
+    """
     from polypseg.bench.cost import TimedModel, match_step_time, parse_widths
     from polypseg.errors import PolypsegError
 

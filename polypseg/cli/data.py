@@ -279,7 +279,17 @@ def split(
     Kvasir-SEG: random 80/10/10 by image.
     CVC-ClinicDB: by video sequence, about 70/15/15 of frames.
     K-fold: fold F tests on fold F and validates on fold F+1 (mod K).
-    Later commands take the file with --split-file.
+    Later commands take the file with --split-file.\f
+
+    Args:
+        folders: one dataset folder, or two for a combined split over both.
+        out: the split file; ``None``: ``splits/<dataset>-seed<S>.json``; with ``folds`` the stem of
+            one file per fold.
+        folds: K of a K-fold split (at least 3); ``None``: the dataset's own benchmark split.
+        seed: seed of the shuffles that make the split.
+        dataset: the registry name of each folder, in order; ``None``: detected from the folders.
+        force: replace an existing split file that holds a different split (an identical one is kept
+            as it is).
     """
     from polypseg.data.splits import (
         default_split_path,
@@ -343,7 +353,15 @@ def download(
 
     The archive's SHA-256 is checked against the recorded one or --sha256 (else printed).
     It is unpacked in a temporary folder and moved into place only when complete.
-    Nothing is left behind on failure.
+    Nothing is left behind on failure.\f
+
+    Args:
+        name: the dataset's registry name (``kvasir-seg``, ``cvc-clinicdb``, ...).
+        dest: the folder that receives ``<Dataset>/``.
+        url: download from this URL (http, https, file) instead of the registry's.
+        archive: a zip/tar archive already on disk, used instead of a download.
+        sha256: the archive's expected SHA-256 (hex); ``None``: the registry's, if it records one.
+        timeout: seconds to wait for the server before giving up.
     """
     from polypseg.data.download import SOURCES, download_dataset
     from polypseg.data.layouts import canonical_dataset
@@ -387,7 +405,19 @@ def preview(
     subset: Annotated[str, typer.Option("--subset", help="train, val or test.")] = "test",
     dataset: DatasetOption = None,
 ) -> None:
-    """Write a grid of images with their mask outlines (green) to a PNG file."""
+    """Write a grid of images with their mask outlines (green) to a PNG file.\f
+
+    Args:
+        folder: the dataset folder, in any supported layout.
+        out: the PNG file to write.
+        n: number of images in the grid.
+        tile: side of each square tile, in pixels.
+        seed: seed of a random sample; ``None``: evenly spaced images.
+        split_file: take the images of ``subset`` of this split file only; ``None``: the whole
+            folder.
+        subset: ``train``, ``val`` or ``test`` (with ``split_file``).
+        dataset: the registry name of the folder; ``None``: detected.
+    """
     from polypseg.data.preview import make_grid, pick, save_png
     from polypseg.data.splits import load_split, select
 

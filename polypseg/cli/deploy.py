@@ -62,7 +62,23 @@ def export(
     data: Path | None = typer.Option(
         None, help="--quantize: the run's dataset folder (default: the one it recorded)."),
 ) -> None:
-    """Freeze a trained model (plain convs, no zoo/e2cnn needed) and check parity."""
+    """Freeze a trained model (plain convs, no zoo/e2cnn needed) and check parity.\f
+
+    Args:
+        run: a run folder or checkpoint stem.
+        format: the artifact format (TorchScript, ONNX or plain state dict).
+        out: the export folder to create.
+        which: the run folder's checkpoint, ``best`` or ``last``.
+        tolerance: largest max-abs difference of logits between the reloaded artifact and the model.
+        opset: the ONNX opset version.
+        onnx_exporter: ``dynamo`` (torch.export), ``legacy``, or ``auto`` (dynamo, then legacy).
+        overwrite: replace ``out`` if it exists.
+        quantize: ``int8``: static ONNX quantisation, gated on validation Dice; ``None``: float.
+        max_dice_drop: with ``quantize``: the largest drop of mean validation Dice (0.005 = 0.5
+            points).
+        calibration_images: with ``quantize``: training images that calibrate the int8 ranges.
+        data: with ``quantize``: the run's dataset folder; ``None``: the one its config records.
+    """
     from polypseg.deploy.export import export_run
 
     result = export_run(
@@ -110,7 +126,20 @@ def predict(
     ),
     threads: int | None = typer.Option(None, help="CPU threads (default: torch's)."),
 ) -> None:
-    """Segment images and video frames; masks at each input's original size."""
+    """Segment images and video frames; masks at each input's original size.\f
+
+    Args:
+        model: a run folder, checkpoint stem or export folder.
+        inputs: image files, video files, and folders of them.
+        out: the folder of masks, overlays, ``predictions.csv``, per-video tables and COCO files.
+        tta: ``none`` or ``rot90`` (the mean of the four quarter turns).
+        batch_size: images per forward pass.
+        threshold: probability threshold in [0, 1]; ``None``: the model's recorded one.
+        overlay: ``outline``, ``tint``, or ``none`` for no overlays.
+        overlay_video: write a video's overlays as ``videos/VIDEO.mp4`` instead of one JPG per
+            frame.
+        threads: CPU threads of torch/onnxruntime; ``None``: torch's default.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -192,7 +221,30 @@ def serve(
         False, help="Serve Swagger UI at /docs (the browser loads its assets from a CDN)."
     ),
 ) -> None:
-    """Serve the model over HTTP (POST /v1/segment, GET /healthz /readyz /v1/model)."""
+    """Serve the model over HTTP (POST /v1/segment, GET /healthz /readyz /v1/model).\f
+
+    Args:
+        model: a run folder, checkpoint stem or export folder.
+        host: the address to bind.
+        port: the TCP port.
+        threads: intra-op CPU threads of torch/onnxruntime; ``None``: their default.
+        max_bytes: the largest request body, as a size string (``10MiB``); above it 413.
+        max_pixels: the largest image, width x height; above it 413.
+        max_pending: segment requests in progress (body, queue, inference) before 503.
+        max_memory: decoded-image work memory shared by all requests, as a size string.
+        header_timeout: seconds for the request line and headers, else 408.
+        body_timeout: seconds for the body after the headers, else 408.
+        keep_alive: seconds an idle connection stays open.
+        max_connections: open connections at most (lowered to fit the open-file limit).
+        max_uploads: request bodies arriving at once, in all, before 503.
+        max_uploads_per_client: request bodies arriving at once from one client address.
+        min_body_rate: bytes per second a body must average after 5 s, as a size string; ``0``: any.
+        allowed_host: host names accepted besides the bound one and localhost; ``*``: any.
+        tta: the test-time augmentation of a request that names none.
+        log_level: uvicorn's log level.
+        access_log: log one line per request.
+        docs: serve Swagger UI at ``/docs``.
+    """
     from polypseg.deploy.bundle import open_model
     from polypseg.deploy.http import bind_socket, serve_app
     from polypseg.deploy.server import create_app

@@ -36,7 +36,13 @@ def inspect(
     """What a run learned about its symmetry, per layer; writes RUN/symmetry.json.
 
     Partial variants: each group element's probability and the kept subset; RPP variants: the
-    norm ratio of the free to the equivariant filters. Other variants: nothing learned.
+    norm ratio of the free to the equivariant filters. Other variants: nothing learned.\f
+
+    Args:
+        runs: run folders or checkpoint stems.
+        which: the checkpoint of each run folder, ``best`` or ``last``.
+        plot: also draw the runs' learned symmetry to ``FILE.png``/``.svg``; ``None``: no plot.
+        write: write each run's ``symmetry.json`` (:func:`polypseg.inspection.inspect_run`).
     """
     from polypseg.errors import RunError
     from polypseg.inspection import format_inspection, inspect_run

@@ -29,6 +29,13 @@ def variant_rows(
     """One dict per variant (``zoo.describe`` plus ``name``, ``summary``, ``error``) and the
     parameter target of ``match`` (``None`` without it). A variant that cannot be built here
     (e.g. e2cnn missing) gets ``error`` instead of numbers.
+
+    Args:
+        size: side in pixels of the square input the MACs are counted for.
+        width: first-stage width of every variant; ``None``: each variant's default.
+        depth: the U-Net depth (``size`` must be a multiple of ``2**depth``).
+        match: a variant whose parameter count (at ``width``, ``depth``) every variant's width is
+            matched to; ``None``: no matching.
     """
     import zoo
 
@@ -63,7 +70,12 @@ def variant_rows(
 def cached_variant_rows(
     size: int, width: int | None, depth: int, match: str | None, use_cache: bool = True
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """:func:`variant_rows` through the table cache (only successful tables are stored)."""
+    """:func:`variant_rows` through the table cache (only successful tables are stored).
+
+    Args:
+        size, width, depth, match: as :func:`variant_rows` takes them.
+        use_cache: read and write the table cache (``~/.cache/polypseg``); false: compute afresh.
+    """
     from polypseg.cli import tablecache
 
     args = {"size": size, "width": width, "depth": depth, "match": match}
@@ -110,7 +122,16 @@ def models(
                      "options and package versions (~/.cache/polypseg)."),
     ] = True,
 ) -> None:
-    """List the model variants with their parameters and MACs per image."""
+    """List the model variants with their parameters and MACs per image.\f
+
+    Args:
+        size: side in pixels of the square input the MACs are counted for.
+        width: first-stage width in fields; ``None``: each variant's default.
+        depth: number of 2x2 poolings (and upsamplings).
+        match_params: a variant whose parameter count every variant's width is matched to; ``None``:
+            no matching.
+        cache: reuse the table computed before for these options and package versions.
+    """
     from rich import box
     from rich.console import Console
     from rich.table import Table

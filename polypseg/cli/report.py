@@ -36,7 +36,17 @@ def report(
                           "auto.")
     ] = "cpu",
 ) -> None:
-    """One self-contained HTML report (tables, plots, galleries, provenance) of a study."""
+    """One self-contained HTML report (tables, plots, galleries, provenance) of a study.\f
+
+    Args:
+        inputs: run folders, sweep results, bench quality results, or folders of those.
+        out: the HTML file to write.
+        title: the page title; ``None``: one made from the study.
+        gallery: images per gallery row kind and model; 0: no pictures.
+        data: dataset folders for the gallery: ``KEY=DIR`` per dataset, or one ``DIR`` for all;
+            ``None``: the recorded folders.
+        device: where the gallery's predictions run: ``cpu``, ``cuda`` or ``auto``.
+    """
     from polypseg.report.build import build_report, parse_data
 
     command = "polypseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])

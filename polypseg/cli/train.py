@@ -81,7 +81,13 @@ ConfigFileOption = Annotated[
 def train(config: ConfigFileOption = None, **values: Any) -> None:
     """Train a model; writes RUN/{config.json,split.json,checkpoints/,metrics.csv,tb/}.
 
-    Multi-GPU: torchrun --nproc-per-node N -m polypseg train ...
+    Multi-GPU: torchrun --nproc-per-node N -m polypseg train ...\f
+
+    Args:
+        config: a YAML file of TrainConfig fields; ``None``: none.
+        **values: one value per :class:`~polypseg.training.config.TrainConfig` field with a
+            command-line option (its flags, help and bound are the field's metadata), ``None``
+            (or ``False`` for a bare flag) where the command line did not give it.
     """
     from polypseg.errors import RunError
     from polypseg.training.config import build_config, resume_base
@@ -147,7 +153,25 @@ def evaluate(
     ] = False,
 ) -> None:
     """Per-image metrics at each mask's own size (Dice, IoU, precision, recall, HD95; mDice,
-    mIoU, S-measure, weighted F, E-measure, MAE), mean ± std -> JSON + CSV."""
+    mIoU, S-measure, weighted F, E-measure, MAE), mean ± std -> JSON + CSV.\f
+
+    Args:
+        run: a run folder or checkpoint stem.
+        data: the dataset folder; ``None``: the run's own. A folder the split does not describe is
+            evaluated whole.
+        split: the set of the split: ``train``, ``val``, ``test``, or ``all`` (every image of
+            ``data``).
+        split_file: the split file; ``None``: the run's ``split.json``.
+        tta: ``rot90`` for test-time averaging; ``None``: one forward pass.
+        out: the results folder; ``None``: ``RUN/eval``.
+        which: the checkpoint, ``best`` or ``last``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_size: images per forward pass.
+        limit: only the first N images of the set; ``None``: all.
+        progress: show a progress bar; ``None``: only on a terminal.
+        channels_last: NHWC images through the model; ``None``: on CPU only.
+        save_maps: also write each probability map as an 8-bit PNG at its mask's size.
+    """
     from polypseg.evaluation import evaluate_run, format_summary
 
     if out is not None:  # before any work: a file in the way, a read-only disk
@@ -178,7 +202,17 @@ def calibrate(
     device: DeviceOption = "auto",
 ) -> None:
     """Choose a checkpoint's 'polyp present' thresholds on its validation images and their
-    negatives, and write them into its metadata (training does this for new runs)."""
+    negatives, and write them into its metadata (training does this for new runs).\f
+
+    Args:
+        run: a run folder or checkpoint stem.
+        data: the dataset folder; ``None``: the run's own.
+        split_file: the split file; ``None``: the run's ``split.json``.
+        which: the checkpoint, ``best`` or ``last``.
+        target_specificity: frame-level specificity (0.01 to 1) to reach on the validation
+            negatives.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """
     from polypseg.checkpoint import resolve_checkpoint
     from polypseg.data import discover
     from polypseg.errors import RunError
@@ -239,7 +273,23 @@ def sweep(
                      "as in train)."),
     ] = None,
 ) -> None:
-    """Consistency and accuracy Dice versus rotation angle, inside the inscribed disc."""
+    """Consistency and accuracy Dice versus rotation angle, inside the inscribed disc.\f
+
+    Args:
+        runs: run folders (or checkpoint stems) swept on the same images.
+        data: the dataset folder; ``None``: the first run's own.
+        angles: ``START:STOP:STEP`` in degrees (STOP excluded) or a comma list.
+        split: the set of the split: ``train``, ``val`` or ``test``.
+        split_file: the split file; ``None``: the first run's ``split.json``.
+        limit: only the first N images of the set; ``None``: all.
+        out: the results folder; ``None``: ``RUN/sweep`` for one run, ``PARENT/sweep`` for several.
+        batch_size: rotated copies per forward pass.
+        which: each run's checkpoint, ``best`` or ``last``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        tta: ``rot90`` for test-time averaging; ``None``: one forward pass.
+        progress: show a progress bar; ``None``: only on a terminal.
+        channels_last: NHWC images through the models; ``None``: on CPU only.
+    """
     from polypseg.errors import RunError
     from polypseg.geometry import parse_angles
     from polypseg.sweep import format_summary, sweep_runs
@@ -304,7 +354,15 @@ def demo(
         typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal)."),
     ] = None,
 ) -> None:
-    """Offline demo (a few minutes on CPU): train unet and p4, evaluate, sweep, plot."""
+    """Offline demo (a few minutes on CPU): train unet and p4, evaluate, sweep, plot.\f
+
+    Args:
+        out: the folder of the demo's runs and figures.
+        data: the dataset folder; ``None``: ``../shared/data/Kvasir-SEG`` (or CVC-ClinicDB) when
+            found, else a generated synthetic set.
+        synthetic: use the generated synthetic set even when real data is found.
+        progress: show progress bars; ``None``: only on a terminal.
+    """
     from polypseg.demo import DemoSettings, run_demo
 
     run_demo(DemoSettings(out=out, data=data, synthetic=synthetic, progress=progress))

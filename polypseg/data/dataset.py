@@ -95,6 +95,15 @@ def make_loader(
 
     The dataset's transform is reseeded here, so create the loader once per run (not per epoch)
     to get fresh augmentations each epoch.
+
+    Args:
+        dataset: the dataset; a :class:`SegmentationDataset`'s transform is reseeded with ``seed``.
+        batch_size: items per batch (at least 1).
+        shuffle: draw a new seeded order each epoch.
+        seed: seed of the order and of the augmentations.
+        num_workers: loader worker processes (0: load in this process).
+        drop_last: leave out the last, smaller batch.
+        pin_memory: pin the batches' memory (for CUDA copies).
     """
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")

@@ -140,6 +140,17 @@ def download_dataset(
 
     Raises DataError (leaving nothing behind) when the target exists, the download fails, the
     checksum differs, or the archive is corrupt or holds no dataset layout.
+
+    Args:
+        name: the dataset's registry name.
+        dest: the folder that receives ``<Folder>/``.
+        url: download from this URL (http, https, file); ``None``: the registry's.
+        archive: a zip/tar archive on disk, used instead of a download.
+        sha256: the archive's expected SHA-256 (hex); ``None``: the registry's, if it records one
+            (else the computed one is only reported).
+        timeout: seconds to wait for the server.
+        progress: called as ``progress(bytes so far, total bytes or None)`` while downloading;
+            ``None``: silent.
     """
     source = SOURCES[canonical_dataset(name)]
     expected = (sha256 or source.sha256 or "").strip().lower() or None

@@ -377,7 +377,14 @@ def nested_train_subset(split: Split, fraction: float, seed: int) -> Split:
 
 
 def make_kfold(index: DatasetIndex, k: int, fold: int, seed: int = 0) -> Split:
-    """Split ``fold`` (0-based) of a seeded ``k``-fold partition (by sequence for ClinicDB)."""
+    """Split ``fold`` (0-based) of a seeded ``k``-fold partition (by sequence for ClinicDB).
+
+    Args:
+        index: the dataset's image/mask pairs.
+        k: the number of folds.
+        fold: the fold tested on (0-based); fold ``fold + 1`` (mod ``k``) validates.
+        seed: seed of the partition.
+    """
     _check_seed(seed)
     roles = _fold_roles(k, fold)
     rule = registry.get(index.name).split
@@ -410,7 +417,14 @@ def make_combined_split(
     indexes: Sequence[DatasetIndex], seed: int = 0, k: int | None = None, fold: int | None = None
 ) -> Split:
     """One split over several datasets, each split by its own rule (or k-fold when ``k`` is
-    given); entries are ``"<dataset>/<stem>"`` so that they are unambiguous."""
+    given); entries are ``"<dataset>/<stem>"`` so that they are unambiguous.
+
+    Args:
+        indexes: one index per dataset.
+        seed: seed of every dataset's split.
+        k: split each dataset ``k``-fold; ``None``: by its own benchmark rule.
+        fold: with ``k``: the fold tested on (0-based).
+    """
     names = [ix.name for ix in indexes]
     if len(indexes) < 2 or len(set(names)) != len(names):
         raise DataError(f"a combined split needs different datasets, got {', '.join(names)}")

@@ -117,6 +117,15 @@ def build_transforms(
     ``depth`` checks that ``size`` is divisible by ``2**depth`` (DataError otherwise).
     ``seed`` seeds the pipeline's own random state (albumentations ignores global seeds);
     :func:`~polypseg.data.dataset.make_loader` reseeds it per worker.
+
+    Args:
+        size: the output side in pixels.
+        train: add the training augmentations.
+        rot_aug: with ``train``: add rotation by up to ±180 degrees.
+        depth: the U-Net depth ``size`` must fit; ``None``: unchecked.
+        pad: letterbox to the square (keep the aspect ratio) instead of stretching.
+        normalize: normalise with the ImageNet mean and std (false: keep [0, 1]).
+        seed: seed of the pipeline's own random state; ``None``: unseeded.
     """
     check_size(size, depth)
     steps = resize_steps(size, pad)

@@ -242,6 +242,17 @@ def predict_files(
     ``problems``. ``threshold`` defaults to the model's; ``on_progress(n)`` is called after
     each batch with the number of images it held. A row's ``latency_ms`` is its batch's
     inference time (preprocessing, model, resizing back) divided by the batch's images.
+
+    Args:
+        bundle: the opened model.
+        sources: the images and videos, in order.
+        out: the output folder (see the module docstring).
+        tta: ``None``/``none`` or ``rot90``.
+        batch_size: images per forward pass.
+        threshold: probability threshold in [0, 1]; ``None``: the model's.
+        overlay_style: ``outline``, ``tint`` or ``none`` (no overlay files).
+        overlay_video: write a video's overlays as ``videos/VIDEO.mp4``, not as JPGs.
+        on_progress: called with the number of images of each finished batch; ``None``: silent.
     """
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")

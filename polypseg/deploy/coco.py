@@ -51,6 +51,7 @@ class CocoDocument:
 
         Args:
             file_name: the image's name (or the frame's name) as annotation tools match it.
+            width, height: the image's size in pixels (the mask's, at the input's original size).
             geometry: :func:`~polypseg.deploy.predict.mask_geometry` of its mask.
             extra: more keys of the ``images`` entry (``frame_index``, ``timestamp_s``).
         """

@@ -457,9 +457,11 @@ def export_run(
     checked first (:func:`check_export_options`).
 
     Args:
-        run: a run folder or checkpoint stem; ``which`` its checkpoint (``best``, ``last``).
+        run: a run folder or checkpoint stem.
         fmt: the export format (:class:`~polypseg.options.ExportFormat` or its string).
-        out: the export folder to create (replaced only with ``overwrite``).
+        out: the export folder to create.
+        which: the run folder's checkpoint, ``best`` or ``last``.
+        overwrite: replace ``out`` if it exists (else it is an :class:`ExportError`).
         tolerance, opset, onnx_exporter, quantize, max_dice_drop, calibration_images: as
             :func:`check_export_options` takes them.
         data: ``quantize``: the run's dataset folder (default: the one it recorded).

@@ -515,7 +515,18 @@ def serve_app(
     sock: socket.socket | None = None,
 ) -> None:
     """Run ``app`` with uvicorn on ``host:port`` (or the socket ``sock`` from
-    :func:`bind_socket`) under ``limits`` until stopped (Ctrl-C)."""
+    :func:`bind_socket`) under ``limits`` until stopped (Ctrl-C).
+
+    Args:
+        app: the ASGI app (:func:`polypseg.deploy.server.create_app`).
+        host: the address to bind (ignored with ``sock``).
+        port: the TCP port (ignored with ``sock``).
+        limits: header and body deadlines, keep-alive and the connection cap.
+        log_level: uvicorn's log level.
+        access_log: log one line per request.
+        sock: a socket already bound (the port is taken before the model loads); ``None``: bind
+            ``host:port``.
+    """
     import uvicorn
 
     config = uvicorn.Config(

@@ -75,7 +75,15 @@ def run_images(
     val_limit: int | None,
 ) -> SplitImages:
     """Calibration (training set) and validation images of the run that saved checkpoint
-    ``stem``; :class:`QuantizationError` when its split or dataset cannot be found."""
+    ``stem``; :class:`QuantizationError` when its split or dataset cannot be found.
+
+    Args:
+        stem: the checkpoint stem, ``RUN/checkpoints/NAME`` (its run folder holds the split).
+        meta: the checkpoint's metadata (input size, depth, split hash).
+        data: the run's dataset folder; ``None``: the one its ``config.json`` records.
+        calibration_images: training images to calibrate on, evenly spaced over the training set.
+        val_limit: at most this many validation images (the first); ``None``: all.
+    """
     from polypseg.data import discover, load_split
     from polypseg.training.config import read_json_config
     from polypseg.training.datasets import subset_pairs
@@ -177,6 +185,7 @@ def mean_scores(
         module: ``(B, 3, S, S)`` -> ``(B, 1, S, S)`` logits.
         images: ``(N, 3, S, S)`` normalised ``float32``.
         masks: ``(N, 1, S, S)`` ``{0, 1}``.
+        threshold: the probability at and above which a pixel is foreground.
     """
     from polypseg.metrics import binarize, dice, iou
 
@@ -199,7 +208,15 @@ def quality_gate(
     max_dice_drop: float,
 ) -> dict[str, Any]:
     """Both models' mean validation Dice and IoU; :class:`QuantizationError` if int8 loses too
-    much Dice."""
+    much Dice.
+
+    Args:
+        float_module: the float model, ``(B, 3, S, S)`` -> ``(B, 1, S, S)`` logits.
+        int8_module: its quantised version, the same shapes.
+        images: the run's validation images and masks.
+        threshold: probability threshold of the masks.
+        max_dice_drop: the largest drop of mean Dice (float minus int8) accepted.
+    """
     floats = mean_scores(float_module, images.val_images, images.val_masks, threshold)
     int8s = mean_scores(int8_module, images.val_images, images.val_masks, threshold)
     float_dice, int8_dice = floats["dice"], int8s["dice"]
@@ -238,7 +255,14 @@ def check_options(
     fmt: ExportFormat, scheme: Quantization | str | None, max_dice_drop: float, calibration: int
 ) -> Quantization | None:
     """The quantisation ``scheme`` names (``None`` for none); :class:`QuantizationError` for
-    options that cannot apply, before any work."""
+    options that cannot apply, before any work.
+
+    Args:
+        fmt: the export format (only ONNX can be quantised).
+        scheme: the scheme (``int8``) or its string; ``None``: no quantisation.
+        max_dice_drop: the gate's largest drop of Dice, in [0, 1].
+        calibration: calibration images (at least 1).
+    """
     if scheme is None:
         return None
     scheme = look_up_option(scheme, Quantization, "quantisation", error=QuantizationError)
@@ -263,7 +287,18 @@ def make_int8(
     max_dice_drop: float,
 ) -> dict[str, Any]:
     """Replace the float ONNX ``artifact`` by its int8 version if it passes the quality gate;
-    return the ``quantization`` entry of ``export.json`` (raises before replacing otherwise)."""
+    return the ``quantization`` entry of ``export.json`` (raises before replacing otherwise).
+
+    Args:
+        artifact: the float ``model.onnx`` in the export's temporary folder, replaced in place.
+        stem: the checkpoint stem it was exported from.
+        meta: that checkpoint's metadata.
+        float_module: the float artifact, loaded, for the gate.
+        data: the run's dataset folder; ``None``: the recorded one.
+        calibration_images: training images to calibrate on.
+        val_limit: at most this many validation images for the gate; ``None``: all.
+        max_dice_drop: the gate's largest drop of mean validation Dice.
+    """
     import os
 
     from polypseg.deploy.bundle import OnnxModule

@@ -445,7 +445,16 @@ def render(study: Study, galleries: Sequence[Gallery], title: str | None = None,
            comparisons: Sequence[Comparison] = ()) -> str:
     """The report page of ``study`` with its computed ``galleries`` (one per model: the
     facts of loading it; pictures when no ``comparisons`` are given) and ``comparisons`` (one
-    per dataset: its models side by side)."""
+    per dataset: its models side by side).
+
+    Args:
+        study: the collected inputs.
+        galleries: one per model.
+        title: the page title; ``None``: one made from the study.
+        command: the command line, shown in the header; ``None``: none shown.
+        progress: called with one line per stage.
+        comparisons: one per dataset; empty: pictures per model instead.
+    """
     from importlib import metadata
 
     title = title or _title(study)
@@ -517,6 +526,16 @@ def build_report(
     folders found (recorded, or ``../shared/data/<folder>`` beside the clone): a folder for
     every model, or ``{dataset key: folder}`` (key ``None``: the rest), see
     :func:`parse_data`. Returns ``out``.
+
+    Args:
+        paths: run folders, sweep results, bench quality results, or folders of those.
+        out: the HTML file to write.
+        title: the page title; ``None``: one made from the study.
+        gallery: images per gallery row kind and model (0: no pictures).
+        device: where the gallery's predictions run.
+        data: dataset folders for the gallery (see :func:`parse_data`); ``None``: the recorded ones.
+        command: the command line, shown in the header.
+        progress: called with one line per stage.
     """
     from polypseg.atomic import atomic_write_text
     from polypseg.report.inputs import apply_data

@@ -102,7 +102,15 @@ def definition_list(items: dict[str, str]) -> str:
 
 
 def plot(uri: str, alt: str, caption: str, kind: str) -> str:
-    """A figure holding a plot image (``data-kind`` names what it plots)."""
+    """A figure holding a plot image (``data-kind`` names what it plots).
+
+    Args:
+        uri: the image's URI (a ``data:`` URI of the SVG or PNG,
+            :func:`~polypseg.report.figures.file_uri`).
+        alt: the image's alternative text.
+        caption: the figure's caption.
+        kind: what it plots, written as ``data-kind``.
+    """
     return (f'<figure class="plot" data-kind="{esc(kind)}"><img src="{uri}" alt="{esc(alt)}">'
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
@@ -126,7 +134,14 @@ def notes(lines: Sequence[str]) -> str:
 
 def page(title: str, header_html: str, sections: Sequence[tuple[str, str, str]],
          footer_html: str) -> str:
-    """The whole document: ``sections`` are ``(id, heading, html)``; empty ones are left out."""
+    """The whole document: ``sections`` are ``(id, heading, html)``; empty ones are left out.
+
+    Args:
+        title: the document's ``<title>``.
+        header_html: HTML of the header, before the section links.
+        sections: ``(id, heading, html)`` of each section, in order.
+        footer_html: HTML of the footer.
+    """
     shown = [(i, h, body) for i, h, body in sections if body]
     nav = "".join(f'<a href="#{esc(i)}">{esc(h)}</a>' for i, h, _ in shown)
     parts = "".join(f'<section id="{esc(i)}"><h2>{esc(h)}</h2>{body}</section>'

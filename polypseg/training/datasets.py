@@ -28,7 +28,14 @@ def choose_split(
     split_seed: int = 0,
 ) -> SplitChoice:
     """The split to use: ``split_file`` if given, else ``RUN/split.json`` if the run has one,
-    else the dataset's default split for ``split_seed`` (:func:`polypseg.data.make_split`)."""
+    else the dataset's default split for ``split_seed`` (:func:`polypseg.data.make_split`).
+
+    Args:
+        index: the dataset's image/mask pairs.
+        split_file: a split file; ``None``: the run's or the default split.
+        run_dir: the run folder whose ``split.json`` is used; ``None``: none.
+        split_seed: seed of the default split.
+    """
     from polypseg.data import load_split, make_split
 
     if split_file is not None:
@@ -44,7 +51,14 @@ def choose_split(
 
 
 def subset_pairs(index: Any, split: Any, subset: str, limit: int | None = None) -> list[Any]:
-    """The pairs of one set of the split (the first ``limit`` of them); never empty."""
+    """The pairs of one set of the split (the first ``limit`` of them); never empty.
+
+    Args:
+        index: the dataset's image/mask pairs.
+        split: the split.
+        subset: ``train``, ``val`` or ``test``.
+        limit: keep the first ``limit`` pairs; ``None``: all.
+    """
     from polypseg.data import select
 
     try:

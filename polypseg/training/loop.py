@@ -43,8 +43,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from polypseg.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps
-from polypseg.checkpoint import CheckpointMeta, train_mode
+from polypseg.checkpoint import CheckpointMeta
 from polypseg.errors import RunError
+from polypseg.modes import eval_mode, train_mode
 from polypseg.paths import portable_tree
 from polypseg.training import distributed as dist_
 from polypseg.training.config import TrainConfig
@@ -52,12 +53,7 @@ from polypseg.training.datasets import choose_split, eval_dataset, shard, subset
 from polypseg.training.interrupt import StopFlag
 from polypseg.training.logs import TensorBoardLog, write_metrics_csv
 from polypseg.training.losses import DiceCELoss
-from polypseg.training.models import (
-    build_model,
-    count_parameters,
-    input_spec,
-    recorded_options_of,
-)
+from polypseg.training.models import build_model, input_spec, recorded_options_of
 from polypseg.training.performance import (
     channels_last_default,
     compiled,
@@ -76,6 +72,7 @@ from polypseg.training.state import (
     save_resume_state,
     state_path,
 )
+from zoo import count_parameters
 from zoo.optim import param_groups, regularisation
 
 
@@ -582,11 +579,10 @@ class _Trainer:
                 raise _StopRequested
         progress.finish("train")
 
-    @torch.no_grad()
+    @torch.no_grad()  # what MONAI's eval_mode, used here before, added to the mode change
     def _validate(self) -> tuple[float, float]:
         """Validation ``(mean Dice, mean loss)`` over every image of every rank."""
         from monai.metrics import DiceMetric
-        from monai.networks.utils import eval_mode  # monai is loaded here anyway
 
         config, device = self.config, self.ctx.device
         model = self.model

@@ -9,10 +9,6 @@ from torch import nn
 from polypseg.checkpoint import InputSpec, ModelSpec
 from polypseg.errors import ModelError
 
-# the one parameter count (every parameter of a zoo model is trainable); re-exported here for
-# the training loop and run records
-from zoo import count_parameters as count_parameters
-
 
 def available_models() -> list[str]:
     """The variant names ``zoo`` knows."""
@@ -32,6 +28,12 @@ def build_model(
     ``width``/``depth`` left as ``None`` take the zoo's defaults; the spec holds the model's own
     ``config``, i.e. what a checkpoint records (so its ``depth`` is resolved).
     An unknown name or a bad option is a :class:`ModelError` listing what is available.
+
+    Args:
+        name: the zoo variant.
+        width: its first-stage width; ``None``: zoo's default.
+        depth: its U-Net depth; ``None``: zoo's default.
+        options: the variant's own options (``zoo.create``'s keyword arguments); ``None``: none.
     """
     import zoo
 

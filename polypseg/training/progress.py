@@ -25,7 +25,14 @@ class Bars:
         self._tasks: dict[str, Any] = {}
 
     def start(self, name: str, description: str, total: int | None, completed: int = 0) -> None:
-        """Begin (or restart) the bar ``name``."""
+        """Begin (or restart) the bar ``name``.
+
+        Args:
+            name: the bar's key in later calls.
+            description: the text shown before the bar.
+            total: steps to completion; ``None``: unknown.
+            completed: steps already done (a resumed epoch).
+        """
         if self._progress is None:
             return
         if name in self._tasks:

@@ -27,9 +27,18 @@ def create_run(
     baseline, imported weights) so that evaluate / sweep / plot treat them like any run.
     ``model.config`` (set by ``zoo.create``) names the variant and its kwargs; ``split`` is a
     :class:`polypseg.data.Split`; ``extra_meta``: more keys of the checkpoint metadata.
+
+    Args:
+        run_dir: the run folder to create.
+        model: a zoo model (its ``config`` names the variant).
+        size: the input side it is evaluated at.
+        split: the :class:`polypseg.data.Split` it is evaluated on.
+        threshold: the probability threshold recorded.
+        extra_meta: more keys of the checkpoint metadata; ``None``: none.
     """
     from polypseg.checkpoint import ModelSpec, save_checkpoint
-    from polypseg.training.models import count_parameters, input_spec
+    from polypseg.training.models import input_spec
+    from zoo import count_parameters
 
     run_dir = Path(run_dir)
     try:

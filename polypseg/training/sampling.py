@@ -22,7 +22,15 @@ from torch.utils.data import Dataset, DistributedSampler
 
 
 class ResumableSampler(DistributedSampler):
-    """``DistributedSampler`` whose iteration can begin ``skip`` samples into the epoch."""
+    """``DistributedSampler`` whose iteration can begin ``skip`` samples into the epoch.
+
+    Args:
+        dataset: the dataset sampled.
+        num_replicas: processes sharing the epoch (the world size).
+        rank: this process's rank.
+        seed: seed of the per-epoch shuffle (with ``set_epoch``).
+        shuffle: shuffle each epoch (else in order).
+    """
 
     def __init__(
         self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool = True

@@ -55,7 +55,14 @@ def synthetic_pair(rng: np.random.Generator, size: int = 128) -> tuple[np.ndarra
 
 
 def make_synthetic(folder: str | Path, n: int = 160, size: int = 128, seed: int = 0) -> Path:
-    """Write ``n`` pairs under ``folder`` (kept if already complete); return ``folder``."""
+    """Write ``n`` pairs under ``folder`` (kept if already complete); return ``folder``.
+
+    Args:
+        folder: the dataset folder; gets ``images/`` and ``masks/``.
+        n: image/mask pairs.
+        size: side in pixels of each square image.
+        seed: seed of the generated images.
+    """
     import cv2
 
     from polypseg.atomic import atomic_write_bytes
