@@ -233,9 +233,9 @@ def quality_markdown(doc: dict[str, Any]) -> str:
         lines += _table(header, body)
         lines.append("")
         lines += _field_table(rows)
-        for plot in doc.get("plots", []):
-            if plot.endswith(f"-{key}.png"):
-                what = "Pareto" if plot.startswith("pareto-") else "Dice vs angle"
+        for plot in doc.get("plots", []):  # this dataset's own figures (not the fractions')
+            what = {"pareto-": "Pareto", "sweep-": "Dice vs angle"}.get(plot.split("-", 1)[0] + "-")
+            if what and plot.endswith(f"-{key}.png"):
                 lines += [f"![{what}, {info.get('label', key)}]({plot})", ""]
     lines += fractions_markdown(doc)
     lines += comparisons_markdown(doc)

@@ -3,6 +3,7 @@ each trained on a nested subset with the whole split's optimiser steps per epoch
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from polypseg.bench.plan import PlanError, parse_plan
 from polypseg.bench.runs import plan_runs
 from polypseg.data import load_split
+
+ROOT = Path(__file__).resolve().parents[2]
 
 VARIANTS = {"unet", "p4"}
 FRACTIONS = [0.1, 0.25, 0.5, 1.0]
@@ -151,3 +154,17 @@ def test_curves_tables_and_plot_across_fractions(tmp_path: Path, monkeypatch) ->
     written = plot_fraction_curves(doc, plan, tmp_path / "out")
     assert sorted(p.suffix for p in written) == [".png", ".svg"]
     assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_a_datasets_section_shows_its_own_figures_not_the_fractions_plot() -> None:
+    """The 100% point's dataset key (``kvasir``) ends the fractions plot's name too: the
+    section of that dataset shows its sweep and Pareto figures, the fractions section the
+    curve."""
+    from polypseg.bench.report import quality_markdown
+
+    doc = json.loads((ROOT / "results" / "quality-cpu.json").read_text())
+    doc["plots"] = ["sweep-p-kvasir.png", "fractions-p-kvasir.png", "pareto-p-kvasir.png"]
+    text = quality_markdown(doc)
+    section = text.split("## Kvasir-SEG", 1)[1].split("\n## ", 1)[0]
+    assert "(sweep-p-kvasir.png)" in section and "(pareto-p-kvasir.png)" in section
+    assert "fractions-p-kvasir.png" not in section
