@@ -26,7 +26,6 @@ import dataclasses
 import importlib
 import inspect
 import pkgutil
-import re
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import pytest
 
 import polypseg
+from tests.docstring_args import args_names
 
 MIN_PARAMETERS = 4
 
@@ -96,16 +96,7 @@ def _public_methods(
 
 def _documented(docs: tuple[str | None, ...]) -> set[str]:
     """Names listed in the ``Args:`` sections of the docstrings (zoo's parser)."""
-    names: set[str] = set()
-    for doc in docs:
-        if not doc or "Args:" not in doc:
-            continue
-        section = inspect.cleandoc(doc.split("Args:", 1)[1].split("\n\n", 1)[0] + "\n")
-        for line in section.splitlines():
-            match = re.match(r"(\*{0,2}\w+(?:, \w+)*):", line)
-            if match:
-                names |= {n.strip() for n in match.group(1).split(",")}
-    return names
+    return args_names(docs)
 
 
 def _cases() -> list[Any]:

@@ -8,12 +8,12 @@ import enum
 import importlib
 import inspect
 import pkgutil
-import re
 
 import pytest
 from equivariance import missing_reason
 
 import zoo
+from tests.docstring_args import args_names
 
 
 def _public_classes() -> list[type]:
@@ -37,16 +37,7 @@ def _public_classes() -> list[type]:
 
 def _documented(cls: type) -> set[str]:
     """Names listed in the ``Args:`` sections of the class and ``__init__`` docstrings."""
-    names: set[str] = set()
-    for doc in (cls.__doc__, cls.__init__.__doc__):
-        if not doc or "Args:" not in doc:
-            continue
-        section = inspect.cleandoc(doc.split("Args:", 1)[1].split("\n\n", 1)[0] + "\n")
-        for line in section.splitlines():
-            match = re.match(r"(\*{0,2}\w+(?:, \w+)*):", line)
-            if match:
-                names |= {n.strip() for n in match.group(1).split(",")}
-    return names
+    return args_names((cls.__doc__, cls.__init__.__doc__))
 
 
 @pytest.mark.parametrize("cls", _public_classes(), ids=lambda c: c.__qualname__)
