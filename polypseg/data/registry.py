@@ -83,6 +83,27 @@ _TEST_TERMS = "research use only; cite the dataset's authors (below)"
 _PRANET = ("Fan et al., \"PraNet: Parallel Reverse Attention Network for Polyp Segmentation\", "
            "MICCAI 2020 (the TestDataset collection)")
 
+
+def _pranet_test_set(name: str, title: str, aliases: tuple[str, ...],
+                     folder_keys: tuple[str, ...], citation: str, images: int) -> DatasetRecord:
+    """A test set as PraNet's TestDataset lays it out (images/ + masks/, no split of its own).
+
+    Args:
+        name: the registry key.
+        title: the dataset's name as its authors write it.
+        aliases: other spellings that name it (squashed).
+        folder_keys: words in a folder's name that recognise it.
+        citation: the dataset's paper (PraNet's, which distributes it, is appended).
+        images: its number of images.
+    """
+    return DatasetRecord(
+        name=name, title=title, aliases=aliases, folder_keys=folder_keys,
+        layouts=("images-masks",), split=SplitRule("test"),
+        source="https://github.com/DengPingFan/PraNet (TestDataset)", terms=_TEST_TERMS,
+        citation=f"{citation}; {_PRANET}.", images=images, test_set=True,
+    )
+
+
 DATASETS: tuple[DatasetRecord, ...] = (
     DatasetRecord(
         name="kvasir-seg",
@@ -111,48 +132,22 @@ DATASETS: tuple[DatasetRecord, ...] = (
         "Graphics 43 (2015) 99-111.",
         images=612,
     ),
-    DatasetRecord(
-        name="cvc-colondb",
-        title="CVC-ColonDB",
-        aliases=("cvccolondb", "colondb"),
-        folder_keys=("colondb",),
-        layouts=("images-masks",),
-        split=SplitRule("test"),
-        source="https://github.com/DengPingFan/PraNet (TestDataset)",
-        terms=_TEST_TERMS,
-        citation='Bernal et al., "Towards automatic polyp detection with a polyp appearance '
-        'model", Pattern Recognition 45(9) (2012) 3166-3182; ' + _PRANET + ".",
-        images=380,
-        test_set=True,
+    _pranet_test_set(
+        "cvc-colondb", "CVC-ColonDB", ("cvccolondb", "colondb"), ("colondb",),
+        'Bernal et al., "Towards automatic polyp detection with a polyp appearance model", '
+        "Pattern Recognition 45(9) (2012) 3166-3182", 380,
     ),
-    DatasetRecord(
-        name="etis-laribpolypdb",
-        title="ETIS-LaribPolypDB",
-        aliases=("etislaribpolypdb", "etislarib", "etis"),
-        folder_keys=("etis",),
-        layouts=("images-masks",),
-        split=SplitRule("test"),
-        source="https://github.com/DengPingFan/PraNet (TestDataset)",
-        terms=_TEST_TERMS,
-        citation='Silva et al., "Toward embedded detection of polyps in WCE images for early '
-        'diagnosis of colorectal cancer", IJCARS 9(2) (2014) 283-293; ' + _PRANET + ".",
-        images=196,
-        test_set=True,
+    _pranet_test_set(
+        "etis-laribpolypdb", "ETIS-LaribPolypDB", ("etislaribpolypdb", "etislarib", "etis"),
+        ("etis",),
+        'Silva et al., "Toward embedded detection of polyps in WCE images for early '
+        'diagnosis of colorectal cancer", IJCARS 9(2) (2014) 283-293', 196,
     ),
-    DatasetRecord(
-        name="cvc-300",
-        title="CVC-300",
-        aliases=("cvc300", "endoscene", "cvcendoscenestill"),
-        folder_keys=("cvc300", "endoscene"),
-        layouts=("images-masks",),
-        split=SplitRule("test"),
-        source="https://github.com/DengPingFan/PraNet (TestDataset)",
-        terms=_TEST_TERMS,
-        citation='Vázquez et al., "A benchmark for endoluminal scene segmentation of '
-        'colonoscopy images", Journal of Healthcare Engineering (2017) 4037190; '
-        + _PRANET + ".",
-        images=60,
-        test_set=True,
+    _pranet_test_set(
+        "cvc-300", "CVC-300", ("cvc300", "endoscene", "cvcendoscenestill"),
+        ("cvc300", "endoscene"),
+        'Vázquez et al., "A benchmark for endoluminal scene segmentation of colonoscopy '
+        'images", Journal of Healthcare Engineering (2017) 4037190', 60,
     ),
 )
 
