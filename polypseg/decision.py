@@ -10,8 +10,16 @@ polyp) and validation negatives (:mod:`polypseg.data.negatives`) for a target sp
      "target_specificity": 0.95, "source": "validation", "val_sensitivity": ...,
      "val_specificity": ..., "n_val_positives": ..., "n_val_negatives": ...}
 
-Without one (:data:`DEFAULT_DECISION`): any pixel above 0.5 in a region of at least 0.5% of
-the image. Only numpy and OpenCV: the server and ``predict`` call :func:`polyp_present`.
+Test-time augmentation changes the probability map (the mean of four rotated predictions is
+smoother and peaks lower), so a model calibrated for it also records, under ``by_tta``, the
+thresholds chosen on the same frames predicted with each augmentation::
+
+    {..., "by_tta": {"rot90": {"min_area_fraction": ..., "min_peak_probability": ...,
+                               "val_sensitivity": ..., "val_specificity": ...}}}
+
+:func:`for_tta` picks the rule of a prediction mode. Without one (:data:`DEFAULT_DECISION`):
+any pixel above 0.5 in a region of at least 0.5% of the image. Only numpy and OpenCV: the
+server and ``predict`` call :func:`polyp_present`.
 """
 
 from __future__ import annotations
@@ -60,11 +68,42 @@ def frame_features(prob_map: np.ndarray, pixel_threshold: float = 0.5) -> tuple[
     return largest / float(binary.size), peak
 
 
+#: Key of the per-test-time-augmentation thresholds in a decision (see the module docstring).
+BY_TTA = "by_tta"
+
+
+def for_tta(decision: Mapping[str, Any] | None, tta: str | None) -> dict[str, Any] | None:
+    """The decision to apply to maps predicted with test-time augmentation ``tta``.
+
+    ``tta`` ``None`` (or ``"none"``): ``decision`` without its ``by_tta`` map. A mode the
+    decision was calibrated for: its thresholds over the plain ones, ``source`` saying so. A
+    mode it was not calibrated for (a checkpoint calibrated before ``by_tta`` existed): the
+    plain thresholds, ``source`` saying they were chosen without it.
+
+    Args:
+        decision: a checkpoint's ``decision`` metadata, or ``None`` (stays ``None``).
+        tta: the test-time augmentation of the maps (``None``, ``"none"`` or ``"rot90"``).
+    """
+    if decision is None:
+        return None
+    plain = {k: v for k, v in decision.items() if k != BY_TTA}
+    mode = None if tta in (None, "none") else str(tta)
+    if mode is None:
+        return plain
+    by_tta = decision.get(BY_TTA)
+    chosen = by_tta.get(mode) if isinstance(by_tta, Mapping) else None
+    source = str(plain.get("source", "checkpoint"))
+    if not isinstance(chosen, Mapping):
+        return {**plain, "source": f"{source} (chosen without {mode} test-time augmentation)"}
+    return {**plain, **chosen, "source": f"{source}, {mode} test-time augmentation"}
+
+
 def resolve(decision: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``decision`` over the defaults (``None``: :data:`DEFAULT_DECISION`)."""
+    """``decision`` over the defaults (``None``: :data:`DEFAULT_DECISION`), without its
+    ``by_tta`` map (select a mode first: :func:`for_tta`)."""
     out = dict(DEFAULT_DECISION)
     if decision:
-        out.update({k: v for k, v in decision.items() if v is not None})
+        out.update({k: v for k, v in decision.items() if v is not None and k != BY_TTA})
     return out
 
 

@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 
 from polypseg.decision import (
+    BY_TTA,
     DEFAULT_TARGET_SPECIFICITY,
     choose_thresholds,
     decide,
+    for_tta,
     frame_features,
     rates,
     resolve,
@@ -35,6 +37,8 @@ from polypseg.decision import (
 
 #: A negative counts as a false positive when its predicted foreground exceeds this fraction.
 FP_AREA = 0.005
+#: What a decision's ``by_tta`` map keeps of each mode's chosen rule.
+TTA_KEYS = ("min_area_fraction", "min_peak_probability", "val_sensitivity", "val_specificity")
 
 
 def features_of(probs: Any, pixel_threshold: float = 0.5) -> list[tuple[float, float]]:
@@ -156,7 +160,8 @@ def evaluate_negatives(
     negatives, skipped = fixed_negatives(pairs, EVAL_SEED)
     rows = predict_negatives(loaded.model, negatives, loaded.size, loaded.depth,
                              loaded.threshold, tta, batch_size)
-    return summarize(positive_features, rows, skipped, loaded.checkpoint.decision, EVAL_SEED, stems)
+    decision = for_tta(loaded.checkpoint.decision, tta)
+    return summarize(positive_features, rows, skipped, decision, EVAL_SEED, stems)
 
 
 def format_lines(result: Mapping[str, Any]) -> list[str]:
@@ -191,7 +196,9 @@ def calibrate(
     batch_size: int = 8,
 ) -> dict[str, Any]:
     """The decision thresholds of ``model`` chosen on ``pairs`` (validation images) and their
-    fixed negatives for ``target_specificity`` (:func:`polypseg.decision.choose_thresholds`).
+    fixed negatives for ``target_specificity`` (:func:`polypseg.decision.choose_thresholds`),
+    and under ``by_tta`` the thresholds chosen the same way on maps predicted with each
+    test-time augmentation (:func:`polypseg.decision.for_tta` picks them).
 
     Args:
         model: in eval mode on its device.
@@ -202,21 +209,38 @@ def calibrate(
         target_specificity: the frame-level specificity to reach on the negatives.
         batch_size: images per forward pass.
     """
+    from polypseg.data.negatives import EVAL_SEED, fixed_negatives
+    from polypseg.options import Tta
+
+    negatives, _ = fixed_negatives(pairs, EVAL_SEED)
+    by_mode = {}
+    for tta in [None, *(mode for mode in Tta if mode is not Tta.NONE)]:
+        positives = _positive_features(model, pairs, size, depth, threshold, tta, batch_size)
+        rows = predict_negatives(model, negatives, size, depth, threshold, tta, batch_size)
+        by_mode[tta] = choose_thresholds(
+            positives, [(r["largest_fraction"], r["peak"]) for r in rows], target_specificity,
+            threshold)
+    chosen = by_mode.pop(None)
+    by_tta = {str(mode): {key: rule[key] for key in TTA_KEYS if key in rule}
+              for mode, rule in by_mode.items()}
+    return {**chosen, "negatives_seed": EVAL_SEED, BY_TTA: by_tta}
+
+
+def _positive_features(
+    model: Any, pairs: Sequence[Any], size: int, depth: int | None, threshold: float,
+    tta: str | None, batch_size: int,
+) -> list[tuple[float, float]]:
+    """:func:`features_of` the predictions of ``pairs``' images (evaluation resize, ``tta``)."""
     import torch
 
-    from polypseg.data.negatives import EVAL_SEED, fixed_negatives
     from polypseg.inference import predict_probs
     from polypseg.training.datasets import eval_dataset
 
-    positives: list[tuple[float, float]] = []
+    features: list[tuple[float, float]] = []
     for batch in torch.utils.data.DataLoader(eval_dataset(pairs, size, depth),
                                              batch_size=batch_size, shuffle=False):
-        positives.extend(features_of(predict_probs(model, batch["image"]), threshold))
-    negatives, _ = fixed_negatives(pairs, EVAL_SEED)
-    rows = predict_negatives(model, negatives, size, depth, threshold, None, batch_size)
-    chosen = choose_thresholds(positives, [(r["largest_fraction"], r["peak"]) for r in rows],
-                               target_specificity, threshold)
-    return {**chosen, "negatives_seed": EVAL_SEED}
+        features.extend(features_of(predict_probs(model, batch["image"], tta=tta), threshold))
+    return features
 
 
 def calibrate_checkpoint(

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from polypseg.decision import (
+    BY_TTA,
     DEFAULT_DECISION,
     choose_thresholds,
+    for_tta,
     frame_features,
     polyp_present,
     rates,
+    resolve,
 )
 
 
@@ -88,3 +91,24 @@ def test_without_validation_negatives_the_default_rule_stays() -> None:
     assert chosen["source"].startswith("default")
     with pytest.raises(ValueError):
         choose_thresholds([(0.1, 0.9)], [(0.0, 0.2)], 0.0)
+
+
+def test_each_test_time_augmentation_gets_the_thresholds_chosen_for_it() -> None:
+    decision = {"min_area_fraction": 0.02, "min_peak_probability": 0.9, "source": "validation",
+                "target_specificity": 0.95,
+                BY_TTA: {"rot90": {"min_area_fraction": 0.01, "min_peak_probability": 0.7}}}
+    plain = for_tta(decision, None)
+    assert plain == for_tta(decision, "none")
+    assert BY_TTA not in plain and plain["min_peak_probability"] == 0.9
+    rot90 = for_tta(decision, "rot90")
+    assert (rot90["min_area_fraction"], rot90["min_peak_probability"]) == (0.01, 0.7)
+    assert rot90["target_specificity"] == 0.95 and "rot90" in rot90["source"]
+    assert BY_TTA not in rot90 and BY_TTA not in resolve(decision)
+    prob = np.full((10, 10), 0.1, np.float32)
+    prob[:2, :2] = 0.8  # 4% of the image, peak 0.8: present only under the rot90 thresholds
+    assert polyp_present(prob, rot90) and not polyp_present(prob, plain)
+    # calibrated before by_tta existed: the plain thresholds, and the source says so
+    old = {k: v for k, v in decision.items() if k != BY_TTA}
+    fallback = for_tta(old, "rot90")
+    assert fallback["min_peak_probability"] == 0.9 and "without rot90" in fallback["source"]
+    assert for_tta(None, "rot90") is None

@@ -99,6 +99,45 @@ def test_the_checkpoint_decision_is_chosen_on_validation_and_used(data: Path,
     assert (frame["sensitivity"], frame["specificity"]) == (1.0, 0.0)
 
 
+def test_rot90_thresholds_are_chosen_on_rot90_maps_and_used_with_it(data: Path,
+                                                                    tmp_path: Path) -> None:
+    from polypseg.data.negatives import EVAL_SEED, fixed_negatives
+    from polypseg.decision import for_tta, rates
+    from polypseg.inference import predict_probs
+    from polypseg.negatives_eval import features_of, predict_negatives
+    from polypseg.opened import open_run
+    from polypseg.training.datasets import eval_dataset
+
+    torch.manual_seed(3)
+    model = zoo.create("unet", width=4, depth=2)  # untrained: its maps change under rotation
+    split = Split(dataset="kvasir-seg", rule="hand-made", seed=0,
+                  sets={"train": ["synth_0000"], "val": ["synth_0001", "synth_0002"],
+                        "test": TEST})
+    run = create_run(tmp_path / "tta", model, SIZE, split)
+    val = [p for p in discover(data).pairs if p.stem in split.sets["val"]]
+    decision = calibrate_checkpoint(run / "checkpoints" / "best", val, 0.95)
+    opened = open_run(run / "checkpoints" / "best")
+    negatives, _ = fixed_negatives(val, EVAL_SEED)
+    images = next(iter(torch.utils.data.DataLoader(eval_dataset(val, SIZE, 2), batch_size=8)))
+
+    def features(tta: str | None) -> tuple[list, list]:
+        rows = predict_negatives(opened.model, negatives, SIZE, 2, 0.5, tta)
+        return (features_of(predict_probs(opened.model, images["image"], tta=tta)),
+                [(r["largest_fraction"], r["peak"]) for r in rows])
+
+    plain, rot90 = features(None), features("rot90")
+    assert not np.allclose(plain[0], rot90[0], atol=1e-3)  # the maps differ: not vacuous
+    for tta, (pos, neg) in ((None, plain), ("rot90", rot90)):
+        rule = for_tta(decision, tta)
+        got = rates(pos, neg, rule)  # the recorded validation rates are those of its own maps
+        assert got["sensitivity"] == pytest.approx(rule["val_sensitivity"])
+        assert got["specificity"] == pytest.approx(rule["val_specificity"])
+        assert got["specificity"] >= 0.95
+    used = evaluate_run(run, data, subset="test", tta="rot90", write=False)["frame_level"]
+    assert used["decision"]["min_peak_probability"] == decision["by_tta"]["rot90"][
+        "min_peak_probability"] and "rot90" in used["decision"]["source"]
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_predicting_negatives_leaves_the_callers_model_in_its_mode(data: Path,
                                                                    training: bool) -> None:

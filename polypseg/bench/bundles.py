@@ -112,14 +112,15 @@ def frames_without_polyp(row: dict[str, Any], decision: dict[str, Any] | None,
     Args:
         row: the bundle's result row (``negatives``: its test evaluation's false-positive rate,
             mean predicted area and frame-level sensitivity/specificity).
-        decision: the checkpoint's recorded decision (``None``: the default rule).
+        decision: the checkpoint's recorded decision (``None``: the default rule); a row
+            evaluated with test-time augmentation states the thresholds chosen for it.
         negatives_share: the share of negative views in its training epochs (0: none).
     """
-    from polypseg.decision import DEFAULT_DECISION
+    from polypseg.decision import for_tta, resolve
     from polypseg.negatives_eval import FP_AREA
 
     negatives = row.get("negatives") or {}
-    rule = {**DEFAULT_DECISION, **(decision or {})}
+    rule = resolve(for_tta(decision, row.get("tta")))
     lines = ["", "## Frames without a polyp", ""]
     lines.append(
         "- Training: " + (f"{negatives_share:.0%} of each epoch's views were background-only "
@@ -135,7 +136,9 @@ def frames_without_polyp(row: dict[str, Any], decision: dict[str, Any] | None,
     how = (f"chosen on the validation images and their negatives for specificity "
            f"{rule.get('target_specificity', 0.95):.2f} (validation: sensitivity "
            f"{_rate(rule.get('val_sensitivity'))}, specificity "
-           f"{_rate(rule.get('val_specificity'))})" if rule.get("source") == "validation"
+           f"{_rate(rule.get('val_specificity'))})"
+           + (f", on maps predicted with `--tta {row['tta']}`" if row.get("tta") else "")
+           if str(rule.get("source")).startswith("validation")
            else "the default rule, not calibrated (`polypseg calibrate` chooses them)")
     lines.append(
         f"- Frame-level decision (`polyp_present` in `predict`, `serve` and `evaluate`): a "

@@ -33,6 +33,7 @@ import numpy as np
 from polypseg.atomic import atomic_write_json, atomic_write_text
 from polypseg.deploy.coco import CocoDocument
 from polypseg.deploy.predict import (
+    decision_label,
     decision_of,
     foreground_fraction,
     mask_geometry,
@@ -139,7 +140,7 @@ class _Writer:
     model_id: str
     overlay_style: Overlay
     overlay_video: bool
-    meta: dict[str, Any]
+    decision_label: str  # the frame-level rule in words (predict.decision_label)
     names: _Namer = field(default_factory=_Namer)
     current: _Input | None = None
     videos: list[Path] = field(default_factory=list)
@@ -185,7 +186,7 @@ class _Writer:
         summary = {
             "source": current.source.name,
             "model_id": self.model_id,
-            "decision": "calibrated" if decision_of(self.meta) else "default (a region >= 0.5%)",
+            "decision": self.decision_label,
             **video_summary(current.rows, current.fps),
             "overlay_video": None if written is None else f"videos/{written.name}",
             "table": f"videos/{current.name}.csv",
@@ -261,8 +262,9 @@ def predict_files(
     cut = bundle.threshold if threshold is None else threshold
     if not 0.0 <= cut <= 1.0:
         raise DataError(f"threshold must lie in [0, 1], got {cut}")
-    decision = decision_of(bundle.meta)
-    writer = _Writer(out, bundle.model_id, style, overlay_video, bundle.meta)
+    decision = decision_of(bundle.meta, tta)
+    writer = _Writer(out, bundle.model_id, style, overlay_video,
+                     decision_label(bundle.meta, tta))
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     try:

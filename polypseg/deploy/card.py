@@ -169,4 +169,8 @@ def _decision_line(decision: Any) -> str:
                  f"sensitivity {float(sens):.3f}, specificity {float(spec):.3f} on "
                  f"{decision.get('n_val_positives')} images and {decision.get('n_val_negatives')}"
                  " background crops")
+    for mode, rule in sorted((decision.get("by_tta") or {}).items()):
+        line += (f". With `--tta {mode}`: at least {float(rule['min_area_fraction']):.2%} and "
+                 f"{float(rule['min_peak_probability']):.3f}, chosen the same way on maps "
+                 f"averaged over the {mode} rotations")
     return line + "."

@@ -144,19 +144,46 @@ def overlay(image: np.ndarray, mask: np.ndarray, style: str = "outline") -> np.n
 DECISION_KEYS = ("min_area_fraction", "min_peak_probability")
 
 
-def decision_of(meta: dict[str, Any]) -> dict[str, float] | None:
-    """The frame-level decision thresholds a model's metadata records, or ``None``.
+def decision_of(meta: dict[str, Any], tta: str | None = None) -> dict[str, float] | None:
+    """The frame-level decision thresholds a model's metadata records for maps predicted with
+    test-time augmentation ``tta``, or ``None``.
 
-    ``meta["decision"]`` is ``{"min_area_fraction": float, "min_peak_probability": float}``
-    when the checkpoint was calibrated for it; anything else counts as absent.
+    ``meta["decision"]`` holds ``{"min_area_fraction": float, "min_peak_probability": float}``
+    when the checkpoint was calibrated, and under ``by_tta`` those of each augmentation it was
+    calibrated for (:func:`polypseg.decision.for_tta` picks them; a model calibrated before
+    that falls back to the plain thresholds); anything else counts as absent.
+
+    Args:
+        meta: the bundle's or checkpoint's metadata.
+        tta: ``None``/``none`` or ``rot90``, as the maps were predicted.
     """
+    from polypseg.decision import for_tta
+
     raw = meta.get("decision")
     if not isinstance(raw, dict):
         return None
+    raw = for_tta(raw, tta)
     try:
         return {key: float(raw[key]) for key in DECISION_KEYS}
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def decision_label(meta: dict[str, Any], tta: str | None = None) -> str:
+    """Which frame-level rule :func:`decision_of` gives, in words: ``calibrated``, ``calibrated
+    (validation, rot90 test-time augmentation)``, ... or ``default (a region >= 0.5%)``.
+
+    Args:
+        meta: the bundle's or checkpoint's metadata.
+        tta: ``None``/``none`` or ``rot90``, as the maps are predicted.
+    """
+    from polypseg.decision import for_tta
+
+    if decision_of(meta, tta) is None:
+        return "default (a region >= 0.5%)"
+    if tta in (None, "none"):
+        return "calibrated"
+    return f"calibrated ({for_tta(meta['decision'], tta)['source']})"
 
 
 def polyp_present(

@@ -277,7 +277,7 @@ class _Engine:
         try:
             prob = self.probabilities([decode_pixels(data, header)], tta)
             mask = to_mask(prob, threshold)
-            present = polyp_present(prob, decision_of(self.bundle.meta), threshold)
+            present = polyp_present(prob, decision_of(self.bundle.meta, tta), threshold)
             del prob
             height, width = mask.shape  # upright: EXIF orientation applied
             result = Segmentation(width, height, foreground_fraction(mask), present)

@@ -255,6 +255,23 @@ def test_polyp_present_uses_a_calibrated_decision():
     assert decision_of({}) is None
 
 
+def test_predicting_with_tta_uses_the_thresholds_chosen_for_it():
+    from polypseg.deploy.predict import decision_label, decision_of
+
+    rot90 = {"min_area_fraction": 0.01, "min_peak_probability": 0.7}
+    meta = {"decision": {"min_area_fraction": 0.05, "min_peak_probability": 0.9,
+                         "source": "validation", "by_tta": {"rot90": rot90}}}
+    assert decision_of(meta) == {"min_area_fraction": 0.05, "min_peak_probability": 0.9}
+    assert decision_of(meta, "none") == decision_of(meta)
+    assert decision_of(meta, "rot90") == rot90
+    assert decision_label(meta) == "calibrated"
+    assert "rot90" in decision_label(meta, "rot90")
+    del meta["decision"]["by_tta"]  # calibrated before per-TTA thresholds: the plain ones
+    assert decision_of(meta, "rot90") == decision_of(meta)
+    assert "without rot90" in decision_label(meta, "rot90")
+    assert decision_label({}, "rot90").startswith("default")
+
+
 def test_predict_reads_exif_orientation(run_dir: Path, tmp_path: Path):
     """An image stored sideways with EXIF orientation 6 gets the mask of the upright image."""
     from PIL import Image
