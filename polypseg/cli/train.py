@@ -228,17 +228,19 @@ def calibrate(
     pairs = subset_pairs(index, choose_split(index, given).split, "val")
     decision = calibrate_checkpoint(stem, pairs, target_specificity, device)
 
-    def rate(key: str) -> str:
-        value = decision.get(key)
-        return "n/a" if value is None else f"{value:.3f}"
+    def rule(chosen: dict[str, Any]) -> str:
+        def rate(key: str) -> str:
+            value = chosen.get(key)
+            return "n/a" if value is None else f"{value:.3f}"
 
-    typer.echo(
-        f"{stem}: polyp present when the largest region covers >= "
-        f"{decision['min_area_fraction']:.2%} and the peak is >= "
-        f"{decision['min_peak_probability']:.3f} (validation: sensitivity "
-        f"{rate('val_sensitivity')}, specificity {rate('val_specificity')}, "
-        f"{decision['n_val_negatives']} negatives)"
-    )
+        return (f"the largest region covers >= {chosen['min_area_fraction']:.2%} and the peak "
+                f"is >= {chosen['min_peak_probability']:.3f} (validation: sensitivity "
+                f"{rate('val_sensitivity')}, specificity {rate('val_specificity')})")
+
+    typer.echo(f"{stem}: polyp present when {rule(decision)}; "
+               f"{decision['n_val_positives']} images, {decision['n_val_negatives']} negatives")
+    for mode, chosen in sorted((decision.get("by_tta") or {}).items()):
+        typer.echo(f"  with --tta {mode}: when {rule(chosen)}")
 
 
 def sweep(

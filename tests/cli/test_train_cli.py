@@ -138,11 +138,13 @@ def test_train_with_negatives_then_calibrate_again(
     assert first["target_specificity"] == 0.95
     capsys.readouterr()
     assert main(["calibrate", str(out), "--target-specificity", "1.0", "--device", "cpu"]) == 0
-    assert "polyp present when" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "polyp present when" in said and "with --tta rot90: when" in said
     again = json.loads((out / "checkpoints" / "best.json").read_text())["decision"]
     assert again["target_specificity"] == 1.0
     if again["source"] == "validation":
         assert again["val_specificity"] == 1.0
+        assert again["by_tta"]["rot90"]["val_specificity"] == 1.0
     _fails(["train", "--model", "unet", "--data", str(data), "--out", str(tmp_path / "x"),
             "--negatives", "0.95", *TINY], capsys, "--negatives")
     _fails(["train", "--model", "unet", "--data", str(data), "--out", str(tmp_path / "y"),
