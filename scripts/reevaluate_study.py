@@ -5,7 +5,10 @@ Every evaluation file of every finished run (``bench/ENTRY/test*.json`` and
 with torch on one thread; sweeps and checkpoints are left as they are. Then collect the
 tables again with ``polypseg bench quality --plan PLAN --collect``.
 
-    python scripts/reevaluate_study.py plans/cpu.yaml [--only 'kvasir/unet/*']
+    python scripts/reevaluate_study.py plans/cpu.yaml [--only 'kvasir/unet/*'] [--tta-only]
+
+``--tta-only`` redoes only the evaluations with test-time augmentation (after the runs were
+calibrated again for it: ``polypseg calibrate`` chooses ``decision.by_tta``).
 
 Run it from the project root (paths are written relative to it).
 """
@@ -24,6 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("plan")
     parser.add_argument("--only", action="append", default=None, help="run-key patterns")
+    parser.add_argument("--tta-only", action="store_true",
+                        help="only the evaluations with test-time augmentation")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -41,6 +46,8 @@ def main() -> None:
     start = time.monotonic()
     for number, spec in enumerate(specs, 1):
         for evaluation in spec.evaluations:
+            if args.tta_only and not evaluation.tta:
+                continue
             data_dir, split_file = spec.data_dir, spec.split_file
             if evaluation.cross:
                 other = spec.others[str(evaluation.dataset)]

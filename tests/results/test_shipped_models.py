@@ -1,11 +1,12 @@
-"""The trained models shipped under ``results/models``: they load as they are, reproduce the
-per-image test scores the study published for them, and ``predict`` and ``serve`` agree on a
+"""The trained models shipped under ``results/models`` (the 96-px CPU study) and
+``results/models-192`` (the 192-px study, once collected): they load as they are, reproduce the
+per-image test scores their study published for them, and ``predict`` and ``serve`` agree on a
 real image.
 
-The bundles and ``results/quality-cpu.json`` are regenerated together (``polypseg bench
-quality --collect`` then ``polypseg bench bundle``); these tests catch a bundle that drifted
-from the study (a stale copy, the wrong seed, weights a later version reads differently).
-Skipped when the shared datasets are absent (``../shared/data``).
+Each folder and its study's ``results/quality-PLAN.json`` are regenerated together
+(``polypseg bench quality --collect`` then ``polypseg bench bundle``); these tests catch a
+bundle that drifted from the study (a stale copy, the wrong seed, weights a later version reads
+differently). Skipped when the shared datasets are absent (``../shared/data``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from polypseg.bench.bundles import bundle_name
 from polypseg.bench.collect import best_runs
 
 REPO = Path(__file__).resolve().parents[2]
-STUDY = REPO / "results" / "quality-cpu.json"
-MODELS = REPO / "results" / "models"
+#: ``(collected study, folder of its bundles)``; a study not collected yet ships nothing.
+STUDIES = [(REPO / "results" / "quality-cpu.json", REPO / "results" / "models"),
+           (REPO / "results" / "quality-cpu-192.json", REPO / "results" / "models-192")]
+MODELS = STUDIES[0][1]
 DATA = {"kvasir": "Kvasir-SEG", "cvc": "CVC-ClinicDB"}
 #: Test images re-scored per bundle (the first of its split's test subset).
 N_IMAGES = 6
@@ -35,14 +38,16 @@ N_IMAGES = 6
 IMAGE_TOLERANCE, MEAN_TOLERANCE = 0.03, 0.01
 
 
-def _published() -> list[dict[str, Any]]:
+def _published(study: Path) -> list[dict[str, Any]]:
     """The study's best run per (entry, dataset): the runs the bundles were made from."""
-    doc = json.loads(STUDY.read_text(encoding="utf-8"))
+    doc = json.loads(study.read_text(encoding="utf-8"))
     own = [r for r in doc["results"] if r["entry"] == r.get("trained_as", r["entry"])]
     return sorted(best_runs(own).values(), key=lambda r: (r["dataset"], r["entry"]))
 
 
-PUBLISHED = _published() if STUDY.is_file() else []
+#: ``(folder of the bundles, published row)`` of every shipped bundle.
+PUBLISHED = [(models, row) for study, models in STUDIES if study.is_file()
+             for row in _published(study)]
 
 
 def _data_dir(dataset: str) -> Path:
@@ -59,18 +64,24 @@ def _published_dice(row: dict[str, Any]) -> dict[str, float]:
         return {r["stem"]: float(r["dice"]) for r in csv.DictReader(handle)}
 
 
-def test_every_trained_entry_of_the_study_is_shipped() -> None:
-    assert PUBLISHED, f"{STUDY} holds no trained run"
-    shipped = {p.name for p in MODELS.iterdir() if p.is_dir()}
-    expected = {bundle_name(r["dataset"], r["entry"]) for r in PUBLISHED}
+@pytest.mark.parametrize("study,models", STUDIES, ids=lambda p: p.name)
+def test_every_trained_entry_of_the_study_is_shipped(study: Path, models: Path) -> None:
+    if not study.is_file():
+        assert not models.exists(), f"{models} ships bundles of a study never collected"
+        return
+    assert _published(study), f"{study} holds no trained run"
+    shipped = {p.name for p in models.iterdir() if p.is_dir()}
+    expected = {bundle_name(r["dataset"], r["entry"]) for r in _published(study)}
     assert shipped == expected
 
 
-@pytest.mark.parametrize("row", PUBLISHED, ids=lambda r: bundle_name(r["dataset"], r["entry"]))
-def test_bundle_reproduces_its_published_scores(row: dict[str, Any]) -> None:
+@pytest.mark.parametrize("models,row", PUBLISHED,
+                         ids=[f"{m.name}/{bundle_name(r['dataset'], r['entry'])}"
+                              for m, r in PUBLISHED])
+def test_bundle_reproduces_its_published_scores(models: Path, row: dict[str, Any]) -> None:
     from polypseg.evaluation import evaluate_run
 
-    bundle = MODELS / bundle_name(row["dataset"], row["entry"])
+    bundle = models / bundle_name(row["dataset"], row["entry"])
     config = json.loads((bundle / "config.json").read_text(encoding="utf-8"))
     assert (config["seed"], config["out"]) == (row["seed"], row["run"])
     card = (bundle / "README.md").read_text(encoding="utf-8")
