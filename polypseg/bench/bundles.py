@@ -145,6 +145,16 @@ def frames_without_polyp(row: dict[str, Any], decision: dict[str, Any] | None,
         f"polyp is present when the largest predicted region covers at least "
         f"{rule['min_area_fraction']:.2%} of the image and its peak probability is at least "
         f"{rule['min_peak_probability']:.3f}; {how}.")
+    if not row.get("tta"):
+        for mode, chosen in sorted(((decision or {}).get("by_tta") or {}).items()):
+            lines.append(
+                f"- With `--tta {mode}` the map is the mean over the four quarter turns, "
+                f"smoother and less peaked, so the rule has its own thresholds, chosen the same "
+                f"way on averaged maps: a region of at least "
+                f"{float(chosen['min_area_fraction']):.2%} and a peak of at least "
+                f"{float(chosen['min_peak_probability']):.3f} (validation: sensitivity "
+                f"{_rate(chosen.get('val_sensitivity'))}, specificity "
+                f"{_rate(chosen.get('val_specificity'))}).")
     if negatives.get("n_negatives"):
         lines.append(
             f"- On test, with this rule: sensitivity {_rate(negatives.get('frame_sensitivity'))} "

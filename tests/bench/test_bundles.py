@@ -124,3 +124,15 @@ def test_card_says_whether_the_decision_was_calibrated() -> None:
     assert "specificity 0.95 (validation: sensitivity 0.911, specificity 0.964)" in calibrated
     assert "not calibrated" not in calibrated and "20% of each epoch" in calibrated
     assert "sensitivity 0.900 over the 90 test images, specificity 0.800" in calibrated
+    assert "--tta" not in calibrated  # calibrated before per-TTA thresholds: nothing to state
+    rot90 = {"min_area_fraction": 0.021, "min_peak_probability": 0.7354,
+             "val_sensitivity": 0.93, "val_specificity": 0.952}
+    with_tta = {**chosen, "by_tta": {"rot90": rot90}}
+    card = "\n".join(frames_without_polyp(row, with_tta, 0.0))
+    assert "With `--tta rot90`" in card and "at least 2.10%" in card and "at least 0.735" in card
+    assert "at least 1.75% of the image" in card  # the plain rule is still the one stated first
+    # a row evaluated with TTA states the rot90 rule as its own
+    tta_row = {**row, "tta": "rot90"}
+    own = "\n".join(frames_without_polyp(tta_row, with_tta, 0.0))
+    assert "at least 2.10% of the image" in own and "predicted with `--tta rot90`" in own
+    assert "With `--tta rot90`" not in own
