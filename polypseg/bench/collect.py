@@ -128,11 +128,9 @@ def cross_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def compare_to_baselines(plan: Plan, specs: list[RunSpec]) -> list[dict[str, Any]]:
-    """Every entry against every baseline of the plan, per dataset: the paired bootstrap of
-    per-image test Dice over images and seeds (:func:`.stats.paired_bootstrap`)."""
-    from polypseg.bench.stats import paired_bootstrap
-
+def own_test_scores(specs: list[RunSpec]) -> dict[tuple[str, str], list[dict[str, float]]]:
+    """``(dataset, entry) -> [stem -> Dice, one per finished run]`` of every run's evaluations on
+    its own test split (an evaluation-only entry, ``unet+tta``, under its own name)."""
     scores: dict[tuple[str, str], list[dict[str, float]]] = {}
     for spec in specs:
         for evaluation in spec.evaluations:
@@ -141,6 +139,15 @@ def compare_to_baselines(plan: Plan, specs: list[RunSpec]) -> list[dict[str, Any
             dice = per_image_dice(spec, evaluation)
             if dice:
                 scores.setdefault((spec.dataset, evaluation.entry), []).append(dice)
+    return scores
+
+
+def compare_to_baselines(plan: Plan, specs: list[RunSpec]) -> list[dict[str, Any]]:
+    """Every entry against every baseline of the plan, per dataset: the paired bootstrap of
+    per-image test Dice over images and seeds (:func:`.stats.paired_bootstrap`)."""
+    from polypseg.bench.stats import paired_bootstrap
+
+    scores = own_test_scores(specs)
     rows = []
     for dataset in plan.datasets:
         for baseline in plan.baselines:
@@ -334,6 +341,10 @@ def write_results(
         "cross": cross,
     }
     doc["fractions"] = fraction_curves(plan, specs)
+    if plan.compare_with is not None:
+        from polypseg.bench.counterpart import compare_plans
+
+        doc["counterpart"] = compare_plans(plan, specs)
     written = _write_document(plan, doc, results, Path(out))
     if missing:
         progress(f"{len(missing)} evaluations unfinished, left out: {', '.join(missing[:5])}")

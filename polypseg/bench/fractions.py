@@ -32,18 +32,12 @@ def fraction_curves(plan: Plan, specs: list[RunSpec]) -> list[dict[str, Any]]:
         plan: the plan.
         specs: its runs (unfinished ones add nothing).
     """
-    from polypseg.bench.collect import per_image_dice
+    from polypseg.bench.collect import own_test_scores
     from polypseg.bench.stats import bootstrap_mean
 
     if not has_fractions(plan):
         return []
-    scores: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for spec in specs:
-        for evaluation in spec.evaluations:
-            if not evaluation.cross:
-                dice = per_image_dice(spec, evaluation)
-                if dice:
-                    scores.setdefault((spec.dataset, evaluation.entry), []).append(dice)
+    scores = own_test_scores(specs)
     rows = []
     for dataset in plan.datasets:
         for entry in plan.entries:

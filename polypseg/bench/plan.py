@@ -35,6 +35,17 @@ An entry's ``negatives`` (default 0) is the share of each epoch that is backgrou
 all) lists the plan datasets it is trained on, for a plan that cannot afford every run
 (``datasets: [kvasir]``; an evaluation-only entry follows the entry it reuses).
 
+A plan may name a counterpart: another plan whose runs differ from its own in one setting (the
+192-px study against the 96-px one), and which of its entries answers to each of this plan's::
+
+    compare_with:
+      plan: plans/cpu-negatives.yaml           # its finished runs are read, never trained
+      entries: {unet: unet+neg, p4: p4+neg}    # this plan's entry -> the other plan's
+      note: "96 px, the same recipe"           # optional, says what differs
+
+The tables then add each entry against its counterpart and whether its gain over each
+baseline grows or shrinks between the two (:mod:`polypseg.bench.counterpart`).
+
 Relative paths are relative to the project root (the folder holding ``pyproject.toml`` above
 the plan file; the plan's own folder when there is none). :func:`load_plan` validates the whole
 file and raises :class:`PlanError` with the key, the value and what was expected.
@@ -72,7 +83,9 @@ _TOP_KEYS = {
     "name", "description", "reduced", "size", "epochs", "batch_size", "lr", "seeds", "angles",
     "limit_train", "limit_val", "limit_test", "sweep_limit", "out", "runs", "depth", "datasets",
     "entries", "workers", "split_seed", "train_options", "cross_dataset", "baselines",
+    "compare_with",
 }
+_COMPARE_KEYS = {"plan", "entries", "note"}
 _ENTRY_KEYS = {"name", "variant", "width", "match", "rot_aug", "tta", "from", "depth", "note",
                "negatives", "datasets"}
 _DATASET_KEYS = {"data_dir", "label", "split", "train_fractions"}
@@ -110,6 +123,17 @@ class DatasetSpec:
         """How many times an epoch draws each training image, so that an epoch on the subset
         takes as many optimiser steps as one on the whole split (1 for the whole split)."""
         return max(1, round(1 / self.train_fraction))
+
+
+@dataclass(frozen=True)
+class Counterpart:
+    """Another plan to compare this one's entries with (``compare_with``; see the module
+    docstring): its file and the entry of it that answers to each entry of this plan."""
+
+    plan_file: Path
+    entries: tuple[tuple[str, str], ...]
+    """``(this plan's entry, the other plan's entry)`` pairs, in this plan's order."""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,6 +204,8 @@ class Plan:
     baselines: tuple[str, ...] = ()
     """Entries every other entry is compared with (paired bootstrap of per-image Dice)."""
     source_file: Path | None = None
+    compare_with: Counterpart | None = None
+    """Another plan whose runs this plan's entries are compared with (``compare_with``)."""
 
     @property
     def label(self) -> str:
@@ -478,6 +504,32 @@ def _parse_baselines(baselines: Any, entries: tuple[EntrySpec, ...]) -> list[str
     return baselines
 
 
+def _parse_counterpart(raw: Any, root: Path, entries: tuple[EntrySpec, ...],
+                       check_paths: bool) -> Counterpart | None:
+    """The plan's ``compare_with`` (``None`` when absent); its plan file must exist when
+    ``check_paths``, and every key of its ``entries`` must be an entry of this plan."""
+    if raw is None:
+        return None
+    _check_mapping(raw, "compare_with", _COMPARE_KEYS)
+    if "plan" not in raw or "entries" not in raw:
+        raise PlanError("compare_with needs plan (a plan file) and entries (a mapping)")
+    plan_file = _resolve(root, raw["plan"], "compare_with.plan")
+    if check_paths and not plan_file.is_file():
+        raise PlanError(f"compare_with.plan: no such file {plan_file}")
+    pairs = raw["entries"]
+    names = [e.name for e in entries]
+    if (not isinstance(pairs, dict) or not pairs
+            or not all(isinstance(v, str) and v for v in pairs.values())):
+        raise PlanError("compare_with.entries must map entries of this plan to entry names of "
+                        f"the other, got {pairs!r}")
+    unknown = sorted(set(pairs) - set(names))
+    if unknown:
+        raise PlanError(f"compare_with.entries: {unknown} are not entries of this plan "
+                        f"({', '.join(names)})")
+    ordered = tuple((name, str(pairs[name])) for name in names if name in pairs)
+    return Counterpart(plan_file=plan_file, entries=ordered, note=str(raw.get("note", "")))
+
+
 def parse_plan(
     raw: Any,
     root: Path,
@@ -542,6 +594,7 @@ def parse_plan(
         cross_dataset=cross_dataset,
         baselines=tuple(str(b) for b in baselines),
         source_file=source_file,
+        compare_with=_parse_counterpart(raw.get("compare_with"), root, entries, check_paths),
     )
 
 

@@ -239,7 +239,10 @@ def quality_markdown(doc: dict[str, Any]) -> str:
                 lines += [f"![{what}, {info.get('label', key)}]({plot})", ""]
     lines += fractions_markdown(doc)
     lines += comparisons_markdown(doc)
-    from polypseg.bench.negatives import markdown as negatives_markdown  # imports this module
+    from polypseg.bench.counterpart import counterpart_markdown  # both import this module
+    from polypseg.bench.negatives import markdown as negatives_markdown
+
+    lines += counterpart_markdown(doc)
 
     lines += negatives_markdown(doc)
     lines += cross_markdown(doc)

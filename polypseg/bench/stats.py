@@ -60,14 +60,45 @@ def paired_bootstrap(
     """
     if not entry_runs or not baseline_runs:
         raise ValueError("both sides need at least one run")
-    common = set(entry_runs[0])
-    for run in [*entry_runs, *baseline_runs]:
-        common &= set(run)
+    return paired_contrast([(1.0, entry_runs), (-1.0, baseline_runs)], n_boot=n_boot,
+                           level=level, seed=seed)
+
+
+def paired_contrast(
+    sides: Sequence[tuple[float, Sequence[Mapping[str, float]]]],
+    *,
+    n_boot: int = 10_000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A weighted sum of mean per-image scores over the same images, with the hierarchical
+    bootstrap interval of :func:`paired_bootstrap` (which is the contrast ``+1, -1``).
+
+    ``sides`` holds ``(weight, runs)`` pairs, ``runs`` one mapping ``image stem -> score`` per
+    seed. The statistic is ``sum_k weight_k * mean(side k)`` over the images every run of
+    every side scored. In each replicate the images are drawn once for all sides (paired) and
+    each side's seeds independently (independent trainings). With four sides ``(+1, A), (-1,
+    B), (-1, A'), (+1, B')`` it is a difference in differences: how much A's gain over B
+    changes between two settings (two resolutions), paired over the same test images. Returns
+    the keys of :func:`paired_bootstrap`, ``n_seeds`` listing every side's seeds.
+
+    Args:
+        sides: ``(weight, runs)`` per side; at least one side, each with at least one run.
+        n_boot: bootstrap replicates.
+        level: the interval's coverage (0.95: the 2.5 and 97.5 percentiles).
+        seed: seed of the resampling.
+    """
+    if not sides or any(not runs for _, runs in sides):
+        raise ValueError("every side needs at least one run")
+    common = set(sides[0][1][0])
+    for _, runs in sides:
+        for run in runs:
+            common &= set(run)
     stems = sorted(common)
     if not stems:
-        raise ValueError("the two sides share no scored image")
-    a, b = _matrix(entry_runs, stems), _matrix(baseline_runs, stems)
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("the sides share no scored image")
+    matrices = [_matrix(runs, stems) for _, runs in sides]
+    if not all(np.isfinite(m).all() for m in matrices):
         raise ValueError("scores must be finite")
     rng = np.random.default_rng(seed)
     n_images = len(stems)
@@ -79,19 +110,19 @@ def paired_bootstrap(
         counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # (n_boot, n)
         return counts @ scores / n  # (n_boot, n_images)
 
-    diffs = seed_means(a) - seed_means(b)
-    replicates = np.take_along_axis(diffs, images, axis=1).mean(axis=1)
+    per_image = sum(weight * seed_means(m) for (weight, _), m in zip(sides, matrices, strict=True))
+    replicates = np.take_along_axis(per_image, images, axis=1).mean(axis=1)
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(replicates, [tail, 1.0 - tail])
     verdict = BETTER if low > 0 else WORSE if high < 0 else UNDECIDED
     return {
-        "diff_mean": float(a.mean() - b.mean()),
+        "diff_mean": float(sum(w * m.mean() for (w, _), m in zip(sides, matrices, strict=True))),
         "ci_low": float(low),
         "ci_high": float(high),
         "level": level,
         "verdict": verdict,
         "n_images": n_images,
-        "n_seeds": [int(a.shape[0]), int(b.shape[0])],
+        "n_seeds": [int(m.shape[0]) for m in matrices],
         "n_boot": n_boot,
     }
 

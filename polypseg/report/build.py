@@ -217,6 +217,43 @@ def _fractions_section(study: Study) -> str:
     return "".join(parts)
 
 
+def _counterpart_section(study: Study) -> str:
+    """Each entry against its counterpart in another plan (a study's ``counterpart``: 192 px
+    against 96 px), and how its gain over each baseline changes between the two."""
+    from polypseg.bench.counterpart import CHANGE_WORDS, DIFFERENCE_WORDS, interval_text
+
+    parts = []
+    for result in study.quality:
+        section = result.doc.get("counterpart") or {}
+        if not section.get("entries"):
+            continue
+        here, there = section["size"]
+        labels = {k: v.get("label", k) for k, v in (result.doc.get("datasets") or {}).items()}
+        for dataset in dict.fromkeys(r["dataset"] for r in section["entries"]):
+            rows = [r for r in section["entries"] if r["dataset"] == dataset]
+            parts.append(f"<h3>{html.esc(labels.get(dataset, dataset))}: {here} px against "
+                         f"{there} px (plan {html.esc(section['plan'])})</h3>")
+            parts.append(html.table(
+                ["Entry", "Counterpart", f"Dice, {here} px minus {there} px"],
+                [[(html.esc(r["entry"]), ""), (html.esc(r["counterpart"]), ""),
+                  (html.esc(interval_text(r, DIFFERENCE_WORDS).replace("**", "")), "")]
+                 for r in rows], "counterpart"))
+            gains = [g for g in section["gains"] if g["dataset"] == dataset]
+            if gains:
+                parts.append(html.table(
+                    ["Entry", "Baseline", f"gain at {here} px", f"gain at {there} px",
+                     "change"],
+                    [[(html.esc(g["entry"]), ""), (html.esc(g["baseline"]), ""),
+                      *((html.esc(interval_text(g[k]).replace("**", "")), "")
+                        for k in ("here", "there")),
+                      (html.esc(interval_text(g["change"], CHANGE_WORDS).replace("**", "")),
+                       "")] for g in gains], "counterpart-gains"))
+        parts.append('<p class="note">Paired over the same test images: mean per-image Dice '
+                     "differences with 95% hierarchical bootstrap intervals over images and "
+                     "seeds; the change is the gain here minus the gain there.</p>")
+    return "".join(parts)
+
+
 def _own_sweeps(study: Study) -> list[SweepResult]:
     """Sweeps of run folders (``RUN/sweep``) that no sweep given on the command line holds."""
     given = {s.path.resolve() for s in study.sweeps}
@@ -500,6 +537,7 @@ def render(study: Study, galleries: Sequence[Gallery], title: str | None = None,
         ("summary", "Summary", _summary_section(rows)),
         ("comparisons", "Paired comparisons", _comparisons_section(study)),
         ("fractions", "Dice against the share of labelled images", _fractions_section(study)),
+        ("counterpart", "Against another plan", _counterpart_section(study)),
         ("rotation", "Dice against rotation angle", _rotation_section(study)),
         ("training", "Training curves", _training_section(study, progress)),
         ("bench-plots", "More plots of the bench", _other_bench_plots(study)),
