@@ -156,3 +156,31 @@ def test_a_study_without_shares_has_no_such_section(tmp_path: Path) -> None:
     path = write_json(tmp_path / "quality-hand.json", quality_doc())
     page = build_report([path], tmp_path / "r.html").read_text()
     assert '<table class="fractions">' not in page and 'id="fractions"' not in page
+
+
+def test_a_study_with_a_counterpart_plan_shows_each_entry_and_gain_against_it(
+        tmp_path: Path) -> None:
+    def contrast(mean: float, low: float, high: float) -> dict:
+        verdict = "better" if low > 0 else "worse" if high < 0 else "no difference shown"
+        return {"diff_mean": mean, "ci_low": low, "ci_high": high, "verdict": verdict,
+                "n_seeds": [2, 3], "level": 0.95, "n_images": 6}
+
+    counterpart = {
+        "plan": "small", "plan_file": "plans/small.yaml", "note": "", "size": [192, 96],
+        "entries": [{"dataset": "kvasir", "entry": "p4", "counterpart": "p4+neg",
+                     **contrast(0.05, 0.01, 0.09)}],
+        "gains": [{"dataset": "kvasir", "entry": "p4", "baseline": "unet",
+                   "counterpart": "p4+neg", "baseline_counterpart": "unet+neg",
+                   "here": contrast(0.08, 0.03, 0.13), "there": contrast(0.02, -0.02, 0.06),
+                   "change": contrast(0.06, 0.01, 0.11)}],
+    }
+    path = write_json(tmp_path / "quality-hand.json", quality_doc(counterpart=counterpart))
+    page = build_report([path], tmp_path / "r.html").read_text()
+    entries = page[page.index('<table class="counterpart">'):]
+    assert "<td>p4+neg</td><td>+0.050 [+0.010, +0.090] higher</td>" in entries
+    gains = page[page.index('<table class="counterpart-gains">'):]
+    gains = gains[:gains.index("</table>")]
+    assert "<td>+0.020 [-0.020, +0.060] no difference shown</td>" in gains
+    assert "<td>+0.060 [+0.010, +0.110] grows</td>" in gains
+    bare = write_json(tmp_path / "quality-bare.json", quality_doc())
+    assert 'id="counterpart"' not in build_report([bare], tmp_path / "b.html").read_text()
