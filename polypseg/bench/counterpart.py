@@ -12,7 +12,10 @@ drawn once for every side, each side's seeds independently):
   (``entry - baseline``) and there (``entry' - baseline'``), and the **change** of that gain
   (``(entry - baseline) - (entry' - baseline')``, a difference in differences): "better"
   means the gain grows here, "worse" that it shrinks, and an interval holding 0 that no
-  change is shown.
+  change is shown;
+* **cross**: an entry here minus its counterpart there on another dataset's test split
+  (``cross_dataset``): with **entry**, whether the setting narrows the gap between a model's
+  own test images and images of another source (new sequences, another centre).
 
 The other plan's runs are read where its ``runs`` folder keeps them; nothing is trained.
 """
@@ -52,7 +55,8 @@ def compare_plans(plan: Plan, specs: list[RunSpec]) -> dict[str, Any]:
     if unknown:
         raise PlanError(f"compare_with.entries: {unknown} are not entries of plan "
                         f"{other.name!r} ({', '.join(sorted(names))})")
-    here, there = own_test_scores(specs), own_test_scores(plan_runs(other))
+    other_specs = plan_runs(other)
+    here, there = own_test_scores(specs), own_test_scores(other_specs)
     mapping = dict(counterpart.entries)
     shared = [d.key for d in plan.datasets if d.key in {o.key for o in other.datasets}]
     entries, gains = [], []
@@ -75,9 +79,32 @@ def compare_plans(plan: Plan, specs: list[RunSpec]) -> dict[str, Any]:
                     "there": paired_contrast([(1.0, a2), (-1.0, b2)]),
                     "change": paired_contrast([(1.0, a), (-1.0, b), (-1.0, a2), (1.0, b2)]),
                 })
+    cross_here, cross_there = _cross_scores(specs), _cross_scores(other_specs)
+    cross = []
+    for (trained_on, tested_on, entry), a in cross_here.items():
+        a2 = cross_there.get((trained_on, tested_on, mapping.get(entry, "")))
+        if a2:
+            cross.append({"dataset": trained_on, "tested_on": tested_on, "entry": entry,
+                          "counterpart": mapping[entry],
+                          **paired_contrast([(1.0, a), (-1.0, a2)])})
     return {"plan": other.name, "plan_file": plan.relative(counterpart.plan_file),
             "note": counterpart.note, "size": [plan.size, other.size],
-            "entries": entries, "gains": gains}
+            "entries": entries, "gains": gains, "cross": cross}
+
+
+def _cross_scores(specs: list[RunSpec]) -> dict[tuple[str, str, str], list[dict[str, float]]]:
+    """``(trained on, tested on, entry) -> [stem -> Dice, one per finished run]`` of the runs'
+    evaluations on another dataset's test split."""
+    from polypseg.bench.collect import per_image_dice
+
+    scores: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+    for spec in specs:
+        for evaluation in spec.evaluations:
+            dice = per_image_dice(spec, evaluation) if evaluation.cross else None
+            if dice:
+                key = (spec.dataset, str(evaluation.dataset), evaluation.entry)
+                scores.setdefault(key, []).append(dice)
+    return scores
 
 
 #: How a verdict reads: above 0, below 0, neither (an entry against its counterpart; the change
@@ -129,5 +156,13 @@ def counterpart_markdown(doc: dict[str, Any]) -> list[str]:
                  f"change ({here} minus {there})"],
                 ([g["entry"], g["baseline"], interval_text(g["here"]), interval_text(g["there"]),
                   interval_text(g["change"], CHANGE_WORDS)] for g in gains))
+        cross = [c for c in section.get("cross") or [] if c["dataset"] == dataset]
+        if cross:
+            lines += ["", f"### Trained on {label}, tested on another dataset: {here} px minus "
+                      f"{there} px", ""]
+            lines += _table(["Entry", "Tested on", "Dice difference", "seeds"],
+                            ([c["entry"], datasets.get(c["tested_on"], {}).get(
+                                "label", c["tested_on"]), interval_text(c, DIFFERENCE_WORDS),
+                              " vs ".join(map(str, c["n_seeds"]))] for c in cross))
         lines.append("")
     return lines

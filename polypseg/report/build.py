@@ -248,6 +248,14 @@ def _counterpart_section(study: Study) -> str:
                         for k in ("here", "there")),
                       (html.esc(interval_text(g["change"], CHANGE_WORDS).replace("**", "")),
                        "")] for g in gains], "counterpart-gains"))
+            cross = [c for c in section.get("cross") or [] if c["dataset"] == dataset]
+            if cross:
+                parts.append(html.table(
+                    ["Entry", "Tested on", f"Dice, {here} px minus {there} px"],
+                    [[(html.esc(c["entry"]), ""),
+                      (html.esc(labels.get(c["tested_on"], c["tested_on"])), ""),
+                      (html.esc(interval_text(c, DIFFERENCE_WORDS).replace("**", "")), "")]
+                     for c in cross], "counterpart-cross"))
         parts.append('<p class="note">Paired over the same test images: mean per-image Dice '
                      "differences with 95% hierarchical bootstrap intervals over images and "
                      "seeds; the change is the gain here minus the gain there.</p>")

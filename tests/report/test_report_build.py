@@ -173,6 +173,8 @@ def test_a_study_with_a_counterpart_plan_shows_each_entry_and_gain_against_it(
                    "counterpart": "p4+neg", "baseline_counterpart": "unet+neg",
                    "here": contrast(0.08, 0.03, 0.13), "there": contrast(0.02, -0.02, 0.06),
                    "change": contrast(0.06, 0.01, 0.11)}],
+        "cross": [{"dataset": "kvasir", "tested_on": "cvc", "entry": "p4",
+                   "counterpart": "p4+neg", **contrast(-0.04, -0.07, -0.01)}],
     }
     path = write_json(tmp_path / "quality-hand.json", quality_doc(counterpart=counterpart))
     page = build_report([path], tmp_path / "r.html").read_text()
@@ -182,5 +184,7 @@ def test_a_study_with_a_counterpart_plan_shows_each_entry_and_gain_against_it(
     gains = gains[:gains.index("</table>")]
     assert "<td>+0.020 [-0.020, +0.060] no difference shown</td>" in gains
     assert "<td>+0.060 [+0.010, +0.110] grows</td>" in gains
+    cross = page[page.index('<table class="counterpart-cross">'):]
+    assert "<td>-0.040 [-0.070, -0.010] lower</td>" in cross[:cross.index("</table>")]
     bare = write_json(tmp_path / "quality-bare.json", quality_doc())
     assert 'id="counterpart"' not in build_report([bare], tmp_path / "b.html").read_text()
