@@ -392,3 +392,33 @@ def test_json_says_whether_a_polyp_is_present_by_the_checkpoint_decision(
                                headers={"content-type": "image/png"})
     assert body["polyp_present"] is present
     assert png.headers["x-polyp-present"] == ("true" if present else "false")
+
+
+def test_a_request_with_tta_is_decided_by_the_thresholds_chosen_for_it(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """Plain thresholds no map can meet, rot90 thresholds every map meets: the answer follows
+    the request's ``tta``."""
+    import shutil
+    from dataclasses import replace
+
+    from polypseg.checkpoint import read_meta, write_meta
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    stem = run / "checkpoints" / "best"
+    decision = {"min_area_fraction": 1.5, "min_peak_probability": 0.5, "source": "validation",
+                "by_tta": {"rot90": {"min_area_fraction": 0.0, "min_peak_probability": 0.0}}}
+    write_meta(stem, replace(read_meta(stem), decision=decision))
+    app = create_app(open_model(run), ServerSettings(max_bytes=MAX_BYTES, max_pixels=4_000_000))
+    data = encode(pattern(40, 50))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        plain, tta = (test_client.post(f"/v1/segment?format=json{query}", content=data,
+                                       headers={"content-type": "image/png"}).json()
+                      for query in ("", "&tta=rot90"))
+    assert plain["polyp_present"] is False and tta["polyp_present"] is True
+    assert tta["tta"] == "rot90"
