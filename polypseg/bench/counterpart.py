@@ -70,7 +70,12 @@ def compare_plans(plan: Plan, specs: list[RunSpec]) -> dict[str, Any]:
             for baseline in plan.baselines:
                 b = here.get((dataset, baseline))
                 b2 = there.get((dataset, mapping.get(baseline, "")))
-                if baseline == entry or not b or not b2:
+                # as in the plan's own comparisons, a baseline is set against the baselines
+                # listed before it only (unet-wide against unet, not unet against unet-wide)
+                if entry in plan.baselines and (
+                        plan.baselines.index(baseline) >= plan.baselines.index(entry)):
+                    continue
+                if not b or not b2:
                     continue
                 gains.append({
                     "dataset": dataset, "entry": entry, "baseline": baseline,

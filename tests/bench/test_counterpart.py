@@ -66,6 +66,7 @@ def test_gain_growth_is_measured_paired_over_the_same_images(tmp_path: Path,
     entries = {(r["dataset"], r["entry"]): r for r in section["entries"]}
     assert entries[("kvasir", "p4")]["diff_mean"] == pytest.approx(0.11, abs=0.01)
     assert entries[("kvasir", "p4")]["n_seeds"] == [3, 3]
+    assert [(g["entry"], g["baseline"]) for g in section["gains"]] == [("p4", "unet")] * 2
     gains = {g["dataset"]: g for g in section["gains"]}
     assert set(gains) == {"kvasir", "cvc"} and gains["kvasir"]["baseline"] == "unet"
     grows = gains["kvasir"]
