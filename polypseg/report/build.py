@@ -35,7 +35,7 @@ from polypseg.report.inputs import (
     resolve_recorded,
     run_meta,
 )
-from polypseg.report.summary import comparison_rows, quality_rows, run_row
+from polypseg.report.summary import NEGATIVE_METRICS, comparison_rows, quality_rows, run_row
 
 Progress = Callable[[str], None]
 
@@ -52,6 +52,9 @@ COLUMNS: tuple[tuple[str, str, int, bool | None], ...] = (
     ("e_measure_mean", "mean E", 3, True),
     ("e_measure_max", "max E", 3, True),
     ("mae", "MAE", 3, False),
+    ("false_positive_rate", "FPR on negatives", 3, False),
+    ("frame_sensitivity", "frame sensitivity", 3, True),
+    ("frame_specificity", "frame specificity", 3, True),
     ("consistency_off90", "Consistency off-90", 3, True),
     ("accuracy_drop", "Accuracy drop", 3, None),
 )
@@ -59,6 +62,9 @@ COLUMNS: tuple[tuple[str, str, int, bool | None], ...] = (
 #: The field's suite among :data:`COLUMNS` (shown only where the evaluations hold it).
 FIELD_KEYS = frozenset(("mdice", "miou", "s_measure", "weighted_f", "e_measure_mean",
                         "e_measure_max", "mae"))
+#: Columns shown only where some row holds them: the field's suite and the negatives'
+#: (evaluations made before either existed have neither).
+OPTIONAL_KEYS = FIELD_KEYS | frozenset(NEGATIVE_METRICS)
 
 
 def _quiet(_message: str) -> None:
@@ -88,8 +94,8 @@ def _summary_section(rows: list[dict[str, Any]]) -> str:
     parts = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         group = [r for r in rows if r["dataset"] == dataset]
-        # the field's suite only where the evaluations hold it (older ones predate it)
-        columns = [c for c in COLUMNS if c[0] not in FIELD_KEYS
+        # the field's suite and the negatives' rates only where the evaluations hold them
+        columns = [c for c in COLUMNS if c[0] not in OPTIONAL_KEYS
                    or any((r["metrics"].get(c[0]) or {}).get("mean") is not None for r in group)]
         best: dict[str, float] = {}
         for key, _, _, higher in columns:

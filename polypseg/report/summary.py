@@ -26,6 +26,10 @@ Stat = dict[str, Any]
 #: The test metrics of a summary row: thresholded, then the field's suite (at mask size).
 TEST_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "mdice", "miou", "s_measure",
                                  "weighted_f", "e_measure_mean", "e_measure_max", "mae")
+#: How a model answers "nothing here" (:mod:`polypseg.negatives_eval`): the false-positive rate
+#: on the test negatives and the frame-level "polyp present" sensitivity and specificity.
+NEGATIVE_METRICS: tuple[str, ...] = ("false_positive_rate", "frame_sensitivity",
+                                     "frame_specificity")
 
 
 def stat(values: list[float | None]) -> Stat:
@@ -111,6 +115,7 @@ def run_row(view: ModelView, facts: dict[str, Any]) -> dict[str, Any]:
             summary = (evaluated.get("summary") or {}).get(key) or {}
             metrics[key] = {"mean": summary.get("mean"), "std": summary.get("std"),
                             "n": summary.get("n", 0)}
+        metrics.update(_negative_stats(evaluated))
     sweep = sweep_numbers(view.sweep_file, view.sweep_name)
     for key, value in sweep.items():
         metrics[key] = {"mean": value, "std": None, "n": 0 if value is None else 1}
@@ -141,12 +146,16 @@ def quality_rows(result: QualityResult) -> list[dict[str, Any]]:
         if drop is None and angles:
             drop = accuracy_drop_of_summary(sweep, angles)
         drops.setdefault((row["entry"], row["dataset"]), []).append(drop)
+    negatives = {(g["entry"], g["dataset"]): g
+                 for g in (doc.get("negatives") or {}).get("summary") or []}
     rows = []
     for group in doc.get("summary", []):
         key = (group["entry"], group["dataset"])
         entry = entries.get(group["entry"], {})
         metrics = {k: dict(group.get("metrics", {}).get(k) or stat([]))
                    for k in TEST_METRICS}
+        metrics.update({k: dict(negatives.get(key, {}).get(k) or stat([]))
+                        for k in NEGATIVE_METRICS})
         metrics["consistency_off90"] = dict(
             (group.get("sweep") or {}).get("consistency_off90") or stat([]))
         metrics["accuracy_drop"] = stat(drops.get(key, []))
@@ -159,6 +168,15 @@ def quality_rows(result: QualityResult) -> list[dict[str, Any]]:
             "spread": "seeds", "n": group.get("n"), "stalled": stalled.get(key, 0),
         })
     return rows
+
+
+def _negative_stats(evaluated: dict[str, Any]) -> dict[str, Stat]:
+    """:data:`NEGATIVE_METRICS` of one evaluation, each one value (none: ``n`` 0)."""
+    from polypseg.bench.collect import negatives_metrics
+
+    found = negatives_metrics(evaluated) or {}
+    return {k: {"mean": found.get(k), "std": None, "n": int(found.get(k) is not None)}
+            for k in NEGATIVE_METRICS}
 
 
 def _angles(doc: dict[str, Any]) -> list[float]:

@@ -188,3 +188,24 @@ def test_a_study_with_a_counterpart_plan_shows_each_entry_and_gain_against_it(
     assert "<td>-0.040 [-0.070, -0.010] lower</td>" in cross[:cross.index("</table>")]
     bare = write_json(tmp_path / "quality-bare.json", quality_doc())
     assert 'id="counterpart"' not in build_report([bare], tmp_path / "b.html").read_text()
+
+
+def test_the_summary_states_how_each_entry_answers_frames_without_a_polyp(
+        tmp_path: Path) -> None:
+    def stat(mean: float, std: float) -> dict:
+        return {"mean": mean, "std": std, "n": 2}
+
+    negatives = {"summary": [
+        {"dataset": "kvasir", "entry": entry, "n": 2, "false_positive_rate": stat(fpr, 0.01),
+         "frame_sensitivity": stat(sens, 0.02), "frame_specificity": stat(spec, 0.03)}
+        for entry, fpr, sens, spec in (("unet", 0.44, 0.90, 0.85), ("p4", 0.56, 0.95, 0.94))]}
+    path = write_json(tmp_path / "quality-neg.json", quality_doc(negatives=negatives))
+    page = build_report([path], tmp_path / "n.html").read_text()
+    table = page[page.index('<table class="summary">'):]
+    table = table[:table.index("</table>")]
+    assert ("<th>FPR on negatives</th><th>frame sensitivity</th><th>frame specificity</th>"
+            in table)
+    assert "0.440 ± 0.010" in table and '<td class="best">0.940 ± 0.030</td>' in table
+    bare = build_report([write_json(tmp_path / "quality-bare.json", quality_doc())],
+                        tmp_path / "b.html").read_text()
+    assert "FPR on negatives" not in bare  # evaluations made before negatives: no column
