@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from polypseg.bench.plan import Plan, PlanError
-from polypseg.bench.report import _table
+from polypseg.bench.report import _table, interval_text
 from polypseg.bench.runs import RunSpec
 
 
@@ -112,19 +112,10 @@ def _cross_scores(specs: list[RunSpec]) -> dict[tuple[str, str, str], list[dict[
     return scores
 
 
-#: How a verdict reads: above 0, below 0, neither (an entry against its counterpart; the change
-#: of a gain).
+#: How a verdict reads (:func:`polypseg.bench.report.interval_text`): an entry against its
+#: counterpart; the change of a gain.
 DIFFERENCE_WORDS = ("higher", "lower", "no difference shown")
 CHANGE_WORDS = ("grows", "shrinks", "no change shown")
-
-
-def interval_text(row: dict[str, Any],
-              words: tuple[str, str, str] = ("better", "worse", "no difference shown")) -> str:
-    """``+0.012 [-0.010, +0.034]`` and the verdict in ``words`` (above 0, below 0, neither;
-    bold when shown)."""
-    verdict = {"better": words[0], "worse": words[1]}.get(row["verdict"])
-    return (f"{row['diff_mean']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] "
-            + (f"**{verdict}**" if verdict else words[2]))
 
 
 def counterpart_markdown(doc: dict[str, Any]) -> list[str]:

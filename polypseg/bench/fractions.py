@@ -59,6 +59,8 @@ def _percent(fraction: float) -> str:
 def fractions_markdown(doc: dict[str, Any]) -> list[str]:
     """The curves as tables (rows: entries, columns: fractions) and each entry's paired
     difference to each baseline at every fraction, per base dataset."""
+    from polypseg.bench.report import interval_text  # the report imports this module
+
     rows = doc.get("fractions") or []
     if not rows:
         return []
@@ -109,7 +111,7 @@ def fractions_markdown(doc: dict[str, Any]) -> list[str]:
                     key = plan_keys.get((base, fraction))
                     hit = [c for c in paired if c["dataset"] == key and c["entry"] == entry
                            and c["baseline"] == baseline]
-                    cells.append(_difference(hit[0]) if hit else "n/a")
+                    cells.append(interval_text(hit[0]) if hit else "n/a")
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     for plot in doc.get("plots", []):
@@ -126,10 +128,6 @@ def _fraction_of(plan_dataset: str, plan_keys: dict[tuple[str, float], str],
     return None
 
 
-def _difference(row: dict[str, Any]) -> str:
-    verdict = row["verdict"]
-    shown = f"**{verdict}**" if verdict in ("better", "worse") else "no difference shown"
-    return (f"{row['diff_mean']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] {shown}")
 
 
 def plot_fraction_curves(doc: dict[str, Any], plan: Plan, out: Path) -> list[Path]:

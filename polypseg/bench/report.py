@@ -255,6 +255,26 @@ def _signed(value: float) -> str:
     return f"{value:+.3f}"
 
 
+#: How a paired difference's verdict reads: above 0, below 0, neither.
+VERDICT_WORDS = ("better", "worse", "no difference shown")
+
+
+def interval_text(row: dict[str, Any], words: tuple[str, str, str] = VERDICT_WORDS,
+                  bold: bool = True) -> str:
+    """``+0.012 [-0.010, +0.034] no difference shown``: a paired difference (the keys of
+    :func:`polypseg.bench.stats.paired_bootstrap`) with its verdict in ``words``.
+
+    Args:
+        row: ``diff_mean``, ``ci_low``, ``ci_high`` and ``verdict``.
+        words: what the verdict reads as above 0, below 0 and neither.
+        bold: mark a shown verdict (above or below 0) bold, as markdown.
+    """
+    verdict = {"better": words[0], "worse": words[1]}.get(row["verdict"])
+    shown = words[2] if verdict is None else f"**{verdict}**" if bold else verdict
+    return (f"{_signed(row['diff_mean'])} [{_signed(row['ci_low'])}, "
+            f"{_signed(row['ci_high'])}] {shown}")
+
+
 def comparisons_markdown(doc: dict[str, Any]) -> list[str]:
     """Per dataset: each entry's paired Dice difference to each baseline, with its CI."""
     rows = doc.get("comparisons") or []
@@ -282,11 +302,7 @@ def comparisons_markdown(doc: dict[str, Any]) -> list[str]:
                 if not match:
                     cells.append("n/a")
                     continue
-                r = match[0]
-                verdict = r["verdict"]
-                shown = f"**{verdict}**" if verdict in ("better", "worse") else verdict
-                cells.append(f"{_signed(r['diff_mean'])} [{_signed(r['ci_low'])}, "
-                             f"{_signed(r['ci_high'])}] {shown}")
+                cells.append(interval_text(match[0]))
             seeds = {tuple(r["n_seeds"]) for r in rows if r["dataset"] == key
                      and r["entry"] == entry}
             cells.append(", ".join(f"{a} vs {b}" for a, b in sorted(seeds)))

@@ -226,7 +226,8 @@ def _fractions_section(study: Study) -> str:
 def _counterpart_section(study: Study) -> str:
     """Each entry against its counterpart in another plan (a study's ``counterpart``: 192 px
     against 96 px), and how its gain over each baseline changes between the two."""
-    from polypseg.bench.counterpart import CHANGE_WORDS, DIFFERENCE_WORDS, interval_text
+    from polypseg.bench.counterpart import CHANGE_WORDS, DIFFERENCE_WORDS
+    from polypseg.bench.report import interval_text
 
     parts = []
     for result in study.quality:
@@ -242,7 +243,7 @@ def _counterpart_section(study: Study) -> str:
             parts.append(html.table(
                 ["Entry", "Counterpart", f"Dice, {here} px minus {there} px"],
                 [[(html.esc(r["entry"]), ""), (html.esc(r["counterpart"]), ""),
-                  (html.esc(interval_text(r, DIFFERENCE_WORDS).replace("**", "")), "")]
+                  (html.esc(interval_text(r, DIFFERENCE_WORDS, bold=False)), "")]
                  for r in rows], "counterpart"))
             gains = [g for g in section["gains"] if g["dataset"] == dataset]
             if gains:
@@ -250,9 +251,9 @@ def _counterpart_section(study: Study) -> str:
                     ["Entry", "Baseline", f"gain at {here} px", f"gain at {there} px",
                      "change"],
                     [[(html.esc(g["entry"]), ""), (html.esc(g["baseline"]), ""),
-                      *((html.esc(interval_text(g[k]).replace("**", "")), "")
+                      *((html.esc(interval_text(g[k], bold=False)), "")
                         for k in ("here", "there")),
-                      (html.esc(interval_text(g["change"], CHANGE_WORDS).replace("**", "")),
+                      (html.esc(interval_text(g["change"], CHANGE_WORDS, bold=False)),
                        "")] for g in gains], "counterpart-gains"))
             cross = [c for c in section.get("cross") or [] if c["dataset"] == dataset]
             if cross:
@@ -260,7 +261,7 @@ def _counterpart_section(study: Study) -> str:
                     ["Entry", "Tested on", f"Dice, {here} px minus {there} px"],
                     [[(html.esc(c["entry"]), ""),
                       (html.esc(labels.get(c["tested_on"], c["tested_on"])), ""),
-                      (html.esc(interval_text(c, DIFFERENCE_WORDS).replace("**", "")), "")]
+                      (html.esc(interval_text(c, DIFFERENCE_WORDS, bold=False)), "")]
                      for c in cross], "counterpart-cross"))
         parts.append('<p class="note">Paired over the same test images: mean per-image Dice '
                      "differences with 95% hierarchical bootstrap intervals over images and "
