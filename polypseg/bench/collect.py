@@ -128,17 +128,26 @@ def cross_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def own_test_scores(specs: list[RunSpec]) -> dict[tuple[str, str], list[dict[str, float]]]:
-    """``(dataset, entry) -> [stem -> Dice, one per finished run]`` of every run's evaluations on
-    its own test split (an evaluation-only entry, ``unet+tta``, under its own name)."""
-    scores: dict[tuple[str, str], list[dict[str, float]]] = {}
+def test_scores(specs: list[RunSpec], cross: bool = False
+                ) -> dict[tuple[str, ...], list[dict[str, float]]]:
+    """``[stem -> Dice, one per finished run]`` of the runs' evaluations on their own test split,
+    keyed ``(dataset, entry)`` (an evaluation-only entry, ``unet+tta``, under its own name), or
+    with ``cross`` on another dataset's, keyed ``(trained on, tested on, entry)``.
+
+    Args:
+        specs: the runs.
+        cross: the evaluations on other datasets' test splits instead of the own one.
+    """
+    scores: dict[tuple[str, ...], list[dict[str, float]]] = {}
     for spec in specs:
         for evaluation in spec.evaluations:
-            if evaluation.cross:
+            if evaluation.cross != cross:
                 continue
             dice = per_image_dice(spec, evaluation)
             if dice:
-                scores.setdefault((spec.dataset, evaluation.entry), []).append(dice)
+                key = ((spec.dataset, str(evaluation.dataset), evaluation.entry) if cross
+                       else (spec.dataset, evaluation.entry))
+                scores.setdefault(key, []).append(dice)
     return scores
 
 
@@ -147,7 +156,7 @@ def compare_to_baselines(plan: Plan, specs: list[RunSpec]) -> list[dict[str, Any
     per-image test Dice over images and seeds (:func:`.stats.paired_bootstrap`)."""
     from polypseg.bench.stats import paired_bootstrap
 
-    scores = own_test_scores(specs)
+    scores = test_scores(specs)
     rows = []
     for dataset in plan.datasets:
         for baseline in plan.baselines:

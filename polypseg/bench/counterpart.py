@@ -41,7 +41,7 @@ def compare_plans(plan: Plan, specs: list[RunSpec]) -> dict[str, Any]:
         plan: the plan, whose ``compare_with`` names the other.
         specs: its runs (:func:`polypseg.bench.runs.plan_runs`).
     """
-    from polypseg.bench.collect import own_test_scores
+    from polypseg.bench.collect import test_scores
     from polypseg.bench.plan import load_plan
     from polypseg.bench.runs import plan_runs
     from polypseg.bench.stats import paired_contrast
@@ -56,7 +56,7 @@ def compare_plans(plan: Plan, specs: list[RunSpec]) -> dict[str, Any]:
         raise PlanError(f"compare_with.entries: {unknown} are not entries of plan "
                         f"{other.name!r} ({', '.join(sorted(names))})")
     other_specs = plan_runs(other)
-    here, there = own_test_scores(specs), own_test_scores(other_specs)
+    here, there = test_scores(specs), test_scores(other_specs)
     mapping = dict(counterpart.entries)
     shared = [d.key for d in plan.datasets if d.key in {o.key for o in other.datasets}]
     entries, gains = [], []
@@ -84,7 +84,7 @@ def compare_plans(plan: Plan, specs: list[RunSpec]) -> dict[str, Any]:
                     "there": paired_contrast([(1.0, a2), (-1.0, b2)]),
                     "change": paired_contrast([(1.0, a), (-1.0, b), (-1.0, a2), (1.0, b2)]),
                 })
-    cross_here, cross_there = _cross_scores(specs), _cross_scores(other_specs)
+    cross_here, cross_there = test_scores(specs, cross=True), test_scores(other_specs, cross=True)
     cross = []
     for (trained_on, tested_on, entry), a in cross_here.items():
         a2 = cross_there.get((trained_on, tested_on, mapping.get(entry, "")))
@@ -95,21 +95,6 @@ def compare_plans(plan: Plan, specs: list[RunSpec]) -> dict[str, Any]:
     return {"plan": other.name, "plan_file": plan.relative(counterpart.plan_file),
             "note": counterpart.note, "size": [plan.size, other.size],
             "entries": entries, "gains": gains, "cross": cross}
-
-
-def _cross_scores(specs: list[RunSpec]) -> dict[tuple[str, str, str], list[dict[str, float]]]:
-    """``(trained on, tested on, entry) -> [stem -> Dice, one per finished run]`` of the runs'
-    evaluations on another dataset's test split."""
-    from polypseg.bench.collect import per_image_dice
-
-    scores: dict[tuple[str, str, str], list[dict[str, float]]] = {}
-    for spec in specs:
-        for evaluation in spec.evaluations:
-            dice = per_image_dice(spec, evaluation) if evaluation.cross else None
-            if dice:
-                key = (spec.dataset, str(evaluation.dataset), evaluation.entry)
-                scores.setdefault(key, []).append(dice)
-    return scores
 
 
 #: How a verdict reads (:func:`polypseg.bench.report.interval_text`): an entry against its

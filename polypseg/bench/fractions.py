@@ -32,12 +32,12 @@ def fraction_curves(plan: Plan, specs: list[RunSpec]) -> list[dict[str, Any]]:
         plan: the plan.
         specs: its runs (unfinished ones add nothing).
     """
-    from polypseg.bench.collect import own_test_scores
+    from polypseg.bench.collect import test_scores
     from polypseg.bench.stats import bootstrap_mean
 
     if not has_fractions(plan):
         return []
-    scores = own_test_scores(specs)
+    scores = test_scores(specs)
     rows = []
     for dataset in plan.datasets:
         for entry in plan.entries:
